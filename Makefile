@@ -1,0 +1,75 @@
+# qcwx — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 5000
+FLASK := $(PY) -m flask --app wsgi
+PYTHON ?= python3
+
+.PHONY: run test install install-test assets browser-deps db seed worker beat fake-wechat bench lint clean
+
+run: install assets db  ## set up everything and serve the demo at http://127.0.0.1:$(PORT)
+	$(FLASK) seed-demo --if-empty
+	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+
+test: install-test assets browser-deps  ## install test requirements and run the whole suite
+	$(PY) -m pytest
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
+	$(PY) -m pip install -q -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Front-end packages come from npm (package.json + lockfile) and are served from static/vendor.
+static/vendor/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/echarts/dist/echarts.min.js static/vendor/echarts.min.js
+	cp node_modules/weui/dist/style/weui.min.css static/vendor/weui.min.css
+	{ echo '(function(){var module={exports:{}};'; cat node_modules/weixin-js-sdk/index.js; echo '})();'; } > static/vendor/jweixin.js
+	touch $@
+
+assets: static/vendor/.stamp
+
+# Browser tests drive Debian's chromium (never a downloaded browser) and need a CJK font.
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi 'noto.*cjk'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null) \
+	      || echo "warning: could not install chromium; browser tests will be skipped"; \
+	  else echo "note: install Debian's chromium and fonts-noto-cjk to run the browser tests"; fi; \
+	fi
+
+db: install  ## apply the Alembic migrations
+	$(FLASK) db upgrade
+
+seed: db
+	$(FLASK) seed-demo
+
+worker: install  ## a Celery worker (needs QCWX_REDIS_URL)
+	$(VENV)/bin/celery -A workers.celery_app worker -P solo -l info
+
+beat: install
+	$(VENV)/bin/celery -A workers.celery_app beat -l info
+
+fake-wechat: install
+	$(FLASK) fake-wechat
+
+bench: install-test
+	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor instance/*.sqlite3

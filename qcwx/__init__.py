@@ -1,0 +1,109 @@
+"""qcwx: daily inter-laboratory comparison built from labs' internal QC results."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from flask import Flask
+
+from qcwx.config import PROJECT_ROOT, build_config
+
+__version__ = "0.1.0"
+
+
+def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app: a short list of named configure/register steps.
+
+    ``config_override`` takes the same keys as the QCWX_* variables without the prefix.
+    """
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    app.config.from_mapping(build_config(config_override))
+    configure_logging(app)
+    configure_extensions(app)
+    configure_celery(app)
+    register_blueprints(app)
+    register_template_helpers(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    """Log at the configured level with one format for app and workers."""
+    logging.basicConfig(
+        level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def configure_extensions(app: Flask) -> None:
+    """Bind db, migrations, login, CSRF and the rate limiter; import every model."""
+    from qcwx import models  # noqa: F401 - registers every table on the metadata
+    from qcwx.audit import services as _audit  # noqa: F401 - installs the audit listeners
+    from qcwx.extensions import csrf, db, limiter, login_manager, make_sqlite_transactional, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "orgs.login"
+    login_manager.login_message = "请先登录"
+    csrf.init_app(app)
+    limiter.init_app(app)
+    app.config.setdefault("RATELIMIT_ENABLED", not app.config["TESTING"])
+
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            make_sqlite_transactional(db.engine)
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        from qcwx.orgs.models import User
+
+        return db.session.get(User, int(user_id))
+
+
+def configure_celery(app: Flask) -> None:
+    """Wire Celery to run tasks inside the app context; eager when no Redis is configured."""
+    from workers.celery_app import init_celery
+
+    init_celery(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount every feature's blueprint."""
+    from qcwx.iqc.views import bp as iqc_bp
+    from qcwx.orgs.views import bp as orgs_bp
+    from qcwx.web.views import bp as web_bp
+
+    app.register_blueprint(web_bp)
+    app.register_blueprint(orgs_bp)
+    app.register_blueprint(iqc_bp)
+    from qcwx.admin import init_admin
+
+    init_admin(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    """Add filters for local time and number display used by every template."""
+    from qcwx.web.helpers import install
+
+    install(app)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Turn user errors into Chinese 4xx pages or JSON, never a 500."""
+    from qcwx.web.errors import install
+
+    install(app)
+
+
+def register_commands(app: Flask) -> None:
+    """Add ``flask seed-demo`` and the other maintenance commands."""
+    from qcwx.cli import install
+
+    install(app)

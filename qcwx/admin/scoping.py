@@ -1,0 +1,81 @@
+"""Region scope of the admin pages, built on ``orgs.scopes`` so it lives inside the SQL.
+
+A platform admin sees everything; a centre sees its own region's hospitals, labs, users,
+instruments and test systems. Shared catalogue entries (analytes, reagents, lots, …) have no
+scope. Every list query, count query, single-object load and relationship dropdown of the admin
+goes through :func:`scope_clause`, so rows outside the region are never loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, or_, select, true
+
+from qcwx.catalog.models import Instrument, TestSystem
+from qcwx.extensions import db
+from qcwx.orgs.models import Hospital, Lab, Region, User
+from qcwx.orgs.scopes import in_scope, lab_ids_in_scope
+
+
+def hospital_ids_in_region(actor: User) -> Any:
+    """Return a SELECT of the hospital ids of the actor's region (all for an admin)."""
+    stmt = select(Hospital.id)
+    if actor.role == "admin":
+        return stmt
+    return stmt.where(Hospital.region_id == actor.region_id)
+
+
+def scope_clause(actor: User, model: type) -> ColumnElement[bool]:
+    """Return the WHERE clause limiting ``model`` to what ``actor`` may maintain."""
+    if actor.role == "admin":
+        return true()
+    if actor.role != "center":
+        return false()
+    region_id = actor.region_id
+    if model is Region:
+        return Region.id == region_id
+    if model is Hospital:
+        return Hospital.region_id == region_id
+    if model is Lab:
+        return in_scope(actor, Lab.id)
+    if model is User:
+        return or_(
+            User.region_id == region_id,
+            User.hospital_id.in_(hospital_ids_in_region(actor)),
+            User.lab_id.in_(lab_ids_in_scope(actor)),
+        )
+    if model is Instrument:
+        return in_scope(actor, Instrument.lab_id)
+    if model is TestSystem:
+        return in_scope(actor, TestSystem.lab_id)
+    return true()  # shared catalogue
+
+
+def scoped_query(actor: User, model: type) -> Any:
+    """Return a legacy ``Query`` of ``model`` limited to the actor's scope (for Flask-Admin)."""
+    return db.session.query(model).filter(scope_clause(actor, model))
+
+
+def region_of(obj: Any) -> int | None:
+    """Return the region id an org/catalogue object belongs to (None for shared ones)."""
+    if isinstance(obj, Region):
+        return obj.id
+    if isinstance(obj, Hospital):
+        return obj.region.id if obj.region is not None else obj.region_id
+    if isinstance(obj, Lab):
+        return region_of(obj.hospital) if obj.hospital is not None else None
+    if isinstance(obj, (Instrument, TestSystem)):
+        return region_of(obj.lab) if obj.lab is not None else None
+    return None
+
+
+def may_maintain(actor: User, obj: Any) -> bool:
+    """Return whether ``actor`` may create or change ``obj`` (its region is the actor's)."""
+    if actor.role == "admin":
+        return True
+    if actor.role != "center":
+        return False
+    if isinstance(obj, (Region, Hospital, Lab, Instrument, TestSystem)):
+        return region_of(obj) == actor.region_id
+    return True

@@ -1,0 +1,1 @@
+"""Alert outbox and delivery channels."""

@@ -1,0 +1,1 @@
+"""Analytes, quality specifications, instruments, reagents, QC materials and test systems."""

@@ -1,0 +1,85 @@
+"""Place a built chart in a page (HTML fragment) or hand its options to an API (JSON).
+
+The page that shows charts must load ECharts once, before or after the fragments, without
+``async`` (a fragment draws at once when ``echarts`` is loaded, else on ``DOMContentLoaded``)::
+
+    <script src="{{ url_for('static', filename=ECHARTS_SCRIPT_PATH) }}"></script>
+
+``static/vendor/echarts.min.js`` is copied from npm by ``make assets``; never a CDN.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from qcwx.charts.common import check_chart_id
+
+#: Path of ECharts under ``static/`` (``url_for('static', filename=ECHARTS_SCRIPT_PATH)``).
+ECHARTS_SCRIPT_PATH = "vendor/echarts.min.js"
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+_TEMPLATE = "charts/_chart.html"
+_HEIGHT = re.compile(r"^\d{1,4}(\.\d{1,2})?(px|vh|rem|em|%)$")
+_env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)),
+                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+
+
+def escape_for_script(js: str) -> str:
+    r"""Make JSON/JS text safe inside ``<script>``: ``</`` → ``<\/`` and ``<!--`` → ``<\!--``."""
+    return js.replace("<!--", "<\\!--").replace("</", "<\\/")
+
+
+def options_json(chart) -> str:
+    """Return the chart's ECharts options as compact JSON (for APIs and the mini-program).
+
+    Raises ``ValueError`` if a builder ever put raw ``JsCode`` in the options.
+    """
+    return _compact(options_dict(chart))
+
+
+def _compact(options: dict) -> str:
+    text = json.dumps(options, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def script_options(chart) -> str:
+    """Return the options as text for a ``<script>``: compact JSON, escaped.
+
+    ``chart.dump_options()`` is the source (it keeps ``JsCode`` raw; such options are used as
+    dumped); pure-JSON options are re-serialised compactly (about half the size).
+    """
+    raw = chart.dump_options()
+    try:
+        text = _compact(json.loads(raw))
+    except json.JSONDecodeError:
+        text = raw
+    return escape_for_script(text)
+
+
+def options_dict(chart) -> dict:
+    """Return the chart's ECharts options as a plain dict (``jsonify``-able)."""
+    try:
+        return json.loads(chart.dump_options())
+    except json.JSONDecodeError as exc:  # JsCode is not JSON
+        raise ValueError("chart options contain JavaScript code, not pure JSON") from exc
+
+
+def render(chart, *, height: str | None = None) -> Markup:
+    """Return the HTML fragment (one ``div`` + one ``<script>``) that draws ``chart``.
+
+    ``height`` is a CSS length (``"320px"``); ``None`` uses the builder's suggested height
+    (320 px for most charts, more for square plots, 32 px for sparklines).
+    """
+    height = height or getattr(chart, "height", None) or "320px"
+    if not _HEIGHT.match(str(height)):
+        raise ValueError(f"height must be a CSS length like '320px': {height!r}")
+    # Safe: JSON text made inert for <script> ("</", "<!--"); HTML escaping would break it.
+    options_js = Markup(script_options(chart))  # noqa: S704
+    macro = _env.get_template(_TEMPLATE).module.chart
+    html = macro(check_chart_id(chart.chart_id), options_js, str(height))
+    return html if isinstance(html, Markup) else Markup(html)  # noqa: S704 (autoescaped)

@@ -1,0 +1,6 @@
+"""A deterministic demo region (示范市) to try qcwx: ``flask --app wsgi seed-demo``.
+
+:func:`qcwx.demo.seed.seed` builds hospitals, labs, users, the catalogue, test systems,
+control limits and daily QC results with injected shifts, trends, outliers and one biased
+lab; :data:`qcwx.demo.seed.INJECTED` says what was injected where.
+"""

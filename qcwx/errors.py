@@ -1,0 +1,60 @@
+"""Errors that cross layers: user mistakes (4xx, Chinese), outside services, configuration.
+
+Services raise these; the web layer turns ``UserError`` into a 4xx with a Chinese message
+naming the field, so a bad input never becomes a 500 or a partial write.
+"""
+
+from __future__ import annotations
+
+
+class QcwxError(Exception):
+    """Base of every qcwx error."""
+
+
+class ConfigError(QcwxError):
+    """A setting is missing or invalid; the message names the QCWX_ variable (English, ops)."""
+
+
+class UserError(QcwxError):
+    """Bad input from a user: a Chinese message, the field it concerns and the HTTP status."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if status is not None:
+            self.status = status
+
+    def to_dict(self) -> dict:
+        """Return the JSON body every API uses for this error."""
+        return {"error": self.message, "field": self.field}
+
+
+class NotFound(UserError):
+    """The object does not exist or lies outside the actor's scope (same answer, on purpose)."""
+
+    status = 404
+
+    def __init__(self, message: str = "未找到该对象或无权访问", field: str | None = None):
+        super().__init__(message, field)
+
+
+class Forbidden(UserError):
+    """The actor's role may not do this."""
+
+    status = 403
+
+    def __init__(self, message: str = "当前角色无权执行此操作", field: str | None = None):
+        super().__init__(message, field)
+
+
+class Conflict(UserError):
+    """The request clashes with stored data (e.g. a client id reused with other values)."""
+
+    status = 409
+
+
+class ExternalServiceError(QcwxError):
+    """A call to WeChat, Redis or another outside service failed; callers retry later."""

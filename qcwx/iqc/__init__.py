@@ -1,0 +1,1 @@
+"""Internal QC: runs, versioned results, control limits, rule sets, violations, actions."""

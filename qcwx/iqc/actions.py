@@ -1,0 +1,76 @@
+"""Out-of-control workflow (失控处理): the technician completes, the supervisor signs off."""
+
+from __future__ import annotations
+
+from qcwx.errors import Conflict, Forbidden, NotFound, UserError
+from qcwx.extensions import db
+from qcwx.iqc.models import CAUSE_CATEGORIES, CorrectiveAction
+from qcwx.orgs.models import User
+from qcwx.orgs.scopes import can_access_lab
+from qcwx.timeutil import utcnow
+
+COMPLETERS = {"technician", "supervisor", "director"}
+SIGNERS = {"supervisor", "director"}
+ACTION_STATUS = {"open": "待处理", "submitted": "待审核", "signed": "已签字"}
+
+
+def load_action(actor: User, action_id: int) -> CorrectiveAction:
+    """Return the record when its lab is in scope, else 404."""
+    action = db.session.get(CorrectiveAction, action_id)
+    if action is None or not can_access_lab(actor, action.run.test_system.lab_id):
+        raise NotFound("失控处理记录不存在或无权访问")
+    return action
+
+
+def _required(value: str | None, field: str, label: str, limit: int = 2000) -> str:
+    text = (value or "").strip()
+    if not text:
+        raise UserError(f"请填写{label}", field=field)
+    if len(text) > limit:
+        raise UserError(f"{label}过长（最多{limit}字）", field=field)
+    return text
+
+
+def complete_action(
+    actor: User, action_id: int, *, cause_category: str, description: str, action_taken: str,
+    rerun_result: str, patient_impact: str | None = None,
+) -> CorrectiveAction:
+    """Record cause, corrective action and re-run result; the record then awaits signature."""
+    action = load_action(actor, action_id)
+    if actor.role not in COMPLETERS:
+        raise Forbidden("当前角色不能填写失控处理记录")
+    if action.status == "signed":
+        raise Conflict("该记录已签字，不能再修改")
+    if cause_category not in CAUSE_CATEGORIES:
+        raise UserError("请选择失控原因类别", field="cause_category")
+    action.cause_category = cause_category
+    action.description = _required(description, "description", "原因分析")
+    action.action_taken = _required(action_taken, "action_taken", "纠正措施")
+    action.rerun_result = _required(rerun_result, "rerun_result", "复测结果")
+    action.patient_impact = (patient_impact or "").strip() or None
+    action.status = "submitted"
+    action.completed_by_id = actor.id
+    action.completed_at = utcnow()
+    db.session.flush()
+    return action
+
+
+def sign_action(
+    actor: User, action_id: int, *, approve: bool, comment: str | None
+) -> CorrectiveAction:
+    """Sign off (approve) or send back (reject) a completed record; supervisors only."""
+    action = load_action(actor, action_id)
+    if actor.role not in SIGNERS:
+        raise Forbidden("只有质控主管或科主任可以审核签字")
+    if action.status != "submitted":
+        raise Conflict("该记录尚未提交或已签字，不能审核")
+    if approve:
+        action.status = "signed"
+        action.signed_by_id = actor.id
+        action.signed_at = utcnow()
+        action.sign_comment = (comment or "").strip() or None
+    else:
+        action.status = "open"
+        action.sign_comment = _required(comment, "comment", "退回原因")
+    db.session.flush()
+    return action

@@ -1,0 +1,212 @@
+"""Read-only IQC queries, each built from the actor's scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from qcwx.catalog.models import TestSystem
+from qcwx.extensions import db
+from qcwx.iqc.models import CorrectiveAction, QcRun
+from qcwx.orgs.models import Hospital, Lab, User
+from qcwx.orgs.scopes import in_scope
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One test system on the home board with today's verdict (None = not yet run)."""
+
+    test_system: TestSystem
+    today_status: str | None
+    last_run_date: date | None
+
+
+def test_systems(actor: User, lab_id: int | None = None) -> list[TestSystem]:
+    """Return the active test systems in scope (optionally of one lab), ordered for display."""
+    stmt = (
+        select(TestSystem)
+        .where(TestSystem.active, in_scope(actor, TestSystem.lab_id))
+        .options(joinedload(TestSystem.analyte), joinedload(TestSystem.instrument),
+                 joinedload(TestSystem.qc_lot), selectinload(TestSystem.levels))
+        .order_by(TestSystem.lab_id, TestSystem.analyte_id, TestSystem.id)
+    )
+    if lab_id is not None:
+        stmt = stmt.where(TestSystem.lab_id == lab_id)
+    return list(db.session.scalars(stmt).unique())
+
+
+def today_board(actor: User, today: date) -> list[BoardRow]:
+    """Return each test system in scope with its worst verdict of ``today``."""
+    systems = test_systems(actor)
+    ids = [ts.id for ts in systems]
+    if not ids:
+        return []
+    rank = {"reject": 3, "warning": 2, "accept": 1, "pending": 0}
+    today_rows = db.session.execute(
+        select(QcRun.test_system_id, QcRun.status).where(
+            QcRun.test_system_id.in_(ids), QcRun.run_date == today)
+    ).all()
+    worst: dict[int, str] = {}
+    for ts_id, status in today_rows:
+        if rank.get(status, 0) >= rank.get(worst.get(ts_id, "pending"), 0):
+            worst[ts_id] = status
+    last = dict(db.session.execute(
+        select(QcRun.test_system_id, func.max(QcRun.run_date))
+        .where(QcRun.test_system_id.in_(ids)).group_by(QcRun.test_system_id)
+    ).all())
+    return [BoardRow(ts, worst.get(ts.id), last.get(ts.id)) for ts in systems]
+
+
+def open_actions(actor: User, statuses: tuple[str, ...] = ("open", "submitted")) -> list:
+    """Return out-of-control records in scope that still need work or a signature."""
+    stmt = (
+        select(CorrectiveAction)
+        .join(QcRun).join(TestSystem)
+        .where(CorrectiveAction.status.in_(statuses), in_scope(actor, TestSystem.lab_id))
+        .options(joinedload(CorrectiveAction.run).joinedload(QcRun.test_system))
+        .order_by(CorrectiveAction.opened_at.desc())
+    )
+    return list(db.session.scalars(stmt).unique())
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Counts for a director's or the centre's home page."""
+
+    hospitals: int
+    labs: int
+    test_systems: int
+    submitted_today: int
+    rejected_today: int
+    warned_today: int
+    in_control_rate_30d: float | None
+
+
+def overview(actor: User, today: date) -> Overview:
+    """Summarise today's submissions and the 30-day in-control rate over the actor's scope."""
+    ts_scope = select(TestSystem.id).where(TestSystem.active, in_scope(actor, TestSystem.lab_id))
+    labs = db.session.scalar(select(func.count()).select_from(Lab).where(in_scope(actor, Lab.id)))
+    hospitals = db.session.scalar(
+        select(func.count(func.distinct(Lab.hospital_id))).where(in_scope(actor, Lab.id)))
+    n_ts = db.session.scalar(select(func.count()).select_from(ts_scope.subquery()))
+    todays = dict(db.session.execute(
+        select(QcRun.status, func.count(func.distinct(QcRun.test_system_id)))
+        .where(QcRun.test_system_id.in_(ts_scope), QcRun.run_date == today)
+        .group_by(QcRun.status)).all())
+    month = dict(db.session.execute(
+        select(QcRun.status, func.count())
+        .where(QcRun.test_system_id.in_(ts_scope), QcRun.run_date > today - timedelta(days=30))
+        .group_by(QcRun.status)).all())
+    total = sum(month.values())
+    return Overview(
+        hospitals=hospitals or 0, labs=labs or 0, test_systems=n_ts or 0,
+        submitted_today=sum(todays.values()), rejected_today=todays.get("reject", 0),
+        warned_today=todays.get("warning", 0),
+        in_control_rate_30d=(1 - month.get("reject", 0) / total) if total else None,
+    )
+
+
+def hospitals_in_scope(actor: User) -> list[Hospital]:
+    """Return hospitals having at least one lab in scope."""
+    stmt = (select(Hospital).join(Lab).where(in_scope(actor, Lab.id))
+            .order_by(Hospital.code).distinct())
+    return list(db.session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class LjPoint:
+    """One current result on a Levey–Jennings chart."""
+
+    run_id: int
+    run_date: date
+    run_no: int
+    level_id: int
+    value: float
+    value_text: str
+    version: int
+    z: float | None
+    status: str
+    rules: tuple[str, ...]
+    handled: bool | None
+    entered_by: str | None
+
+
+def lj_points(ts: TestSystem, start: date | None = None, end: date | None = None) -> list[LjPoint]:
+    """Return the current results of a test system in run order with verdicts and rules.
+
+    ``handled`` is None for runs that were not rejected, True when the out-of-control record
+    is signed, False while it is open or awaiting signature.
+    """
+    import numpy as np
+
+    from qcwx.iqc import targets
+    from qcwx.iqc.models import QcResult, Violation
+
+    stmt = (select(QcRun, QcResult, User.display_name)
+            .join(QcResult, QcResult.run_id == QcRun.id)
+            .outerjoin(User, User.id == QcResult.entered_by_id)
+            .where(QcRun.test_system_id == ts.id, QcResult.is_current)
+            .order_by(QcRun.run_date, QcRun.run_no))
+    if start is not None:
+        stmt = stmt.where(QcRun.run_date >= start)
+    if end is not None:
+        stmt = stmt.where(QcRun.run_date <= end)
+    rows = db.session.execute(stmt).all()
+    run_ids = list({run.id for run, _, _ in rows})
+    fired: dict[tuple[int, int], list[str]] = {}
+    handled: dict[int, bool] = {}
+    if run_ids:
+        for v in db.session.scalars(select(Violation).where(
+                Violation.run_id.in_(run_ids), Violation.active)):
+            for lv in v.levels:
+                fired.setdefault((v.run_id, lv), []).append(v.rule_code)
+        for run_id, status in db.session.execute(select(
+                CorrectiveAction.run_id, CorrectiveAction.status).where(
+                CorrectiveAction.run_id.in_(run_ids))):
+            handled[run_id] = status == "signed"
+    timeline = targets.limit_timeline(ts)
+    out = []
+    for run, res, who in rows:
+        z = targets.z_scores(np.array([res.value]), [run.run_date],
+                             timeline.get(res.qc_level_id, []))[0]
+        out.append(LjPoint(run.id, run.run_date, run.run_no, res.qc_level_id, res.value,
+                           res.value_text, res.version, None if np.isnan(z) else float(z),
+                           run.status, tuple(fired.get((run.id, res.qc_level_id), ())),
+                           handled.get(run.id) if run.status == "reject" else None, who))
+    return out
+
+
+def run_history(ts: TestSystem, limit: int = 30) -> list[QcRun]:
+    """Return the latest runs of a test system, newest first, with results loaded."""
+    return list(db.session.scalars(
+        select(QcRun).where(QcRun.test_system_id == ts.id)
+        .options(selectinload(QcRun.results))
+        .order_by(QcRun.run_date.desc(), QcRun.run_no.desc()).limit(limit)))
+
+
+def results_frame(ts: TestSystem, end: date | None = None):
+    """Return a DataFrame of current results (level, run_date, value, rejected, rules)."""
+    import pandas as pd
+
+    from qcwx.iqc.models import QcResult, Violation
+
+    stmt = (select(QcRun.id, QcRun.run_date, QcRun.status, QcResult.qc_level_id, QcResult.value)
+            .join(QcResult, QcResult.run_id == QcRun.id)
+            .where(QcRun.test_system_id == ts.id, QcResult.is_current))
+    if end is not None:
+        stmt = stmt.where(QcRun.run_date <= end)
+    rows = db.session.execute(stmt).all()
+    frame = pd.DataFrame(rows, columns=["run_id", "run_date", "status", "level_id", "value"])
+    rules: dict[tuple[int, int], list[str]] = {}
+    if len(frame):
+        for v in db.session.scalars(select(Violation).where(
+                Violation.run_id.in_(frame.run_id.unique().tolist()), Violation.active)):
+            for lv in v.levels:
+                rules.setdefault((v.run_id, lv), []).append(v.rule_code)
+    frame["rejected"] = frame["status"] == "reject"
+    frame["rules"] = [rules.get((r, lv), []) for r, lv in zip(frame.run_id, frame.level_id,
+                                                                strict=True)]
+    return frame

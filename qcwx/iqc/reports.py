@@ -1,0 +1,137 @@
+"""Assemble IQC chart and summary data for pages (plain data in, charts from ``charts/``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pandas as pd
+
+from qcwx import charts
+from qcwx.catalog.models import TestSystem
+from qcwx.iqc import queries, targets
+from qcwx.qcstats import limits as qclimits
+from qcwx.qcstats import westgard
+
+NO_LIMIT_HTML = "<div class='qc-empty'>未设定靶值，无法绘制质控图</div>"
+STATUS_ZH = {"accept": "在控", "warning": "警告", "reject": "失控", "pending": "待评价"}
+
+
+@dataclass(frozen=True)
+class ChartBlock:
+    """One rendered chart with its heading."""
+
+    title: str
+    html: str
+
+
+def _label(p: queries.LjPoint) -> str:
+    return f"{p.run_date:%m-%d}" + (f" #{p.run_no}" if p.run_no > 1 else "")
+
+
+def lj_charts(ts: TestSystem, start: date, end: date) -> list[ChartBlock]:
+    """Return the LJ chart of every level, the Z-score chart and (2 levels) the Youden plot."""
+    points = queries.lj_points(ts, start, end)
+    in_force = targets.limits_in_force(ts, end)
+    timeline = targets.limit_timeline(ts)
+    dec = ts.analyte.decimals
+    blocks: list[ChartBlock] = []
+    for lv in ts.levels:
+        mine = [p for p in points if p.level_id == lv.id]
+        limit = in_force.get(lv.id)
+        if limit is None:
+            blocks.append(ChartBlock(lv.name, NO_LIMIT_HTML))
+            continue
+        steps = _steps(mine, timeline.get(lv.id, []))
+        chart = charts.levey_jennings(
+            [{"label": _label(p), "value": p.value, "z": p.z, "status": p.status,
+              "rules": list(p.rules), "handled": p.handled,
+              "detail": {"录入人": p.entered_by or "—", "版本": f"第{p.version}版",
+                         "批次": f"第{p.run_no}批"}} for p in mine],
+            mean=limit.target_mean, sd=limit.target_sd,
+            title=f"{ts.analyte.name} {lv.name} Levey-Jennings 质控图", unit=ts.unit, decimals=dec,
+            chart_id=f"lj-{ts.id}-{lv.id}", limit_steps=steps)
+        blocks.append(ChartBlock(
+            f"{lv.name}（靶值 {limit.target_mean:.{dec}f}，SD {limit.target_sd:.{dec + 1}f}）",
+            charts.render(chart, height="340px")))
+    by_level = {lv.name: [(_label(p), p.z, p.status) for p in points
+                          if p.level_id == lv.id and p.z is not None] for lv in ts.levels}
+    if len(ts.levels) > 1 and any(by_level.values()):
+        blocks.append(ChartBlock("多水平 Z 分数图", charts.render(
+            charts.z_chart(by_level, chart_id=f"z-{ts.id}", title="多水平 Z 分数图",
+                           labels=list(dict.fromkeys(_label(p) for p in points))),
+            height="300px")))
+    if len(ts.levels) == 2:
+        pairs = _youden_pairs(ts, points)
+        if pairs:
+            names = [lv.name for lv in ts.levels]
+            blocks.append(ChartBlock("Youden 图", charts.render(
+                charts.youden(pairs, chart_id=f"youden-{ts.id}", title="Youden 图",
+                              level_names=names), height="360px")))
+    return blocks
+
+
+def _steps(mine: list[queries.LjPoint], steps) -> list[tuple[int, float, float]] | None:
+    """Return (point index, mean, sd) where a new limit version starts, if more than one."""
+    if len(steps) < 2 or not mine:
+        return None
+    out = []
+    for start, mean, sd in steps:
+        idx = next((i for i, p in enumerate(mine) if p.run_date >= start), None)
+        if idx is not None:
+            out.append((idx, mean, sd))
+    return out if len(out) > 1 else None
+
+
+def _youden_pairs(ts: TestSystem, points: list[queries.LjPoint]):
+    first, second = ts.levels[0].id, ts.levels[1].id
+    by_run: dict[int, dict[int, queries.LjPoint]] = {}
+    for p in points:
+        by_run.setdefault(p.run_id, {})[p.level_id] = p
+    pairs = []
+    for run_points in by_run.values():
+        a, b = run_points.get(first), run_points.get(second)
+        if a and b and a.z is not None and b.z is not None:
+            pairs.append((_label(a), a.z, b.z, a.status))
+    return pairs
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One level's month and cumulative figures."""
+
+    level: str
+    month: dict
+    cumulative: dict
+    rules: dict[str, int]
+
+
+def monthly_summary(ts: TestSystem, month: str) -> list[SummaryRow]:
+    """Return per level the month's and the lot-cumulative n/mean/SD/CV% and rule counts."""
+    try:
+        period = pd.Period(month, freq="M")
+    except ValueError:
+        from qcwx.errors import UserError
+
+        raise UserError(f"月份“{month}”格式无效，应为 YYYY-MM", field="month") from None
+    frame = queries.results_frame(ts, end=period.end_time.date())
+    if frame.empty:
+        return []
+    names = {lv.id: lv.name for lv in ts.levels}
+    data = pd.DataFrame({"level": frame.level_id, "date": pd.to_datetime(frame.run_date),
+                         "value": frame.value, "rejected": frame.rejected.astype(bool),
+                         "rules": frame.rules})
+    summary = qclimits.period_summary(data)
+    rows = []
+    for lv in ts.levels:
+        m = summary.monthly[(summary.monthly.level == lv.id) & (summary.monthly.month == period)]
+        c = summary.cumulative[(summary.cumulative.level == lv.id)
+                               & (summary.cumulative.month <= period)]
+        if c.empty:
+            continue
+        month_row = m.iloc[0].to_dict() if len(m) else {}
+        cum_row = c.iloc[-1].to_dict()
+        rules = {code: int(month_row.get(code, 0) or 0) for code in westgard.RULE_CODES
+                 if month_row.get(code)}
+        rows.append(SummaryRow(names.get(lv.id, str(lv.id)), month_row, cum_row, rules))
+    return rows

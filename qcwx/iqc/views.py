@@ -1,0 +1,272 @@
+"""IQC pages: entry and verdict, run detail and correction, charts, actions, limits, rules.
+
+Views parse input, check access (through the services' scope checks), call one service or
+query, commit, render. A ``UserError`` re-renders the form with the message at its field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from qcwx.errors import UserError
+from qcwx.extensions import db
+from qcwx.iqc import actions as action_service
+from qcwx.iqc import queries, services, targets
+from qcwx.iqc.models import CAUSE_CATEGORIES, QcRun
+from qcwx.iqc.reports import lj_charts, monthly_summary
+from qcwx.qcstats import westgard
+from qcwx.timeutil import local_today
+
+bp = Blueprint("iqc", __name__)
+
+
+def _actor():
+    return current_user._get_current_object()
+
+
+def _parse_date(text: str | None, field: str, default: date | None = None) -> date:
+    if not text:
+        if default is None:
+            raise UserError("请填写日期", field=field)
+        return default
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(f"日期“{text}”格式无效，应为 YYYY-MM-DD", field=field) from None
+
+
+def _values_from_form(form) -> dict[str, str]:
+    return {key[len("level_"):]: val for key, val in form.items() if key.startswith("level_")}
+
+
+@bp.route("/ts/<int:ts_id>", methods=["GET", "POST"])
+@login_required
+def entry(ts_id: int):
+    """Show today's entry form for one test system; a POST submits and shows the verdict."""
+    actor = _actor()
+    ts = services.load_test_system(actor, ts_id)
+    today = local_today(ts.lab.timezone)
+    errors: dict[str, str] = {}
+    verdict = None
+    form = request.form
+    if request.method == "POST":
+        try:
+            verdict = services.submit_run(
+                actor, test_system_id=ts.id,
+                run_date=_parse_date(form.get("run_date"), "run_date", today),
+                run_no=form.get("run_no"), values=_values_from_form(form),
+                client_id=form.get("client_id"), channel=form.get("channel") or "h5")
+            db.session.commit()
+            return redirect(url_for("iqc.run", run_id=verdict.run_id, new=1))
+        except UserError as exc:
+            db.session.rollback()
+            errors[exc.field or "form"] = exc.message
+    limits = targets.limits_in_force(ts, today)
+    return render_template(
+        "iqc/entry.html", ts=ts, today=today, limits=limits, errors=errors, form=form,
+        client_id=form.get("client_id") or uuid.uuid4().hex, verdict=verdict,
+        next_run_no=services.next_run_no(ts, today), recent=queries.run_history(ts, 5),
+    ), (400 if errors else 200)
+
+
+@bp.route("/api/ts/<int:ts_id>/runs", methods=["POST"])
+@login_required
+def submit_json(ts_id: int):
+    """Submit a run as JSON from the entry page (CSRF token in X-CSRFToken); returns the verdict."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise UserError("请求内容必须是 JSON 对象", field="body")
+    actor = _actor()
+    ts = services.load_test_system(actor, ts_id)
+    verdict = services.submit_run(
+        actor, test_system_id=ts.id,
+        run_date=_parse_date(body.get("run_date"), "run_date", local_today(ts.lab.timezone)),
+        run_no=body.get("run_no"), values=body.get("values") or {},
+        client_id=body.get("client_id"), channel=body.get("channel") or "h5")
+    db.session.commit()
+    body = verdict.to_dict() | {
+        "html": render_template("iqc/_verdict.html", verdict=verdict, ts=ts),
+        "url": url_for("iqc.run", run_id=verdict.run_id)}
+    return jsonify(body), (200 if verdict.duplicate else 201)
+
+
+@bp.route("/runs/<int:run_id>")
+@login_required
+def run(run_id: int):
+    """Show one run's verdict, its values and the fired rules explained."""
+    actor = _actor()
+    run_obj = db.session.get(QcRun, run_id)
+    if run_obj is None:
+        abort(404)
+    services.load_test_system(actor, run_obj.test_system_id)
+    verdict = services.verdict_for(run_obj)
+    results = sorted(run_obj.results, key=lambda r: (r.level.level_index, r.version))
+    return render_template("iqc/run.html", run=run_obj, ts=run_obj.test_system, verdict=verdict,
+                           results=results, new=request.args.get("new"))
+
+
+@bp.route("/results/<int:result_id>/correct", methods=["POST"])
+@login_required
+def correct(result_id: int):
+    """Store a correction as a new version and re-evaluate."""
+    verdict = services.correct_result(_actor(), result_id, request.form.get("value", ""),
+                                      request.form.get("reason", ""))
+    db.session.commit()
+    flash("已保存更正并重新判断")
+    return redirect(url_for("iqc.run", run_id=verdict.run_id))
+
+
+@bp.route("/ts/<int:ts_id>/chart")
+@login_required
+def chart(ts_id: int):
+    """Levey–Jennings per level, Z-score and Youden charts for a period."""
+    ts = services.load_test_system(_actor(), ts_id)
+    today = local_today(ts.lab.timezone)
+    days = request.args.get("days", type=int) or 60
+    end = _parse_date(request.args.get("end"), "end", today)
+    start = _parse_date(request.args.get("start"), "start", end - timedelta(days=days - 1))
+    charts = lj_charts(ts, start, end)
+    return render_template("iqc/chart.html", ts=ts, charts=charts, start=start, end=end,
+                           days=days)
+
+
+@bp.route("/ts/<int:ts_id>/summary")
+@login_required
+def summary(ts_id: int):
+    """Monthly and cumulative IQC summary per level (QC_SPEC §2)."""
+    ts = services.load_test_system(_actor(), ts_id)
+    month = request.args.get("month") or local_today(ts.lab.timezone).strftime("%Y-%m")
+    table = monthly_summary(ts, month)
+    return render_template("iqc/summary.html", ts=ts, month=month, table=table)
+
+
+@bp.route("/ts/<int:ts_id>/limits", methods=["GET", "POST"])
+@login_required
+def limits(ts_id: int):
+    """Show limit versions; supervisors set fixed targets or establish them from data."""
+    actor = _actor()
+    ts = services.load_test_system(actor, ts_id)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            if actor.role not in ("supervisor", "director", "admin"):
+                raise UserError("只有质控主管可以设定靶值", field="form", status=403)
+            _save_limit(actor, ts, request.form)
+            db.session.commit()
+            flash("靶值已保存（新版本）")
+            return redirect(url_for("iqc.limits", ts_id=ts.id))
+        except UserError as exc:
+            db.session.rollback()
+            errors[exc.field or "form"] = exc.message
+    return render_template("iqc/limits.html", ts=ts, history=targets.limit_history(ts),
+                           in_force=targets.limits_in_force(ts), errors=errors,
+                           form=request.form, today=local_today(ts.lab.timezone),
+                           kinds=targets.LIMIT_KINDS), (400 if errors else 200)
+
+
+def _save_limit(actor, ts, form) -> None:
+    level = next((lv for lv in ts.levels if str(lv.id) == form.get("qc_level_id")), None)
+    if level is None:
+        raise UserError("请选择水平", field="qc_level_id")
+    effective = _parse_date(form.get("effective_from"), "effective_from",
+                            local_today(ts.lab.timezone))
+    reason = form.get("reason", "")
+    mode = form.get("mode", "fixed")
+    if mode == "fixed":
+        mean = services.parse_value(form.get("target_mean"), "target_mean")
+        sd = services.parse_value(form.get("target_sd"), "target_sd")
+        targets.set_control_limit(actor, ts, level, mean=mean, sd=sd, kind="fixed",
+                                  effective_from=effective, reason=reason)
+    else:
+        targets.establish_limits(actor, ts, level, mode=mode, effective_from=effective,
+                                 reason=reason)
+    _reevaluate_if_past(ts, effective)
+
+
+def _reevaluate_if_past(ts, effective: date) -> None:
+    """A limit that applies to stored runs re-judges them (without alerting again)."""
+    first = db.session.scalar(
+        db.select(QcRun).where(QcRun.test_system_id == ts.id, QcRun.run_date >= effective)
+        .order_by(QcRun.run_date, QcRun.run_no).limit(1))
+    if first is not None:
+        services.evaluate_from(ts, first, notify=False)
+
+
+@bp.route("/ts/<int:ts_id>/rules", methods=["GET", "POST"])
+@login_required
+def rules(ts_id: int):
+    """Rule-set page: each rule off / warning / reject, defaults by number of levels."""
+    actor = _actor()
+    ts = services.load_test_system(actor, ts_id)
+    errors: dict[str, str] = {}
+    current = targets.current_rule_set(ts)
+    if request.method == "POST":
+        proposed = {code: request.form.get(f"rule_{code}", "off") for code in westgard.RULE_CODES}
+        try:
+            if actor.role not in ("supervisor", "director", "admin"):
+                raise UserError("只有质控主管可以修改质控规则", field="form", status=403)
+            if request.form.get("preset") == "default":
+                proposed = westgard.default_rule_set(len(ts.levels))
+            targets.set_rule_set(actor, ts, proposed, request.form.get("reason", ""))
+            db.session.commit()
+            flash("质控规则已保存（新版本）")
+            return redirect(url_for("iqc.rules", ts_id=ts.id))
+        except UserError as exc:
+            db.session.rollback()
+            errors[exc.field or "form"] = exc.message
+            current = proposed
+    return render_template("iqc/rules.html", ts=ts, current=current, errors=errors,
+                           info=westgard.RULE_INFO, codes=westgard.RULE_CODES,
+                           default=westgard.default_rule_set(len(ts.levels))), (
+        400 if errors else 200)
+
+
+@bp.route("/actions")
+@login_required
+def actions():
+    """Open and awaiting-signature out-of-control records in scope."""
+    actor = _actor()
+    status = request.args.get("status")
+    statuses = (status,) if status in action_service.ACTION_STATUS else ("open", "submitted")
+    return render_template("iqc/actions.html", items=queries.open_actions(actor, statuses),
+                           status=status, labels=action_service.ACTION_STATUS)
+
+
+@bp.route("/actions/<int:action_id>", methods=["GET", "POST"])
+@login_required
+def action(action_id: int):
+    """Fill in (technician) or sign off (supervisor) one out-of-control record."""
+    actor = _actor()
+    record = action_service.load_action(actor, action_id)
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = request.form
+        try:
+            if form.get("step") == "sign":
+                action_service.sign_action(actor, record.id, approve=form.get("approve") == "1",
+                                           comment=form.get("comment"))
+                flash("已审核签字" if form.get("approve") == "1" else "已退回")
+            else:
+                action_service.complete_action(
+                    actor, record.id, cause_category=form.get("cause_category", ""),
+                    description=form.get("description"), action_taken=form.get("action_taken"),
+                    rerun_result=form.get("rerun_result"),
+                    patient_impact=form.get("patient_impact"))
+                flash("已提交，等待质控主管审核")
+            db.session.commit()
+            return redirect(url_for("iqc.action", action_id=record.id))
+        except UserError as exc:
+            db.session.rollback()
+            errors[exc.field or "form"] = exc.message
+            record = action_service.load_action(actor, action_id)
+    verdict = services.verdict_for(record.run)
+    return render_template("iqc/action.html", a=record, verdict=verdict, errors=errors,
+                           form=request.form, causes=CAUSE_CATEGORIES,
+                           labels=action_service.ACTION_STATUS,
+                           can_sign=actor.role in action_service.SIGNERS,
+                           can_complete=actor.role in action_service.COMPLETERS), (
+        400 if errors else 200)

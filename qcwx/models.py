@@ -1,0 +1,34 @@
+"""Import every model module so the metadata (and Alembic autogenerate) sees all tables."""
+
+from qcwx.alerts.models import OutboxMessage
+from qcwx.audit.models import AuditLog
+from qcwx.catalog.models import (
+    Analyte,
+    Calibrator,
+    Instrument,
+    Method,
+    QcLevel,
+    QcLot,
+    QcMaterial,
+    QualitySpec,
+    Reagent,
+    TestSystem,
+)
+from qcwx.iqc.models import (
+    ControlLimit,
+    CorrectiveAction,
+    QcResult,
+    QcRun,
+    RuleSet,
+    Submission,
+    Violation,
+)
+from qcwx.orgs.models import Hospital, Lab, Region, User
+from qcwx.reports.models import ShareLink
+
+__all__ = [
+    "Analyte", "AuditLog", "Calibrator", "ControlLimit", "CorrectiveAction", "Hospital",
+    "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
+    "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink", "Submission",
+    "TestSystem", "User", "Violation",
+]

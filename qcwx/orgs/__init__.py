@@ -1,0 +1,1 @@
+"""Organisations, users, roles and the scope every query is built from."""

@@ -1,0 +1,43 @@
+"""Login and logout (desktop and phone share the page)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import login_required, login_user, logout_user
+
+from qcwx.extensions import limiter
+from qcwx.orgs.forms import LoginForm
+from qcwx.orgs.services import authenticate
+
+bp = Blueprint("orgs", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    if target and not urlsplit(target).netloc and target.startswith("/"):
+        return target
+    return url_for("web.home")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("20 per minute", methods=["POST"])
+def login():
+    """Show the login form; on success go where the user was heading."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(form.username.data, form.password.data)
+        if user is not None:
+            login_user(user, remember=form.remember.data)
+            return redirect(_safe_next(request.args.get("next")))
+        form.password.errors.append("用户名或密码错误")
+    return render_template("orgs/login.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    """End the session."""
+    logout_user()
+    flash("已退出登录")
+    return redirect(url_for("orgs.login"))

@@ -1,0 +1,1 @@
+"""Report assembly and share links."""

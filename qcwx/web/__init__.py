@@ -1,0 +1,1 @@
+"""Shared web pieces: home, health, error pages, template helpers."""

@@ -1,0 +1,61 @@
+"""Error responses: Chinese, 4xx for user errors, JSON for API clients, HTML for people."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from qcwx.errors import UserError
+
+log = logging.getLogger(__name__)
+
+HTTP_MESSAGES = {
+    400: "请求有误",
+    401: "请先登录",
+    403: "当前角色无权执行此操作",
+    404: "未找到该页面或无权访问",
+    405: "不支持的请求方式",
+    409: "与已有数据冲突",
+    413: "上传内容过大",
+    429: "请求过于频繁，请稍后再试",
+    500: "服务器内部错误，请稍后再试",
+}
+
+
+def wants_json() -> bool:
+    """Return whether the caller is an API client rather than a browser page."""
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def _respond(status: int, message: str, field: str | None = None):
+    if wants_json():
+        return jsonify({"error": message, "field": field}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def install(app: Flask) -> None:
+    """Register handlers for ``UserError``, HTTP errors and anything unexpected."""
+
+    @app.errorhandler(UserError)
+    def user_error(exc: UserError):
+        from qcwx.extensions import db
+
+        db.session.rollback()
+        return _respond(exc.status, exc.message, exc.field)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        return _respond(status, HTTP_MESSAGES.get(status, exc.description or "请求有误"))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        from qcwx.extensions import db
+
+        db.session.rollback()
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _respond(500, HTTP_MESSAGES[500])

@@ -1,0 +1,75 @@
+"""Home page (role-aware) and the health endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, g, jsonify, render_template
+from flask_login import current_user, login_required
+from sqlalchemy import text
+
+from qcwx import __version__
+from qcwx.audit.services import reset_actor, set_actor
+from qcwx.extensions import db
+from qcwx.iqc import queries as iqc_queries
+from qcwx.timeutil import local_today
+
+log = logging.getLogger(__name__)
+bp = Blueprint("web", __name__)
+
+
+@bp.before_app_request
+def _record_actor() -> None:
+    g.audit_token = set_actor(current_user.id if current_user.is_authenticated else None)
+
+
+@bp.teardown_app_request
+def _forget_actor(_exc) -> None:
+    token = g.pop("audit_token", None)
+    if token is not None:
+        reset_actor(token)
+
+
+@bp.route("/")
+@login_required
+def home():
+    """Show the role's own home: lab board, hospital/region overview, admin links."""
+    today = local_today()
+    user = current_user._get_current_object()
+    context = {"today": today}
+    if user.role in ("technician", "supervisor"):
+        context["board"] = iqc_queries.today_board(user, today)
+        context["actions"] = iqc_queries.open_actions(user)
+    else:
+        context["overview"] = iqc_queries.overview(user, today)
+        context["actions"] = iqc_queries.open_actions(user, ("submitted",))
+        if user.role == "director":
+            context["board"] = iqc_queries.today_board(user, today)
+    return render_template(f"home/{user.role}.html", **context)
+
+
+def _broker_status() -> str:
+    url = current_app.config["REDIS_URL"]
+    if not url:
+        return "eager"
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
+        return "ok"
+    except redis.RedisError:
+        return "down"
+
+
+@bp.route("/healthz")
+def healthz():
+    """Answer the service's health: 200 when the database answers, 503 otherwise."""
+    body = {"status": "ok", "database": "ok", "broker": _broker_status(), "version": __version__}
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any DB failure means unhealthy
+        log.warning("health check: database unreachable: %s", exc)
+        db.session.rollback()
+        body.update(status="error", database="down")
+        return jsonify(body), 503
+    return jsonify(body)

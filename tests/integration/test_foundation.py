@@ -1,0 +1,137 @@
+"""App factory, configuration, health, migrations and login."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from qcwx import create_app
+from qcwx.config import build_config
+from qcwx.errors import ConfigError
+from qcwx.extensions import db
+from tests.factories import PASSWORD
+
+
+def test_healthz_reports_database_and_eager_broker(client):
+    resp = client.get("/healthz")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["broker"] == "eager"
+    assert body["version"]
+
+
+def test_healthz_is_503_when_database_unreachable():
+    app = create_app({"ENV": "testing", "DATABASE_URL": "mysql+pymysql://root@127.0.0.1:1/none",
+                      "SECRET_KEY": "x"})
+    resp = app.test_client().get("/healthz")
+    assert resp.status_code == 503
+    assert resp.get_json()["database"] == "down"
+
+
+def test_healthz_reports_broker_down_when_redis_unreachable(app):
+    bad = create_app({"ENV": "testing", "DATABASE_URL": app.config["DATABASE_URL"],
+                      "SECRET_KEY": "x", "REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert bad.test_client().get("/healthz").get_json()["broker"] == "down"
+
+
+def test_models_and_migrations_agree(app):
+    """No pending autogenerate diff: the migrations create exactly the models' schema."""
+    with app.app_context(), db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, db.metadata)
+    assert diff == []
+
+
+def test_bad_database_url_is_one_clear_error():
+    with pytest.raises(ConfigError, match="QCWX_DATABASE_URL"):
+        build_config({"DATABASE_URL": "not a url"})
+    with pytest.raises(ConfigError, match="QCWX_DATABASE_URL"):
+        build_config({"DATABASE_URL": "nosuchdb://x/y"})
+
+
+def test_wsgi_exits_with_one_line_naming_the_variable():
+    env = {"QCWX_DATABASE_URL": "nonsense", "PATH": "/usr/bin:/bin"}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", "import wsgi"], env=env, capture_output=True,
+                          text=True, cwd=root)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1 and "QCWX_DATABASE_URL" in lines[0]
+
+
+def test_production_refuses_to_start_without_secret_key():
+    with pytest.raises(ConfigError, match="QCWX_SECRET_KEY"):
+        build_config({"ENV": "production", "DATABASE_URL": "sqlite://"})
+
+
+def test_production_does_not_point_wechat_at_the_fake():
+    cfg = build_config({"ENV": "production", "DATABASE_URL": "sqlite://", "SECRET_KEY": "s",
+                        "WECHAT_APPID": "wxreal", "WECHAT_SECRET": "s2", "WECHAT_TOKEN": "t"})
+    assert cfg["WECHAT_API_BASE"] is None
+    assert build_config({"DATABASE_URL": "sqlite://"})["WECHAT_API_BASE"].startswith("http://127.")
+
+
+def test_login_with_wrong_password_shows_chinese_error(client, world):
+    resp = client.post("/login", data={"username": world.users["technician"].username,
+                                       "password": "wrong-password"})
+    assert resp.status_code == 200
+    assert "用户名或密码错误" in resp.get_data(as_text=True)
+
+
+def test_login_form_reports_missing_fields_beside_the_field(client):
+    html = client.post("/login", data={"username": "", "password": ""}).get_data(as_text=True)
+    assert "请输入用户名" in html and "请输入密码" in html
+
+
+def test_home_requires_login(client):
+    resp = client.get("/")
+    assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+
+
+def test_login_is_csrf_protected(app, session, world):
+    app.config["WTF_CSRF_ENABLED"] = True
+    try:
+        resp = app.test_client().post("/login", data={
+            "username": world.users["technician"].username, "password": PASSWORD})
+        assert resp.status_code in (200, 400)
+        assert "Location" not in resp.headers
+    finally:
+        app.config["WTF_CSRF_ENABLED"] = False
+
+
+@pytest.mark.parametrize("role, marker", [
+    ("technician", "今日质控"), ("supervisor", "今日质控"), ("director", "全院检验科"),
+    ("center", "区域质控中心"), ("admin", "平台管理员"),
+])
+def test_home_is_role_aware(world, login, role, marker):
+    html = login(world.users[role]).get("/").get_data(as_text=True)
+    assert marker in html
+    assert world.users[role].display_name in html
+
+
+def test_user_passwords_are_hashed(world):
+    user = world.users["technician"]
+    assert PASSWORD not in user.password_hash and user.check_password(PASSWORD)
+
+
+def test_every_write_is_audited_and_the_log_is_append_only(session, world):
+    from sqlalchemy import select
+
+    from qcwx.audit.models import AuditLog
+
+    lab = world.lab_a
+    lab.name = "检验科（新）"
+    session.flush()
+    row = session.scalars(select(AuditLog).where(AuditLog.entity == "lab",
+                                                 AuditLog.action == "update")).all()[-1]
+    assert row.changes["name"] == ["检验科", "检验科（新）"]
+    row.action = "tampered"
+    with pytest.raises(PermissionError):
+        session.flush()
+    session.rollback()

@@ -1,0 +1,1 @@
+"""Task modules; each task is a thin wrapper over one service call."""
