@@ -1,6 +1,6 @@
 """Import every model module so the metadata (and Alembic autogenerate) sees all tables."""
 
-from qcwx.alerts.models import OutboxMessage
+from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.audit.models import AuditLog
 from qcwx.catalog.models import (
     Analyte,
@@ -23,10 +23,14 @@ from qcwx.iqc.models import (
     Submission,
     Violation,
 )
-from qcwx.orgs.models import Hospital, Lab, Region, User
+from qcwx.ingest.models import ColumnMapping, LevelCodeMapping, TestCodeMapping, UploadBatch
+from qcwx.orgs.models import ApiKey, Hospital, Lab, Region, User
 from qcwx.reports.models import ShareLink
+from qcwx.wechat.models import SubscribeConsent, WechatInvite
 
 __all__ = [
+    "AlertDelivery", "ApiKey", "ColumnMapping", "LevelCodeMapping", "SubscribeConsent",
+    "TestCodeMapping", "UploadBatch", "WechatInvite",
     "Analyte", "AuditLog", "Calibrator", "ControlLimit", "CorrectiveAction", "Hospital",
     "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
     "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink", "Submission",

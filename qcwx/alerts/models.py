@@ -32,3 +32,27 @@ class OutboxMessage(db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    acked_at: Mapped[datetime | None]
+    acked_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+
+
+class AlertDelivery(db.Model):
+    """One message to one recipient over one channel; ``dedupe_key`` makes sending once-only.
+
+    A worker claims the row before calling WeChat and marks it sent after; a redelivered
+    task finds it sent and does nothing.
+    """
+
+    __tablename__ = "alert_delivery"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox_message.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    response: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]

@@ -62,6 +62,8 @@ class Lab(db.Model):
     name: Mapped[str] = mapped_column(String(100))
     anon_code: Mapped[str] = mapped_column(String(16), unique=True)
     timezone: Mapped[str] = mapped_column(String(40), default="Asia/Shanghai")
+    # Lab-local "HH:MM" by which today's QC should be in; a reminder goes out after it.
+    reminder_time: Mapped[str | None] = mapped_column(String(5))
     hospital: Mapped[Hospital] = relationship(back_populates="labs")
 
     @property
@@ -88,6 +90,8 @@ class User(UserMixin, db.Model):
     lab_id: Mapped[int | None] = mapped_column(ForeignKey("lab.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(20))
     wechat_openid: Mapped[str | None] = mapped_column(String(64))
+    # Mini-program openid (a different appid gives a different openid for the same person).
+    mp_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     region: Mapped[Region | None] = relationship()
@@ -114,3 +118,24 @@ class User(UserMixin, db.Model):
 
     def __str__(self) -> str:
         return f"{self.display_name}（{self.role_label}）"
+
+
+class ApiKey(db.Model):
+    """A lab's key for the lab-interface API: shown once, stored as a SHA-256 hash."""
+
+    __tablename__ = "api_key"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    lab: Mapped[Lab] = relationship()
+
+    @property
+    def active(self) -> bool:
+        """Return whether the key still authenticates."""
+        return self.revoked_at is None

@@ -90,10 +90,14 @@ def test_issue_positions_read_in_chinese():
     assert result.errors[0].position.describe() == "第 1 条消息"
 
 
-def test_ingest_package_imports_nothing_of_the_app_or_database():
+PURE_PARSER_MODULES = ("__init__", "astm", "hl7v2", "numbers", "records", "registry", "tabular")
+
+
+def test_ingest_parsers_import_nothing_of_the_app_or_database():
+    """The parsers stay pure; models/services/views beside them map records to the database."""
     package = Path(qcwx.ingest.__file__).parent
     banned = ("flask", "sqlalchemy", "qcwx")
-    for path in package.glob("*.py"):
+    for path in (package / f"{name}.py" for name in PURE_PARSER_MODULES):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
