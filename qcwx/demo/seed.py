@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from datetime import time as dtime
 
 import numpy as np
 from sqlalchemy import bindparam, func, insert, select, text, update
@@ -44,7 +45,7 @@ from qcwx.errors import UserError
 from qcwx.extensions import db
 from qcwx.iqc import services as iqc_services
 from qcwx.iqc import targets
-from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission
+from qcwx.iqc.models import ControlLimit, CorrectiveAction, QcResult, QcRun, Submission
 from qcwx.orgs.models import Hospital, Lab, Region, User
 from qcwx.orgs.services import create_user
 from qcwx.qcstats import limits as qclimits
@@ -81,6 +82,8 @@ FIXED_SD_FACTOR = 0.6        # fixed SD = 0.6 × allowable CV × mean
 SHARED_VARIANCE = 0.3        # share of the noise variance common to both levels of a run
 RECAL_STEP_SD = 0.1          # SD (in lab SDs) of the level change at each recalibration
 TS_GAP_RATE = 0.01           # a single test system skips a day (reagent out, analyser down)
+CUMULATIVE_AFTER = 10        # results beyond the provisional 20 before a cumulative update
+LIMIT_ENTERED_AT = dtime(10, 0)
 CLOSE_AFTER_DAYS = 7         # out-of-control records older than this are signed off
 SUBMIT_AFTER_DAYS = 3        # … older than this are at least completed by the technician
 
@@ -131,12 +134,10 @@ class SystemPlan:
     ts: TestSystem | None = None
     present: np.ndarray | None = None
     values: np.ndarray | None = None
-    limit_mean: np.ndarray | None = None
-    limit_sd: np.ndarray | None = None
-    limit_kind: str = "established"
-    n_used: tuple[int | None, int | None] = (None, None)
+    limits: list[LimitVersion] = field(default_factory=list)
     first_free: int = 0
     events: list[str] = field(default_factory=list)
+    windows: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def code(self) -> str:
@@ -148,6 +149,23 @@ class SystemPlan:
         """Return the lot's true concentrations read by this method (before lab bias)."""
         base = np.array(self.analyte.conc[self.lab.lot_key], dtype=float)
         return base * (1.0 + d.METHOD_BIAS.get((self.code, self.method_code), 0.0))
+
+    def limit_at(self, day: int) -> LimitVersion:
+        """Return the limit version in force on day index ``day``."""
+        return [v for v in self.limits if v.start <= day][-1]
+
+
+@dataclass(frozen=True)
+class LimitVersion:
+    """One control-limit version of both levels, in force from day index ``start``."""
+
+    start: int
+    kind: str
+    mean: np.ndarray
+    sd: np.ndarray
+    n_used: tuple[int | None, int | None]
+    reason: str
+    created: int
 
 
 def _rngs(seed_value: int) -> dict[str, np.random.Generator]:
@@ -440,7 +458,11 @@ def _rounded(sp: SystemPlan) -> np.ndarray:
 
 
 def _establish(systems: list[SystemPlan], dates: list[date]) -> None:
-    """Compute each test system's limits: provisional from its first 20 results, or fixed."""
+    """Set each test system's first limits: provisional from its first 20 results, or fixed.
+
+    Both apply from the first day of the period; provisional limits are entered the day the
+    20th result is in (and then judge those 20 runs too).
+    """
     for sp in systems:
         idx = np.flatnonzero(sp.present)
         sp.first_free = int(idx[ESTABLISH_N - 1]) + 1 if idx.size >= ESTABLISH_N else len(dates)
@@ -449,17 +471,40 @@ def _establish(systems: list[SystemPlan], dates: list[date]) -> None:
             values = _rounded(sp)[first]
             est = [qclimits.provisional_limits(values[:, j], [dates[k] for k in first])
                    for j in range(2)]
-            sp.limit_kind = "established"
-            sp.limit_mean = np.array([e.mean for e in est])
-            sp.limit_sd = np.array([e.sd for e in est])
-            sp.n_used = (est[0].n_used, est[1].n_used)
+            sp.limits = [LimitVersion(
+                0, "established", np.array([e.mean for e in est]), np.array([e.sd for e in est]),
+                (est[0].n_used, est[1].n_used), ESTABLISHED_REASON, sp.first_free - 1)]
         else:
             dec = sp.spec.decimals
             mean = np.round(sp.true_conc, dec)
-            sp.limit_kind = "fixed"
-            sp.limit_mean = mean
-            sp.limit_sd = np.round(FIXED_SD_FACTOR * sp.spec.allowable_cv / 100.0 * mean, dec + 1)
-            sp.limit_sd = np.maximum(sp.limit_sd, 10.0 ** -(dec + 1))
+            sd = np.round(FIXED_SD_FACTOR * sp.spec.allowable_cv / 100.0 * mean, dec + 1)
+            sp.limits = [LimitVersion(0, "fixed", mean, np.maximum(sd, 10.0 ** -(dec + 1)),
+                                      (None, None), FIXED_REASON, 0)]
+
+
+def _cumulative_updates(systems: list[SystemPlan], dates: list[date]) -> None:
+    """Add a monthly limit version from the lab's cumulative in-control results.
+
+    From the first day of each month that follows at least `CUMULATIVE_AFTER` results beyond
+    the provisional ones, as labs do (QC_SPEC §2): mean and SD of every earlier result except
+    those of the injected events (the runs the lab itself had rejected).
+    """
+    starts = [k for k, day in enumerate(dates) if day.day == 1]
+    for sp in systems:
+        if sp.limits[0].kind != "established":
+            continue
+        values = _rounded(sp)
+        excluded = np.zeros(len(dates), dtype=bool)
+        for start, length in sp.windows:
+            excluded[start:start + length] = True
+        for k in (k for k in starts if k >= sp.first_free + CUMULATIVE_AFTER):
+            idx = np.flatnonzero(sp.present[:k])
+            est = [qclimits.cumulative_limits(values[idx, j], excluded[idx]) for j in range(2)]
+            reason = (f"按截至{dates[k - 1]:%Y-%m-%d}的累积在控数据更新靶值"
+                      f"（{est[0].n_used}个结果）")
+            sp.limits.append(LimitVersion(
+                k, "established", np.array([e.mean for e in est]), np.array([e.sd for e in est]),
+                (est[0].n_used, est[1].n_used), reason, k))
 
 
 # ---------------------------------------------------------------------------- injections
@@ -517,36 +562,50 @@ def _window(ev: _Event, sp: SystemPlan, n: int) -> tuple[int, int] | None:
     return (start, length) if length >= minimum else None
 
 
-def _apply_events(events: list[_Event], systems: list[SystemPlan], labs: list[LabPlan],
-                  dates: list[date]) -> None:
-    """Add the events to the simulated values and record them in `INJECTED`."""
-    INJECTED.clear()
+_Placed = tuple[_Event, SystemPlan, int, int]
+
+
+def _place_events(events: list[_Event], systems: list[SystemPlan],
+                  dates: list[date]) -> list[_Placed]:
+    """Fix each event's test system and days; the system runs QC on every day of it."""
     by_key = {(sp.lab.index, sp.code): sp for sp in systems if sp.slot == 0}
-    n = len(dates)
+    n, placed = len(dates), []
     for ev in events:
         sp = by_key[(ev.lab, ev.analyte)]
-        if ev.kind == "bias":
-            _record(ev, sp, 0, n, dates, rules=())
-            continue  # already in the values: the lab's bias was set before simulation
-        placed = _window(ev, sp, n)
-        if placed is None:
+        window = (0, n) if ev.kind == "bias" else _window(ev, sp, n)
+        if window is None:
             log.info("demo seed: %s skipped (period too short)", ev.name)
             continue
-        start, length = placed
-        sp.present[start:start + length] = True
+        start, length = window
+        if ev.kind != "bias":
+            sp.present[start:start + length] = True
+            sp.windows.append(window)
+            sp.events.append(ev.name)
+        placed.append((ev, sp, start, length))
+    return placed
+
+
+def _apply_events(placed: list[_Placed], dates: list[date]) -> None:
+    """Add the events to the values, sized by the limits in force; record them in `INJECTED`.
+
+    The bias is already in the values (the lab's bias was set before simulation).
+    """
+    INJECTED.clear()
+    for ev, sp, start, length in placed:
+        limit = sp.limit_at(start)
         window = slice(start, start + length)
+        rules: tuple[str, ...] = ()
         if ev.kind == "shift":
-            sp.values[window] += ev.size * sp.limit_sd
+            sp.values[window] += ev.size * limit.sd
             rules = SYSTEMATIC_RULES
         elif ev.kind == "trend":
             ramp = ev.size * np.arange(1, length + 1)[:, None] / length
-            sp.values[window] += ramp * sp.limit_sd
+            sp.values[window] += ramp * limit.sd
             rules = TREND_RULES
-        else:
+        elif ev.kind == "outlier":
             j = ev.level
-            sp.values[start, j] = sp.limit_mean[j] + ev.size * sp.limit_sd[j]
+            sp.values[start, j] = limit.mean[j] + ev.size * limit.sd[j]
             rules = ("1-3s",)
-        sp.events.append(ev.name)
         _record(ev, sp, start, length, dates, rules)
 
 
@@ -567,17 +626,27 @@ def _record(ev: _Event, sp: SystemPlan, start: int, length: int, dates: list[dat
 
 
 # ---------------------------------------------------------------------------- limits & rules
-def _store_limits(systems: list[SystemPlan], labs: list[LabPlan], users: dict[str, User],
-                  dates: list[date]) -> None:
-    """Store the control limits through the targets service (versioned and audited)."""
+def _store_limits(systems: list[SystemPlan], users: dict[str, User], dates: list[date]) -> int:
+    """Store every limit version (audited like any ORM insert) in one flush.
+
+    Rows are built directly rather than through ``targets.set_control_limit`` — ~3 000 calls
+    with a query and a flush each — and carry what that service would: version, kind, who,
+    why, from when.
+    """
+    rows = []
     for sp in systems:
         actor = sp.lab.signer or users["center"]
-        reason = ESTABLISHED_REASON if sp.limit_kind == "established" else FIXED_REASON
-        for j, level in enumerate(sp.ts.levels):
-            targets.set_control_limit(
-                actor, sp.ts, level, mean=float(sp.limit_mean[j]), sd=float(sp.limit_sd[j]),
-                kind=sp.limit_kind, effective_from=dates[0], reason=reason,
-                n_used=sp.n_used[j])
+        for version, limit in enumerate(sp.limits, start=1):
+            created = to_utc(datetime.combine(dates[limit.created], LIMIT_ENTERED_AT))
+            rows += [ControlLimit(
+                test_system_id=sp.ts.id, qc_level_id=level.id, version=version, kind=limit.kind,
+                target_mean=float(limit.mean[j]), target_sd=float(limit.sd[j]),
+                n_used=limit.n_used[j], effective_from=dates[limit.start], reason=limit.reason,
+                created_by_id=actor.id, created_at=created)
+                for j, level in enumerate(sp.ts.levels)]
+    db.session.add_all(rows)
+    db.session.flush()
+    return len(rows)
 
 
 def _custom_rules(kind: str) -> tuple[dict[str, str], str] | None:
@@ -750,8 +819,10 @@ def seed(days: int = 120, *, seed_value: int = 20261125, end: date | None = None
     clock.lap("orgs, users, catalogue")
     _simulate(systems, labs, dates, rngs["noise"])
     _establish(systems, dates)
-    _apply_events(_plan_events(labs, systems, rngs["events"]), systems, labs, dates)
-    _store_limits(systems, labs, users, dates)
+    placed = _place_events(_plan_events(labs, systems, rngs["events"]), systems, dates)
+    _cumulative_updates(systems, dates)
+    _apply_events(placed, dates)
+    n_limits = _store_limits(systems, users, dates)
     custom = _store_rule_sets(systems, users)
     clock.lap("simulation, limits")
     n_runs, n_results = _insert_results(systems, dates, rngs["times"])
@@ -764,7 +835,7 @@ def seed(days: int = 120, *, seed_value: int = 20261125, end: date | None = None
         .join(Lab, Lab.id == TestSystem.lab_id).join(Hospital, Hospital.id == Lab.hospital_id)
         .where(Hospital.region_id == region.id).group_by(QcRun.status)).all()))
     counts = {"hospitals": len(labs), "labs": len(labs), "test_systems": len(systems),
-              "runs": n_runs, "results": n_results, "reject": status["reject"],
+              "control_limits": n_limits, "runs": n_runs, "results": n_results, "reject": status["reject"],
               "warning": status["warning"], "custom_rule_sets": custom,
               "actions_signed": actions["signed"], "actions_submitted": actions["submitted"]}
     db.session.add(AuditLog(action="seed", entity="demo", entity_id=d.REGION_CODE, changes={

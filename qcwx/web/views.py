@@ -61,6 +61,12 @@ def _broker_status() -> str:
         return "down"
 
 
+@bp.route("/favicon.ico")
+def favicon():
+    """Serve the icon browsers ask for by default."""
+    return current_app.send_static_file("favicon.svg"), 200, {"Content-Type": "image/svg+xml"}
+
+
 @bp.route("/healthz")
 def healthz():
     """Answer the service's health: 200 when the database answers, 503 otherwise."""
