@@ -15,6 +15,10 @@ from sqlalchemy.engine import make_url
 
 from qcwx import create_app
 from qcwx.extensions import db
+from qcwx.orgs import models as org_models
+
+# Hashing cost is irrelevant to what the tests check; scrypt would dominate their run time.
+org_models.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
 
 MARIADB_URL = os.environ.get(
     "QCWX_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/qcwx_test?charset=utf8mb4"

@@ -51,6 +51,7 @@ def entry(ts_id: int):
     ts = services.load_test_system(actor, ts_id)
     today = local_today(ts.lab.timezone)
     errors: dict[str, str] = {}
+    status = 200
     verdict = None
     form = request.form
     if request.method == "POST":
@@ -65,12 +66,13 @@ def entry(ts_id: int):
         except UserError as exc:
             db.session.rollback()
             errors[exc.field or "form"] = exc.message
+            status = exc.status
     limits = targets.limits_in_force(ts, today)
     return render_template(
         "iqc/entry.html", ts=ts, today=today, limits=limits, errors=errors, form=form,
         client_id=form.get("client_id") or uuid.uuid4().hex, verdict=verdict,
         next_run_no=services.next_run_no(ts, today), recent=queries.run_history(ts, 5),
-    ), (400 if errors else 200)
+    ), status
 
 
 @bp.route("/api/ts/<int:ts_id>/runs", methods=["POST"])
@@ -151,6 +153,7 @@ def limits(ts_id: int):
     actor = _actor()
     ts = services.load_test_system(actor, ts_id)
     errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
         try:
             if actor.role not in ("supervisor", "director", "admin"):
@@ -162,10 +165,11 @@ def limits(ts_id: int):
         except UserError as exc:
             db.session.rollback()
             errors[exc.field or "form"] = exc.message
+            status = exc.status
     return render_template("iqc/limits.html", ts=ts, history=targets.limit_history(ts),
                            in_force=targets.limits_in_force(ts), errors=errors,
                            form=request.form, today=local_today(ts.lab.timezone),
-                           kinds=targets.LIMIT_KINDS), (400 if errors else 200)
+                           kinds=targets.LIMIT_KINDS), status
 
 
 def _save_limit(actor, ts, form) -> None:
@@ -203,6 +207,7 @@ def rules(ts_id: int):
     actor = _actor()
     ts = services.load_test_system(actor, ts_id)
     errors: dict[str, str] = {}
+    status = 200
     current = targets.current_rule_set(ts)
     if request.method == "POST":
         proposed = {code: request.form.get(f"rule_{code}", "off") for code in westgard.RULE_CODES}
@@ -218,11 +223,11 @@ def rules(ts_id: int):
         except UserError as exc:
             db.session.rollback()
             errors[exc.field or "form"] = exc.message
+            status = exc.status
             current = proposed
     return render_template("iqc/rules.html", ts=ts, current=current, errors=errors,
                            info=westgard.RULE_INFO, codes=westgard.RULE_CODES,
-                           default=westgard.default_rule_set(len(ts.levels))), (
-        400 if errors else 200)
+                           default=westgard.default_rule_set(len(ts.levels))), status
 
 
 @bp.route("/actions")
@@ -243,6 +248,7 @@ def action(action_id: int):
     actor = _actor()
     record = action_service.load_action(actor, action_id)
     errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
         form = request.form
         try:
@@ -262,11 +268,11 @@ def action(action_id: int):
         except UserError as exc:
             db.session.rollback()
             errors[exc.field or "form"] = exc.message
+            status = exc.status
             record = action_service.load_action(actor, action_id)
     verdict = services.verdict_for(record.run)
     return render_template("iqc/action.html", a=record, verdict=verdict, errors=errors,
                            form=request.form, causes=CAUSE_CATEGORIES,
                            labels=action_service.ACTION_STATUS,
                            can_sign=actor.role in action_service.SIGNERS,
-                           can_complete=actor.role in action_service.COMPLETERS), (
-        400 if errors else 200)
+                           can_complete=actor.role in action_service.COMPLETERS), status

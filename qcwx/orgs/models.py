@@ -25,6 +25,10 @@ ROLES = {
 }
 
 
+# Werkzeug's default (scrypt) is deliberately slow; tests lower it, production keeps it.
+PASSWORD_HASH_METHOD = "scrypt"
+
+
 class Region(db.Model):
     """A region run by one QC centre (区域质控中心)."""
 
@@ -110,7 +114,7 @@ class User(UserMixin, db.Model):
 
     def set_password(self, password: str) -> None:
         """Store a salted hash of ``password`` (never the password)."""
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=PASSWORD_HASH_METHOD)
 
     def check_password(self, password: str) -> bool:
         """Return whether ``password`` matches the stored hash."""
