@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 TEMPLATE = "admin/import_test_systems.html"
 TEMPLATE_FILENAME = "检测系统导入模板.csv"
 EXPIRED_MESSAGE = "导入内容已失效，请重新上传文件"
+# Werkzeug refuses form fields above 500 kB (max_form_memory_size); stay below it.
+MAX_PAYLOAD_CHARS = 450_000
 
 
 def pack(data: bytes) -> str:
@@ -88,7 +90,10 @@ class ImportTestSystemsView(AccessMixin, BaseView):
             db.session.rollback()
             return self._page(exc.status if exc.status != 404 else 400, error=exc.message)
         db.session.rollback()  # the preview must leave nothing behind, not even a transaction
-        return self._page(report=report, payload=pack(data), filename=upload.filename)
+        payload = pack(data)
+        if len(payload) > MAX_PAYLOAD_CHARS:
+            return self._page(400, error="文件内容过多，请分成几个文件分批导入")
+        return self._page(report=report, payload=payload, filename=upload.filename)
 
     @expose("/confirm", methods=("POST",))
     def confirm(self) -> Any:

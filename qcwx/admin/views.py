@@ -29,6 +29,8 @@ ADMIN_ROLES = frozenset({"admin", "center"})
 # Form fields whose dropdown lists only objects inside the actor's region.
 SCOPED_FIELDS = {"region": Region, "hospital": Hospital, "lab": Lab, "instrument": Instrument}
 CONFLICT_MESSAGE = "保存失败：与已有数据冲突（编码或名称重复，或仍被其他记录引用）"
+# Validation messages Flask-Admin's fields raise without a Chinese translation.
+UNTRANSLATED = {"Not a valid choice": "所选项无效或不在您的管理范围内"}
 
 
 def current_actor() -> User:
@@ -98,7 +100,7 @@ class QcModelView(AccessMixin, ModelView):
         return (db.session.query(func.count("*")).select_from(self.model)
                 .filter(scope_clause(current_actor(), self.model)))
 
-    def get_one(self, id: Any) -> Any:  # noqa: A002 - Flask-Admin's signature
+    def get_one(self, id: Any) -> Any:
         """Load one object inside the scope; anything else is 404 (same as missing)."""
         try:
             ident = int(id)
@@ -128,6 +130,14 @@ class QcModelView(AccessMixin, ModelView):
     def edit_form(self, obj: Any = None) -> Any:
         """Build the edit form with region-scoped dropdowns."""
         return self._scope_form(super().edit_form(obj))
+
+    def validate_form(self, form: Any) -> bool:
+        """Validate as Flask-Admin does, then put the few untranslated messages in Chinese."""
+        valid = super().validate_form(form)
+        for field in form:
+            if field.errors and isinstance(field.errors, list):
+                field.errors[:] = [UNTRANSLATED.get(str(e), e) for e in field.errors]
+        return valid
 
     # -- object-level guard and errors
     def on_model_change(self, form: Any, model: Any, is_created: bool) -> None:
@@ -220,7 +230,8 @@ class UserView(QcModelView):
     form_columns = ("username", "display_name", "password", "role", "region", "hospital", "lab",
                     "phone", "active")
     form_extra_fields = {
-        "password": PasswordField("密码", description="新建时必填，至少 8 位；编辑时留空表示不修改"),
+        "password": PasswordField(
+            "密码", description="新建时必填，至少 8 位；编辑时留空表示不修改"),
     }
     form_choices = {"role": list(ROLES.items())}
     form_args = {

@@ -209,7 +209,8 @@ def template_csv() -> bytes:
 
 def _decode(data: bytes) -> str:
     if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise UserError("这是 Excel 文件，请在 Excel 中“另存为 CSV（逗号分隔）”后再上传", field="file")
+        raise UserError("这是 Excel 文件，请在 Excel 中“另存为 CSV（逗号分隔）”后再上传",
+                        field="file")
     if b"\x00" in data:
         raise UserError("文件不是 CSV 文本文件，请保存为 UTF-8 或 GBK 编码的 CSV 后再上传",
                         field="file")
