@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from flask import Flask
 from sqlalchemy import func, select
@@ -28,3 +30,45 @@ def install(app: Flask) -> None:
         click.echo(summary)
         for username, password in DEMO_PASSWORDS.items():
             click.echo(f"  {username:<12} {password}")
+
+    @app.cli.command("fake-wechat")
+    @click.option("--port", type=int, default=None,
+                  help="Port (default: the one in QCWX_WECHAT_API_BASE, else 5055).")
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--background", is_flag=True,
+                  help="Detach (pid in instance/fake-wechat.pid); no-op if one already answers.")
+    def fake_wechat(port: int | None, host: str, background: bool) -> None:
+        """Run the local fake of WeChat's APIs (development and tests only)."""
+        from qcwx.wechat import fake_server
+
+        if app.config["ENV"] == "production":
+            raise click.ClickException("the fake WeChat is for development only")
+        port = port or fake_server.default_port(app.config.get("WECHAT_API_BASE"))
+        settings = {k: app.config[k] for k in ("WECHAT_APPID", "WECHAT_SECRET", "MP_APPID",
+                                               "MP_SECRET")}
+        if not background:
+            fake_server.serve(port, host, fake_server.appid_secrets_from_settings(settings))
+            return
+        instance = Path(app.instance_path)
+        try:
+            pid = fake_server.start_background(host, port, settings, instance / "fake-wechat.pid",
+                                               instance / "fake-wechat.log")
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+        if pid is None:
+            click.echo(f"fake WeChat already answers at http://{host}:{port}")
+        else:
+            click.echo(f"fake WeChat started at http://{host}:{port} (pid {pid})")
+
+    @app.cli.command("wechat-menu")
+    def wechat_menu() -> None:
+        """Create the official account's menu from qcwx/wechat/menu.json."""
+        from qcwx.errors import ExternalServiceError
+        from qcwx.wechat.services import menu_definition, publish_menu
+
+        try:
+            result = publish_menu()
+        except ExternalServiceError as exc:
+            raise click.ClickException(str(exc)) from None
+        names = "、".join(b["name"] for b in menu_definition()["button"])
+        click.echo(f"menu created ({names}): errcode {result.get('errcode', 0)}")

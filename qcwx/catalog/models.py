@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Float, ForeignKey, String, Table, UniqueConstraint
+from sqlalchemy import Column, Double, ForeignKey, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from qcwx.extensions import db
@@ -28,8 +28,8 @@ class Analyte(db.Model):
     decimals: Mapped[int] = mapped_column(default=2)
     discipline: Mapped[str] = mapped_column(String(16), default="生化")
     # A value outside [plausible_low, plausible_high] is refused as a typing error.
-    plausible_low: Mapped[float | None] = mapped_column(Float)
-    plausible_high: Mapped[float | None] = mapped_column(Float)
+    plausible_low: Mapped[float | None] = mapped_column(Double)
+    plausible_high: Mapped[float | None] = mapped_column(Double)
     specs: Mapped[list[QualitySpec]] = relationship(back_populates="analyte")
 
     def __str__(self) -> str:
@@ -47,12 +47,12 @@ class QualitySpec(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     analyte_id: Mapped[int] = mapped_column(ForeignKey("analyte.id"), index=True)
     spec_set: Mapped[str] = mapped_column(String(32))
-    allowable_cv: Mapped[float | None] = mapped_column(Float)
-    allowable_bias: Mapped[float | None] = mapped_column(Float)
-    tea_pct: Mapped[float | None] = mapped_column(Float)
-    tea_abs: Mapped[float | None] = mapped_column(Float)
+    allowable_cv: Mapped[float | None] = mapped_column(Double)
+    allowable_bias: Mapped[float | None] = mapped_column(Double)
+    tea_pct: Mapped[float | None] = mapped_column(Double)
+    tea_abs: Mapped[float | None] = mapped_column(Double)
     tea_abs_unit: Mapped[str | None] = mapped_column(String(32))
-    tea_threshold: Mapped[float | None] = mapped_column(Float)
+    tea_threshold: Mapped[float | None] = mapped_column(Double)
     source: Mapped[str] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(default=1)
     active: Mapped[bool] = mapped_column(default=True)

@@ -2,9 +2,9 @@
 
 Everything is drawn from one seeded ``numpy`` generator family, so the same call on an empty
 database always stores the same values. The organisation and catalogue are created through
-the ORM (and so audited row by row); runs, submissions and results — about 100 000 rows for
-the default 120 days — go in as bulk inserts, followed by one ``seed`` audit row, and are then
-judged by :func:`qcwx.iqc.services.evaluate_all` exactly as submitted runs would be.
+the ORM (and so audited row by row); runs, submissions and results (~54 000 runs and
+~108 000 results for the default 120 days) go in as bulk inserts with one ``seed`` audit row
+instead, and are then judged by :func:`qcwx.iqc.services.evaluate_all` like submitted runs.
 
 Simulation of one test system × level (QC_SPEC §2, §5): the QC material's true concentration
 × (1 + method bias + lab bias) plus noise with the lab's CV (30 % of the variance shared by
@@ -835,8 +835,8 @@ def seed(days: int = 120, *, seed_value: int = 20261125, end: date | None = None
         .join(Lab, Lab.id == TestSystem.lab_id).join(Hospital, Hospital.id == Lab.hospital_id)
         .where(Hospital.region_id == region.id).group_by(QcRun.status)).all()))
     counts = {"hospitals": len(labs), "labs": len(labs), "test_systems": len(systems),
-              "control_limits": n_limits, "runs": n_runs, "results": n_results, "reject": status["reject"],
-              "warning": status["warning"], "custom_rule_sets": custom,
+              "control_limits": n_limits, "runs": n_runs, "results": n_results,
+              "reject": status["reject"], "warning": status["warning"], "custom_rule_sets": custom,
               "actions_signed": actions["signed"], "actions_submitted": actions["submitted"]}
     db.session.add(AuditLog(action="seed", entity="demo", entity_id=d.REGION_CODE, changes={
         "seed_value": seed_value, "days": days, "start": dates[0].isoformat(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Double, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from qcwx.catalog.models import QcLevel, TestSystem
@@ -33,8 +33,8 @@ class ControlLimit(db.Model):
     qc_level_id: Mapped[int] = mapped_column(ForeignKey("qc_level.id"))
     version: Mapped[int]
     kind: Mapped[str] = mapped_column(String(16))
-    target_mean: Mapped[float] = mapped_column(Float)
-    target_sd: Mapped[float] = mapped_column(Float)
+    target_mean: Mapped[float] = mapped_column(Double)
+    target_sd: Mapped[float] = mapped_column(Double)
     n_used: Mapped[int | None]
     effective_from: Mapped[date]
     reason: Mapped[str] = mapped_column(String(255))
@@ -112,11 +112,9 @@ class QcResult(db.Model):
     run_id: Mapped[int] = mapped_column(ForeignKey("qc_run.id"), index=True)
     qc_level_id: Mapped[int] = mapped_column(ForeignKey("qc_level.id"))
     version: Mapped[int] = mapped_column(default=1)
-    is_current: Mapped[bool] = mapped_column(default=True, index=True)
+    is_current: Mapped[bool] = mapped_column(default=True)
     value_text: Mapped[str] = mapped_column(String(32))
-    value: Mapped[float] = mapped_column(Float)
-    z: Mapped[float | None] = mapped_column(Float)
-    control_limit_id: Mapped[int | None] = mapped_column(ForeignKey("control_limit.id"))
+    value: Mapped[float] = mapped_column(Double)
     measured_at: Mapped[datetime | None]
     entered_at: Mapped[datetime] = mapped_column(default=utcnow)
     entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))

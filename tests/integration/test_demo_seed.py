@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import Counter, defaultdict
-from datetime import date
+from datetime import date, timedelta
 from types import SimpleNamespace
 
 import numpy as np
@@ -130,27 +130,30 @@ def test_catalogue_has_specs_instruments_reagents_and_two_level_lots(demo):
     assert len(lots) >= 2 and lots.most_common(1)[0][1] > len(systems) / 2
 
 
-def test_every_test_system_has_two_levels_and_a_limit_per_level(demo):
+def test_every_test_system_has_two_levels_and_versioned_limits_per_level(demo):
     systems = _region_systems()
     labs = {ts.lab_id for ts in systems}
     for lab_id in labs:
         assert len({ts.analyte_id for ts in systems if ts.lab_id == lab_id}) >= 12
-    limits = db.session.execute(
-        select(m.ControlLimit.test_system_id, m.ControlLimit.qc_level_id, m.ControlLimit.kind,
-               m.ControlLimit.reason, m.ControlLimit.target_sd)).all()
-    by_ts = defaultdict(dict)
-    for ts_id, level_id, kind, reason, sd in limits:
-        by_ts[ts_id][level_id] = (kind, reason, sd)
-    kinds = Counter()
+    limits = db.session.scalars(select(m.ControlLimit).order_by(m.ControlLimit.version)).all()
+    by_ts = defaultdict(lambda: defaultdict(list))
+    for row in limits:
+        by_ts[row.test_system_id][row.qc_level_id].append(row)
+    first_kind = Counter()
     for ts in systems:
         assert [lv.level_index for lv in ts.levels] == [1, 2]
         assert set(by_ts[ts.id]) == {lv.id for lv in ts.levels}
-        for kind, reason, sd in by_ts[ts.id].values():
-            assert sd > 0
-            assert reason == {"established": "前20天数据建立暂定靶值",
-                              "fixed": "采用质控品说明书靶值"}[kind]
-            kinds[kind] += 1
-    assert 0.15 < kinds["fixed"] / sum(kinds.values()) < 0.35
+        for versions in by_ts[ts.id].values():
+            first = versions[0]
+            assert first.version == 1 and first.target_sd > 0
+            assert first.effective_from == END - timedelta(days=DAYS - 1)
+            assert first.reason == {"established": "前20天数据建立暂定靶值",
+                                    "fixed": "采用质控品说明书靶值"}[first.kind]
+            assert all(v.kind == first.kind for v in versions)
+            assert first.kind == "established" or len(versions) == 1
+            assert all("累积在控数据" in v.reason for v in versions[1:])
+        first_kind[by_ts[ts.id][ts.levels[0].id][0].kind] += 1
+    assert 0.15 < first_kind["fixed"] / len(systems) < 0.35
 
 
 def test_demo_users_of_every_role_log_in_with_the_documented_passwords(demo):
@@ -257,6 +260,13 @@ def test_biased_lab_is_in_control_but_unacceptable_against_its_peers(demo):
     statuses = Counter(db.session.scalars(
         select(m.QcRun.status).where(m.QcRun.test_system_id == target.id)))
     assert statuses["reject"] / sum(statuses.values()) < 0.15
+    for level in target.levels:  # its own limits absorb the bias: no systematic signal
+        latest = db.session.scalars(select(m.ControlLimit).where(
+            m.ControlLimit.test_system_id == target.id, m.ControlLimit.qc_level_id == level.id)
+            .order_by(m.ControlLimit.version.desc()).limit(1)).one()
+        values = db.session.scalars(select(m.QcResult.value).join(m.QcRun).where(
+            m.QcRun.test_system_id == target.id, m.QcResult.qc_level_id == level.id)).all()
+        assert abs(np.mean(values) - latest.target_mean) < 0.5 * latest.target_sd
     peers = [ts for ts in _region_systems()
              if ts.analyte.code == "CREA" and ts.qc_lot_id == target.qc_lot_id]
     assert len({ts.lab_id for ts in peers}) >= 10
