@@ -36,7 +36,7 @@ static/vendor/.stamp: package.json package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/echarts/dist/echarts.min.js static/vendor/echarts.min.js
 	cp node_modules/weui/dist/style/weui.min.css static/vendor/weui.min.css
-	{ echo '(function(){var module={exports:{}};'; cat node_modules/weixin-js-sdk/index.js; echo '})();'; } > static/vendor/jweixin.js
+	{ echo '(function(){var module={exports:{}};'; cat node_modules/weixin-js-sdk/index.js; echo 'window.wx = window.jWeixin = module.exports;})();'; } > static/vendor/jweixin.js
 	touch $@
 
 assets: static/vendor/.stamp
