@@ -182,6 +182,8 @@ def levey_jennings(points: Sequence[Any], *, mean: float, sd: float, title: str,
         linestyle_opts=opts.LineStyleOpts(color=c.BLUE, width=1, opacity=0.55),
         itemstyle_opts={"color": c.BLUE}, markline_opts=markline)
     chart.options["series"][0]["labelLayout"] = {"moveOverlap": "shiftY", "hideOverlap": True}
+    # ECharts thins symbols on long lines; on an LJ chart every result must stay visible.
+    chart.options["series"][0]["showAllSymbol"] = True
     if stepped:
         _add_step_lines(chart, limits)
     statuses = {p.status for p in pts}
@@ -310,6 +312,8 @@ def z_chart(series_by_level: Mapping[str, Sequence[Any]], chart_id: str,
             linestyle_opts=opts.LineStyleOpts(color=colour, width=1.2, opacity=0.8),
             itemstyle_opts={"color": colour},
             markline_opts=c.mark_lines(_z_lines()) if i == 0 else None)
+    for series in chart.options["series"]:
+        series["showAllSymbol"] = True  # never thin out results on a QC chart
     top = c.title_height(None)
     return c.finish(
         chart, title_opts=c.title(title), legend_opts=c.legend(names, top),

@@ -32,12 +32,12 @@ def nav_items() -> list[dict]:
 
     if not current_user.is_authenticated:
         return []
-    items = [{"url": url_for("labels.scan"), "icon": "⌗", "label": "扫码录入"},
-             {"url": url_for("iqc.actions"), "icon": "⚑", "label": "失控处理"}]
+    items = [{"url": url_for("labels.scan"), "icon": "scan", "label": "扫码录入"},
+             {"url": url_for("iqc.actions"), "icon": "flag", "label": "失控处理"}]
     if current_user.role != "technician":
-        items.append({"url": url_for("labels.index"), "icon": "▦", "label": "质控标签"})
+        items.append({"url": url_for("labels.index"), "icon": "label", "label": "质控标签"})
     if current_user.role in ("admin", "center"):
-        items.append({"url": url_for("admin.index"), "icon": "⚙", "label": "管理"})
+        items.append({"url": url_for("admin.index"), "icon": "gear", "label": "管理"})
     return items
 
 
