@@ -10,6 +10,7 @@ PYTHON ?= python3
 
 run: install assets db  ## set up everything and serve the demo at http://127.0.0.1:$(PORT)
 	$(FLASK) seed-demo --if-empty
+	$(FLASK) fake-wechat --background
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 test: install-test assets browser-deps  ## install test requirements and run the whole suite

@@ -24,6 +24,9 @@ def _safe_next(target: str | None) -> str:
 @limiter.limit("20 per minute", methods=["POST"])
 def login():
     """Show the login form; on success go where the user was heading."""
+    if request.method == "GET" and "MicroMessenger" in request.headers.get("User-Agent", ""):
+        # Inside WeChat the bound account logs in through OAuth, no password needed.
+        return redirect(url_for("wechat.oauth_start", next=_safe_next(request.args.get("next"))))
     form = LoginForm()
     if form.validate_on_submit():
         user = authenticate(form.username.data, form.password.data)

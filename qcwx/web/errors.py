@@ -7,7 +7,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from qcwx.errors import UserError
+from qcwx.errors import ExternalServiceError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,14 @@ def install(app: Flask) -> None:
 
         db.session.rollback()
         return _respond(exc.status, exc.message, exc.field)
+
+    @app.errorhandler(ExternalServiceError)
+    def external_error(exc: ExternalServiceError):
+        from qcwx.extensions import db
+
+        db.session.rollback()
+        log.warning("external service failed on %s: %s", request.path, exc)
+        return _respond(503, "微信服务暂时不可用，请稍后再试")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

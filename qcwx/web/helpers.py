@@ -26,24 +26,48 @@ def fixed(value: float | None, decimals: int = 2) -> str:
 
 
 def nav_items() -> list[dict]:
-    """Return the tab-bar entries for the current user's role."""
+    """Return the tab-bar entries for the current user's role (at most three besides home).
+
+    Lab roles get capture first; the centre gets administration. Less frequent pages
+    (labels, WeChat invites) are tiles on the home page instead of tabs.
+    """
     from flask import url_for
     from flask_login import current_user
 
     if not current_user.is_authenticated:
         return []
-    items = [{"url": url_for("labels.scan"), "icon": "scan", "label": "扫码录入"},
-             {"url": url_for("iqc.actions"), "icon": "flag", "label": "失控处理"}]
-    if current_user.role != "technician":
-        items.append({"url": url_for("labels.index"), "icon": "label", "label": "质控标签"})
+    items = []
+    if current_user.role not in ("admin", "center"):
+        items.append({"url": url_for("labels.scan"), "icon": "scan", "label": "扫码录入"})
+    items.append({"url": url_for("iqc.actions"), "icon": "flag", "label": "失控处理"})
     if current_user.role in ("admin", "center"):
         items.append({"url": url_for("admin.index"), "icon": "gear", "label": "管理"})
     return items
 
 
+def home_tiles() -> list[dict]:
+    """Return the shortcut tiles of the home page for the current role."""
+    from flask import url_for
+    from flask_login import current_user
+
+    role = current_user.role
+    tiles = []
+    if role in ("admin", "center"):
+        tiles += [
+            {"url": url_for("admin.index"), "icon": "hospital", "label": "机构与用户"},
+            {"url": url_for("testsystem.index_view"), "icon": "flask", "label": "检测系统"},
+            {"url": url_for("import_test_systems.index"), "icon": "upload", "label": "批量导入"},
+            {"url": url_for("analyte.index_view"), "icon": "list", "label": "项目与质量规范"},
+        ]
+    if role != "technician":
+        tiles.append({"url": url_for("labels.index"), "icon": "label", "label": "质控标签"})
+        tiles.append({"url": url_for("wechat.invites"), "icon": "wechat", "label": "微信绑定"})
+    return tiles
+
+
 def install(app: Flask) -> None:
     """Register the filters and globals on ``app``."""
-    app.context_processor(lambda: {"nav_items": nav_items()})
+    app.context_processor(lambda: {"nav_items": nav_items(), "home_tiles": home_tiles})
     app.add_template_filter(localtime)
     app.add_template_filter(fixed)
     app.add_template_global(STATUS_CLASS, "STATUS_CLASS")
