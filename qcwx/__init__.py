@@ -76,13 +76,31 @@ def configure_celery(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount every feature's blueprint."""
+    from miniprogram_api.views import bp as mp_bp
+    from qcwx.alerts.views import bp as alerts_bp
+    from qcwx.extensions import csrf
+    from qcwx.ingest.api import bp as ingest_api_bp
+    from qcwx.ingest.views import bp as ingest_bp
     from qcwx.iqc.views import bp as iqc_bp
+    from qcwx.labels.views import bp as labels_bp
     from qcwx.orgs.views import bp as orgs_bp
+    from qcwx.peer.views import bp as peer_bp
     from qcwx.web.views import bp as web_bp
+    from qcwx.wechat.views import bp as wechat_bp
+    from qcwx.wechat.views import callback as wechat_callback
 
     app.register_blueprint(web_bp)
     app.register_blueprint(orgs_bp)
     app.register_blueprint(iqc_bp)
+    app.register_blueprint(peer_bp)
+    app.register_blueprint(alerts_bp)
+    app.register_blueprint(mp_bp)  # JSON + JWT, CSRF-exempt (see miniprogram_api.views)
+    app.register_blueprint(ingest_bp)
+    app.register_blueprint(ingest_api_bp)
+    csrf.exempt(ingest_api_bp)  # API-key authenticated, reads no cookies: CSRF does not apply
+    app.register_blueprint(wechat_bp)
+    csrf.exempt(wechat_callback)  # WeChat signs its callbacks; it cannot send our CSRF token
+    app.register_blueprint(labels_bp)
     from qcwx.admin import init_admin
 
     init_admin(app)

@@ -25,6 +25,13 @@ from qcwx.iqc.models import (
 )
 from qcwx.ingest.models import ColumnMapping, LevelCodeMapping, TestCodeMapping, UploadBatch
 from qcwx.orgs.models import ApiKey, Hospital, Lab, Region, User
+from qcwx.peer.models import (
+    PeerLabDay,
+    PeerSnapshot,
+    PeerSnapshotLab,
+    PeerTsState,
+    SavedGrouping,
+)
 from qcwx.reports.models import ShareLink
 from qcwx.wechat.models import SubscribeConsent, WechatInvite
 
@@ -35,4 +42,5 @@ __all__ = [
     "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
     "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink", "Submission",
     "TestSystem", "User", "Violation",
+    "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
 ]

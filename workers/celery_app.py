@@ -7,12 +7,17 @@ calling process, so the embedded default needs no broker.
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 from celery import Task
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 
 from qcwx.extensions import celery
+from workers.beat import BEAT_SCHEDULE
 
-TASK_MODULES = ["workers.tasks.housekeeping"]
+TASK_MODULES = ["workers.tasks.housekeeping", "workers.tasks.alerts", "workers.tasks.peer"]
+_flask_app: dict[str, Flask] = {}
 
 
 def init_celery(app: Flask) -> None:
@@ -20,8 +25,15 @@ def init_celery(app: Flask) -> None:
 
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
-            with app.app_context():
+            # A task class is fixed when the task is first created, but tests build several
+            # apps: run an eager task in the caller's app, a worker's in the latest one. The
+            # fresh app context gives the task its own session (and its own commit).
+            flask_app = current_app._get_current_object() if has_app_context() else (
+                _flask_app["app"])
+            with flask_app.app_context():
                 return self.run(*args, **kwargs)
+
+    _flask_app["app"] = app
 
     redis_url = app.config["REDIS_URL"]
     celery.conf.update(
@@ -40,15 +52,27 @@ def init_celery(app: Flask) -> None:
         broker_connection_retry_on_startup=True,
         broker_transport_options={"socket_timeout": 2, "socket_connect_timeout": 2},
         include=TASK_MODULES,
+        beat_schedule=BEAT_SCHEDULE,
     )
     celery.Task = FlaskTask
     celery.set_default()
     app.extensions["celery"] = celery
+    for module in TASK_MODULES:  # register the tasks here too: eager runs and after-commit
+        importlib.import_module(module)  # enqueues look them up by name in the web process
 
 
 def make_worker_app():
-    """Return the Celery app bound to a freshly created Flask app (worker entry point)."""
+    """Return the Celery app bound to a freshly created Flask app (worker entry point).
+
+    ``celery -A`` puts the working directory on ``sys.path`` only while it imports this
+    module and removes it before asking for ``app``; the project root goes back on it here
+    so that top-level packages first imported by ``create_app`` (``miniprogram_api``) load.
+    """
     from qcwx import create_app
+    from qcwx.config import PROJECT_ROOT
+
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
 
     create_app()
     return celery

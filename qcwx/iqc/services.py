@@ -23,6 +23,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import selectinload
 
 from qcwx.alerts.models import OutboxMessage
+from qcwx.alerts.services import dispatch_after_commit
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
@@ -411,7 +412,7 @@ def _write_outbox(ts: TestSystem, run: QcRun, status: str) -> None:
     verdict = verdict_for(run)
     n = db.session.scalar(select(func.count()).select_from(OutboxMessage)
                           .where(OutboxMessage.run_id == run.id)) or 0
-    db.session.add(OutboxMessage(
+    db.session.add(outbox := OutboxMessage(
         kind=f"run_{status}", lab_id=ts.lab_id, run_id=run.id,
         dedupe_key=f"run-{run.id}-{status}-{n + 1}",
         payload={
@@ -424,6 +425,7 @@ def _write_outbox(ts: TestSystem, run: QcRun, status: str) -> None:
             "rules": [r.rule for r in verdict.rules],
             "at": utcnow().isoformat(),
         }))
+    dispatch_after_commit(outbox)  # enqueue delivery once the run is committed
 
 
 def verdict_for(run: QcRun, duplicate: bool = False) -> RunVerdict:
