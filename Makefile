@@ -10,6 +10,7 @@ PYTHON ?= python3
 
 run: install assets db  ## set up everything and serve the demo at http://127.0.0.1:$(PORT)
 	$(FLASK) seed-demo --if-empty
+	$(FLASK) peer rebuild
 	$(FLASK) fake-wechat --background
 	$(FLASK) run --host 127.0.0.1 --port $(PORT)
 

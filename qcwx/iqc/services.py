@@ -31,6 +31,7 @@ from qcwx.iqc import targets
 from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import can_access_lab
+from qcwx.peer import services as peer_services
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today, utcnow
 
@@ -354,6 +355,7 @@ def evaluate_from(ts: TestSystem, run: QcRun, *, notify: bool, actor: User | Non
             break
         before *= 2  # missing levels: more runs are needed to hold 12 results per level
     evaluation = westgard.evaluate(z, rule_set)
+    peer_services.refresh_after_commit(ts.id)  # peer statistics follow every change of a run
     for i in range(first_target, len(runs)):
         has_target = not np.isnan(z[i]).all()
         _store_verdict(ts, runs[i], evaluation[i] if has_target else None, runs,

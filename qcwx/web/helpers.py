@@ -40,6 +40,7 @@ def nav_items() -> list[dict]:
     if current_user.role not in ("admin", "center"):
         items.append({"url": url_for("labels.scan"), "icon": "scan", "label": "扫码录入"})
     items.append({"url": url_for("iqc.actions"), "icon": "flag", "label": "失控处理"})
+    items.append({"url": url_for("peer.index"), "icon": "compare", "label": "室间比对"})
     if current_user.role in ("admin", "center"):
         items.append({"url": url_for("admin.index"), "icon": "gear", "label": "管理"})
     return items

@@ -1,0 +1,326 @@
+"""Peer-comparison writes: the moments cache, frozen months, saved groupings (flush only).
+
+``refresh_after_submission`` is what the after-commit Celery task runs for the test system a
+run was submitted to (or corrected, or re-judged after a limit change): it re-aggregates that
+one system's in-control current results per level and day and writes only the days that
+changed, so its cost depends on the system's own history, never on the size of its peer
+group. Group statistics are then derived on read from the per-system moments (Algorithm A
+over the member means takes milliseconds even for 5,000 labs), so a page is never more than
+one task behind a submission.
+
+``freeze_month`` computes a finished month once per region and stores it; an existing
+snapshot is never recomputed (a region asked for explicitly answers 409). It works lot by lot:
+peer groups never span QC lots (the group key starts with the QC level), so each lot is an
+independent chunk — one SQL aggregation feeding :mod:`qcwx.peer.compute` — which is also how
+the work splits across Celery workers at national scale (see ``bench/bench_peer_service.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from qcwx.catalog.models import TestSystem
+from qcwx.errors import Conflict, Forbidden, NotFound, UserError
+from qcwx.extensions import celery, db
+from qcwx.iqc.models import QcResult, QcRun
+from qcwx.orgs.models import Hospital, Lab, Region, User
+from qcwx.peer import queries
+from qcwx.peer.filters import DIMENSIONS, Period, month_end, month_period, parse_filters
+from qcwx.peer.models import (
+    PeerLabDay,
+    PeerSnapshot,
+    PeerSnapshotLab,
+    PeerTsState,
+    SavedGrouping,
+)
+from qcwx.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+CENTRE_ROLES = ("center", "admin")
+REFRESH_TASK = "qcwx.peer.refresh"
+_PENDING_KEY = "qcwx.peer.refresh_ids"
+REFRESH_CHUNK = 200
+FREEZE_LOT_CHUNK = 1
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What a cache refresh changed."""
+
+    systems: int
+    days_written: int
+    days_deleted: int
+    results: int
+
+
+def _aggregate(ts_ids: Sequence[int]) -> dict[tuple[int, int, date], tuple[int, float, float]]:
+    """Return (ts, level, day) → (n, Σx, Σx²) of in-control current results, from the results."""
+    value = QcResult.value
+    rows = db.session.execute(
+        select(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date,
+               func.count(QcResult.id), func.sum(value), func.sum(value * value))
+        .join(QcResult, QcResult.run_id == QcRun.id)
+        .where(QcRun.test_system_id.in_(list(ts_ids)), QcResult.is_current,
+               QcRun.status != "reject")
+        .group_by(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date)).all()
+    return {(ts, lv, day): (int(n), float(total), float(total_sq))
+            for ts, lv, day, n, total, total_sq in rows}
+
+
+def _cached(ts_ids: Sequence[int]) -> dict[tuple[int, int, date], tuple[int, float, float]]:
+    t = PeerLabDay.__table__
+    rows = db.session.execute(select(t.c.test_system_id, t.c.qc_level_id, t.c.day, t.c.n,
+                                     t.c.total, t.c.total_sq)
+                              .where(t.c.test_system_id.in_(list(ts_ids)))).all()
+    return {(ts, lv, day): (int(n), float(total), float(total_sq))
+            for ts, lv, day, n, total, total_sq in rows}
+
+
+def refresh_systems(ts_ids: Iterable[int]) -> RefreshResult:
+    """Bring the moments cache of these test systems up to date; write only changed days.
+
+    Also marks each system as cached (``PeerTsState``), after which readers use the cache for
+    it instead of raw results. Core statements: the cache is derived data, not audited.
+    """
+    ids = sorted({int(i) for i in ts_ids})
+    written = deleted = results = 0
+    t = PeerLabDay.__table__
+    for start in range(0, len(ids), REFRESH_CHUNK):
+        chunk = ids[start:start + REFRESH_CHUNK]
+        fresh, old = _aggregate(chunk), _cached(chunk)
+        gone = [k for k, v in old.items() if fresh.get(k) != v]
+        new = [k for k, v in fresh.items() if old.get(k) != v]
+        if gone:
+            db.session.execute(
+                delete(t).where(t.c.test_system_id == bindparam("ts"),
+                                t.c.qc_level_id == bindparam("lv"), t.c.day == bindparam("d")),
+                [{"ts": ts, "lv": lv, "d": day} for ts, lv, day in gone])
+        if new:
+            db.session.execute(insert(t), [
+                {"test_system_id": ts, "qc_level_id": lv, "day": day, "n": fresh[(ts, lv, day)][0],
+                 "total": fresh[(ts, lv, day)][1], "total_sq": fresh[(ts, lv, day)][2]}
+                for ts, lv, day in new])
+        _mark_cached(chunk, fresh)
+        written += len(new)
+        deleted += len(set(gone) - set(new))
+        results += sum(v[0] for v in fresh.values())
+    return RefreshResult(len(ids), written, deleted, results)
+
+
+def _mark_cached(ts_ids: Sequence[int], fresh: Mapping) -> None:
+    counts: dict[int, int] = {ts: 0 for ts in ts_ids}
+    for (ts, _, _), (n, _, _) in fresh.items():
+        counts[ts] += n
+    st = PeerTsState.__table__
+    known = set(db.session.scalars(select(st.c.test_system_id).where(
+        st.c.test_system_id.in_(list(ts_ids)))))
+    now = utcnow()
+    if known:
+        db.session.execute(
+            update(st).where(st.c.test_system_id == bindparam("ts"))
+            .values(refreshed_at=bindparam("at"), n_results=bindparam("nr")),
+            [{"ts": ts, "at": now, "nr": counts[ts]} for ts in ts_ids if ts in known])
+    missing = [ts for ts in ts_ids if ts not in known]
+    if missing:
+        db.session.execute(insert(st), [{"test_system_id": ts, "refreshed_at": now,
+                                         "n_results": counts[ts]} for ts in missing])
+
+
+def refresh_after_submission(test_system_id: int) -> RefreshResult:
+    """Update the live peer statistics after a run of ``test_system_id`` was committed.
+
+    Call it (through the ``qcwx.peer.refresh`` task) after every commit that adds, corrects
+    or re-judges results of the system; it is idempotent, so a retry or a duplicate is harmless.
+    """
+    if db.session.get(TestSystem, int(test_system_id)) is None:
+        raise NotFound("检测系统不存在", field="test_system_id")
+    result = refresh_systems([int(test_system_id)])
+    log.debug("peer refresh ts=%s: %s", test_system_id, result)
+    return result
+
+
+def refresh_after_commit(*test_system_ids: int) -> None:
+    """Queue ``qcwx.peer.refresh`` for these systems once the current transaction commits.
+
+    The one line a writer of results adds (submission, correction, re-judgement after a limit
+    change). Queueing before the commit would let a fast worker read the old results;
+    after a rollback nothing is queued. The task is looked up by name, so services never
+    import worker modules.
+    """
+    db.session.info.setdefault(_PENDING_KEY, set()).update(int(i) for i in test_system_ids)
+
+
+@event.listens_for(Session, "after_commit")
+def _enqueue_on_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released: the outer transaction may still roll back
+    ids = session.info.pop(_PENDING_KEY, None)
+    if not ids:
+        return
+    task = celery.tasks.get(REFRESH_TASK)
+    for ts_id in sorted(ids):
+        try:
+            if task is None:
+                raise LookupError(f"task {REFRESH_TASK} is not registered")
+            task.apply_async(args=[ts_id], retry=False)
+        except Exception as exc:  # noqa: BLE001 - the nightly rebuild catches up
+            log.warning("peer refresh of ts=%s not queued: %s", ts_id, exc)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_on_rollback(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None and not previous_transaction.nested:
+        session.info.pop(_PENDING_KEY, None)
+
+
+def rebuild_cache(region_id: int | None = None) -> RefreshResult:
+    """Refresh the cache of every test system (of one region, or all): nightly and after imports."""
+    stmt = select(TestSystem.id)
+    if region_id is not None:
+        stmt = (stmt.join(Lab, Lab.id == TestSystem.lab_id)
+                .join(Hospital, Hospital.id == Lab.hospital_id)
+                .where(Hospital.region_id == region_id))
+    result = refresh_systems(db.session.scalars(stmt).all())
+    log.info("peer cache rebuilt (region=%s): %s", region_id, result)
+    return result
+
+
+# ------------------------------------------------------------------ frozen months
+
+
+@dataclass(frozen=True)
+class FreezeResult:
+    """One region's outcome of a freeze: created (with its size) or already frozen."""
+
+    region_id: int
+    month: str
+    snapshot_id: int
+    created: bool
+    rows: int
+
+
+def _check_month_over(month: str, today: date) -> Period:
+    period = month_period(month, today)
+    if month_end(month) >= today:
+        raise UserError("只能冻结已经结束的月份", field="month")
+    return Period("month", period.start, month_end(month), month)
+
+
+def freeze_month(region_id: int | None, month: str, today: date,
+                 actor: User | None = None) -> list[FreezeResult]:
+    """Compute and store ``month`` for one region (or every region); never recompute.
+
+    A region given explicitly whose month is already frozen raises ``Conflict``; with
+    ``region_id=None`` (the monthly task) frozen regions are skipped and reported.
+    """
+    period = _check_month_over(month, today)
+    if region_id is not None and db.session.get(Region, region_id) is None:
+        raise NotFound("区域不存在", field="region")
+    regions = [region_id] if region_id is not None else list(
+        db.session.scalars(select(Region.id).order_by(Region.id)))
+    out = []
+    for rid in regions:
+        existing = queries.snapshot_for(rid, month)
+        if existing is not None:
+            if region_id is not None:
+                raise Conflict(f"{period.label}已冻结，冻结后的统计不会重新计算", field="month")
+            out.append(FreezeResult(rid, month, existing.id, False, 0))
+            continue
+        out.append(_freeze_region(rid, period, actor))
+    return out
+
+
+def _freeze_region(region_id: int, period: Period, actor: User | None) -> FreezeResult:
+    snap = PeerSnapshot(region_id=region_id, month=period.month,
+                        frozen_by_id=actor.id if actor else None)
+    db.session.add(snap)
+    db.session.flush()
+    lots = sorted(set(db.session.scalars(
+        select(TestSystem.qc_lot_id).join(Lab, Lab.id == TestSystem.lab_id)
+        .join(Hospital, Hospital.id == Lab.hospital_id).where(Hospital.region_id == region_id))))
+    n_rows = n_results = 0
+    for start in range(0, len(lots), FREEZE_LOT_CHUNK):
+        chunk = lots[start:start + FREEZE_LOT_CHUNK]
+        labs = queries.compare_region(region_id, period, lot_ids=chunk)
+        specs = queries.load_specs(labs["analyte_id"].unique() if len(labs) else [])
+        rows = [_snapshot_row(snap.id, queries.result_from_row(r, specs))
+                for r in labs.to_dict("records")]
+        if rows:
+            db.session.execute(insert(PeerSnapshotLab.__table__), rows)
+        n_rows += len(rows)
+        n_results += int(labs["n"].sum()) if len(labs) else 0
+    snap.n_systems, snap.n_results = n_rows, n_results
+    db.session.flush()
+    log.info("peer snapshot %s region=%s: %s rows", period.month, region_id, n_rows)
+    return FreezeResult(region_id, period.month, snap.id, True, n_rows)
+
+
+def _snapshot_row(snapshot_id: int, r: queries.SystemResult) -> dict:
+    return {
+        "snapshot_id": snapshot_id, "test_system_id": r.ts_id, "lab_id": r.lab_id,
+        "analyte_id": r.analyte_id, "qc_level_id": r.qc_level_id, "unit": r.unit, "n": r.n,
+        "mean": r.mean, "sd": r.sd, "cv": r.cv, "group_level": r.group_level,
+        "group_label": (r.group_label or "")[:255] if r.group_level else None,
+        "group_n_labs": r.n_labs, "group_n_systems": r.n_systems,
+        "group_n_results": r.n_results, "group_mean": r.g_mean, "group_sd": r.g_sd,
+        "group_cv": r.g_cv, "group_flagged": r.g_flagged, "sdi": r.sdi, "cvr": r.cvr,
+        "bias_pct": r.bias_pct, "bias_rank": r.bias_rank, "cv_rank": r.cv_rank,
+        "rank_size": r.rank_size, "tea_pct": r.tea_pct,
+        "tea_source": (r.tea_source or "")[:100] or None, "allowable_cv": r.allowable_cv,
+        "allowable_bias": r.allowable_bias, "sigma": r.sigma, "grade": r.grade,
+    }
+
+
+def previous_month(today: date) -> str:
+    """Return the month before ``today``'s as ``YYYY-MM``."""
+    year, mon = (today.year - 1, 12) if today.month == 1 else (today.year, today.month - 1)
+    return f"{year:04d}-{mon:02d}"
+
+
+# ------------------------------------------------------------------ saved groupings
+
+
+def _require_centre(actor: User) -> None:
+    if actor.role not in CENTRE_ROLES:
+        raise Forbidden("只有区域质控中心可以管理分组方案")
+
+
+def save_grouping(actor: User, region_id: int, name: str,
+                  filters: Mapping[str, Sequence[str]]) -> SavedGrouping:
+    """Save the current filter stack under a name for the region (centre only)."""
+    _require_centre(actor)
+    if actor.role == "center" and actor.region_id != region_id:
+        raise NotFound("区域不存在", field="region")
+    name = (name or "").strip()
+    if not name:
+        raise UserError("请填写分组方案名称", field="name")
+    if len(name) > 64:
+        raise UserError("分组方案名称最多64个字符", field="name")
+    clean = parse_filters(dict(filters))
+    if not clean:
+        raise UserError("请至少选择一个筛选条件再保存", field="filters")
+    taken = db.session.scalar(select(SavedGrouping.id).where(
+        SavedGrouping.region_id == region_id, SavedGrouping.name == name))
+    if taken is not None:
+        raise Conflict(f"分组方案“{name}”已存在", field="name")
+    grouping = SavedGrouping(region_id=region_id, name=name,
+                             filters={k: clean[k] for k in DIMENSIONS if k in clean},
+                             created_by_id=actor.id)
+    db.session.add(grouping)
+    db.session.flush()
+    return grouping
+
+
+def delete_grouping(actor: User, region_id: int, grouping_id: int) -> None:
+    """Delete one of the region's saved groupings (centre only)."""
+    _require_centre(actor)
+    grouping = queries.load_grouping(region_id, grouping_id)
+    db.session.delete(grouping)
+    db.session.flush()
