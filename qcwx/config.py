@@ -42,6 +42,11 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "JWT_TTL": (int, 7 * 24 * 3600),
     "RATELIMIT_DEFAULT": (str, "600 per minute"),
     "LOG_LEVEL": (str, "INFO"),
+    "INGEST_UPLOAD_DIR": (str, None),  # None → instance/uploads
+    "INGEST_UPLOAD_MAX_BYTES": (int, 20 * 1024 * 1024),
+    "INGEST_API_MAX_BYTES": (int, 5 * 1024 * 1024),
+    "INGEST_API_RATELIMIT": (str, "120 per minute"),
+    "ALERT_CENTER_ON_REJECT": (bool, False),
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -24,7 +24,8 @@ def _safe_next(target: str | None) -> str:
 @limiter.limit("20 per minute", methods=["POST"])
 def login():
     """Show the login form; on success go where the user was heading."""
-    if request.method == "GET" and "MicroMessenger" in request.headers.get("User-Agent", ""):
+    if (request.method == "GET" and "MicroMessenger" in request.headers.get("User-Agent", "")
+            and not request.args.get("password")):
         # Inside WeChat the bound account logs in through OAuth, no password needed.
         return redirect(url_for("wechat.oauth_start", next=_safe_next(request.args.get("next"))))
     form = LoginForm()

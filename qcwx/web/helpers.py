@@ -60,6 +60,11 @@ def home_tiles() -> list[dict]:
             {"url": url_for("import_test_systems.index"), "icon": "upload", "label": "批量导入"},
             {"url": url_for("analyte.index_view"), "icon": "list", "label": "项目与质量规范"},
         ]
+    if role in ("admin", "center"):
+        tiles.append({"url": url_for("ingest.keys"), "icon": "gear", "label": "接口密钥"})
+    if role in ("technician", "supervisor", "director"):
+        tiles.append({"url": url_for("ingest.upload"), "icon": "upload", "label": "文件导入"})
+    tiles.append({"url": url_for("ingest.mappings"), "icon": "list", "label": "项目映射"})
     if role != "technician":
         tiles.append({"url": url_for("labels.index"), "icon": "label", "label": "质控标签"})
         tiles.append({"url": url_for("wechat.invites"), "icon": "wechat", "label": "微信绑定"})

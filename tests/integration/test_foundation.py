@@ -135,3 +135,10 @@ def test_every_write_is_audited_and_the_log_is_append_only(session, world):
     with pytest.raises(PermissionError):
         session.flush()
     session.rollback()
+
+
+def test_login_inside_wechat_goes_through_oauth_unless_password_is_asked(client):
+    ua = {"User-Agent": "Mozilla/5.0 (iPhone) MicroMessenger/8.0.50"}
+    resp = client.get("/login?next=/ts/1", headers=ua)
+    assert resp.status_code == 302 and "/wechat/oauth/start" in resp.headers["Location"]
+    assert client.get("/login?password=1", headers=ua).status_code == 200

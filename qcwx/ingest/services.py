@@ -1,0 +1,1039 @@
+"""Store QC values from files and lab interfaces through the same path as live entry.
+
+Every channel here (CSV/XLSX upload, the JSON batch API, raw ASTM/HL7 messages, the
+interface program's file posts) ends in :func:`import_candidates`:
+
+1. **map** each item to test system, level, run date, run number and client id
+   (:mod:`qcwx.ingest.mapping`) and **validate it alone** with submit_run's own checks, so
+   one bad row is reported at its row and never blocks the others;
+2. **deduplicate** against results already stored and inside the upload (same run and
+   level: same value → duplicate, another value → conflict; a re-upload stores nothing);
+3. **group** the records of one run (test system, date, run number) so the levels are
+   judged together, and store the runs of each test system **in time order**, each in its
+   own savepoint: a failing run never leaves a partial write and never undoes the others.
+
+Recent runs (the last :data:`NOTIFY_DAYS` lab-local days) go through
+``qcwx.iqc.services.submit_run`` one by one, with alerts, exactly as if typed on a phone.
+A history import (≥ :data:`BULK_MIN_RUNS` older runs of one test system) is stored in bulk
+— the same validation helpers, one flush, then ``evaluate_from`` over the first new run in
+one vectorised pass — which gives the same statuses and violations as submitting run after
+run (the Westgard rules only look back; ``tests/integration/test_ingest_bulk.py`` proves it)
+at a fraction of the cost. Old runs page nobody; every reject still opens its
+out-of-control record.
+
+A *dry run* (the upload preview) does all of the above inside a savepoint and rolls it
+back, so the preview is exactly what the commit will do, predicted verdicts included.
+Services flush, never commit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Date, DateTime, and_, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from qcwx.catalog.models import QcLevel, TestSystem
+from qcwx.errors import Conflict, Forbidden, NotFound, UserError
+from qcwx.extensions import db
+from qcwx.ingest import ParseError, ParseResult, detect_format, parse_bytes, tabular
+from qcwx.ingest.mapping import Candidate, LabMapper, MappedRecord
+from qcwx.ingest.models import ColumnMapping, UploadBatch
+from qcwx.iqc import services as iqc
+from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
+from qcwx.orgs.models import ApiKey, Hospital, Lab, User
+from qcwx.orgs.scopes import can_access_lab, scoped
+from qcwx.timeutil import local_today, utcnow
+
+log = logging.getLogger(__name__)
+
+#: Runs dated within this many lab-local days (today included) alert like live entry.
+NOTIFY_DAYS = 3
+#: A test system with at least this many older runs in one import is stored in bulk.
+BULK_MIN_RUNS = 20
+#: Up to this many runs get full verdicts (rules explained); beyond, a compact summary.
+FULL_VERDICT_LIMIT = 500
+#: Items in one JSON batch.
+MAX_ITEMS = 1000
+#: Uploaded files kept for preview → commit, in seconds.
+UPLOAD_TTL = 2 * 3600
+UPLOAD_ROLES = iqc.SUBMITTER_ROLES
+STATUS_LABEL = {"stored": "新增", "duplicate": "重复", "error": "错误"}
+PREVIEW_LABEL = {"stored": "新增", "duplicate": "已存在", "error": "错误"}
+_CHUNK = 500
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+# ---------------------------------------------------------------- outcome objects
+@dataclass
+class Outcome:
+    """What happened to one input item; ``status`` is ``stored``, ``duplicate`` or ``error``."""
+
+    index: int
+    position: str
+    value_text: str
+    row: int | None = None
+    client_id: str | None = None
+    test_code: str | None = None
+    level: str | None = None
+    status: str = "pending"
+    error: str | None = None
+    field: str | None = None
+    code: int | None = None
+    test_system_id: int | None = None
+    test_system: str | None = None
+    level_index: int | None = None
+    run_date: date | None = None
+    run_no: int | None = None
+    run_id: int | None = None
+    verdict: dict | None = None
+    same_as: Outcome | None = None
+    checked: tuple | None = dataclasses.field(default=None, repr=False)  # (QcLevel, text, value)
+
+    @classmethod
+    def of(cls, item: Candidate) -> Outcome:
+        """Start the outcome of a candidate (before mapping)."""
+        return cls(item.index, item.position, str(item.value_text or ""), item.row,
+                   item.client_id, item.test_code or (str(item.test_system_id)
+                                                      if item.test_system_id else None),
+                   item.level)
+
+    def fail(self, exc: UserError) -> None:
+        """Mark the item as refused with the error's Chinese message and field."""
+        self.status, self.error, self.field, self.code = "error", exc.message, exc.field, exc.status
+
+    def bind(self, rec: MappedRecord) -> None:
+        """Remember what the item was mapped to (shown in previews and results)."""
+        ts = rec.test_system
+        self.test_system_id, self.test_system = ts.id, f"{ts.analyte.name}（{ts.analyte.code}）"
+        self.level_index, self.run_date, self.run_no = rec.level_index, rec.run_date, rec.run_no
+        self.client_id = rec.client_id if self.client_id is None else self.client_id
+
+    def store(self, run_id: int, duplicate: bool = False) -> None:
+        """Mark the item as stored (or found already stored) in run ``run_id``."""
+        self.status, self.run_id = ("duplicate" if duplicate else "stored"), run_id
+
+    def to_dict(self) -> dict:
+        """Return the item as the API reports it."""
+        out: dict[str, Any] = {"index": self.index, "client_id": self.client_id,
+                               "status": self.status, "position": self.position}
+        if self.row is not None:
+            out["row"] = self.row
+        if self.status == "error":
+            out.update(error=self.error, field=self.field, code=self.code)
+        else:
+            out.update(test_system_id=self.test_system_id, level=self.level_index,
+                       run_date=self.run_date.isoformat() if self.run_date else None,
+                       run_no=self.run_no, run_id=self.run_id, verdict=self.verdict)
+        return out
+
+
+@dataclass
+class ImportReport:
+    """The outcome of one import: per item, parse problems, and the batch record."""
+
+    format: str
+    outcomes: list[Outcome]
+    parse_errors: list[dict] = field(default_factory=list)
+    skipped: int = 0
+    dry_run: bool = False
+    batch_id: int | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Return {stored, duplicate, error}; unreadable rows/frames count as errors."""
+        counts = dict.fromkeys(("stored", "duplicate", "error"), 0)
+        for o in self.outcomes:
+            counts[o.status] += 1
+        counts["error"] += len(self.parse_errors)
+        return counts
+
+    @property
+    def runs(self) -> list[dict]:
+        """Return the verdict of each run touched, rejects first, then warnings."""
+        seen: dict[Any, dict] = {}
+        for o in self.outcomes:
+            if o.verdict is not None:
+                key = o.run_id or (o.test_system_id, o.run_date, o.run_no)
+                seen.setdefault(key, o.verdict | {"test_system": o.test_system})
+        order = {"reject": 0, "warning": 1, "pending": 2, "accept": 3}
+        return sorted(seen.values(), key=lambda v: (order.get(v["status"], 9), v["run_date"],
+                                                    v.get("test_system") or ""))
+
+    def to_dict(self) -> dict:
+        """Return the report as the API answers it."""
+        return {"batch_id": self.batch_id, "format": self.format, "counts": self.counts,
+                "skipped_non_qc": self.skipped, "items": [o.to_dict() for o in self.outcomes],
+                "parse_errors": self.parse_errors}
+
+
+# ---------------------------------------------------------------- the engine
+def import_candidates(actor: User, lab: Lab, items: Sequence[Candidate], *, channel: str,
+                      dry_run: bool = False, problems: Mapping[int, UserError] | None = None,
+                      ) -> list[Outcome]:
+    """Map, validate, deduplicate and store ``items`` of one lab; return one outcome each.
+
+    ``problems`` carries items already refused by the channel's own input parsing (by
+    index), so they are reported in order with the rest.
+    """
+    outcomes = [Outcome.of(item) for item in items]
+    mapper = LabMapper(lab)
+    accepted: list[tuple[Outcome, MappedRecord]] = []
+    for out, item in zip(outcomes, items, strict=True):
+        if problems and item.index in problems:
+            out.fail(problems[item.index])
+            continue
+        try:
+            rec = mapper.map(item)
+            out.bind(rec)
+            out.checked = _validate_alone(rec)
+        except UserError as exc:
+            out.fail(exc)
+            continue
+        accepted.append((out, rec))
+    groups = _plan(accepted)
+    savepoint = db.session.begin_nested() if dry_run else None
+    try:
+        _store(actor, lab, groups, channel)
+        _settle_copies(outcomes)
+        _attach_verdicts(outcomes)
+    finally:
+        if savepoint is not None:
+            savepoint.rollback()
+    if dry_run:
+        for o in outcomes:
+            if o.status == "stored":
+                o.run_id = None  # rolled back: the preview has no run to link to
+    return outcomes
+
+
+def _validate_alone(rec: MappedRecord) -> tuple[QcLevel, str, float]:
+    """Apply submit_run's own checks to one record, so its errors name its row.
+
+    Uses the validation helpers of ``qcwx.iqc.services`` (not a second copy of the rules):
+    test system active, date not in the future nor after the lot's expiry, level of the lot,
+    value a finite number within the analyte's plausible range.
+    """
+    ts = rec.test_system
+    if not ts.active:
+        raise UserError("该检测系统已停用", field="test_system_id")
+    iqc._check_date(ts, rec.run_date)
+    try:
+        resolved = iqc._resolve_levels(ts, {str(rec.level_index): rec.value_text})
+    except UserError as exc:
+        if exc.field and exc.field.startswith("level_"):  # submit_run's per-level form field
+            exc.field = "value"
+        raise
+    ((level, (text, value)),) = resolved.items()
+    return level, text, value
+
+
+def _same_value(a: str, b: str) -> bool:
+    try:
+        return iqc.parse_value(a, "value") == iqc.parse_value(b, "value")
+    except UserError:
+        return a.strip() == b.strip()
+
+
+def _plan(accepted: list[tuple[Outcome, MappedRecord]]
+          ) -> dict[tuple[int, date, int], list[tuple[Outcome, MappedRecord]]]:
+    """Drop items already stored or repeated in the upload; group the rest by run."""
+    existing = _existing_slots([rec for _, rec in accepted])
+    claimed: dict[tuple, tuple[Outcome, MappedRecord]] = {}
+    sender_ids: dict[str, tuple[tuple, Outcome]] = {}
+    groups: dict[tuple[int, date, int], list[tuple[Outcome, MappedRecord]]] = defaultdict(list)
+    for out, rec in accepted:
+        level_name = out.checked[0].name
+        own = rec.candidate.client_id
+        if own and sender_ids.setdefault(own, (rec.slot, out))[0] != rec.slot:
+            out.fail(Conflict(f"记录编号“{own}”在本次提交中已用于{sender_ids[own][1].position}"
+                              "的另一条结果", field="client_id"))
+            continue
+        if rec.slot in existing:
+            text, run_id = existing[rec.slot]
+            if _same_value(text, rec.value_text):
+                out.store(run_id, duplicate=True)
+            else:
+                out.fail(Conflict(f"该批次{level_name}已有结果 {text}，与本次的 {rec.value_text} "
+                                  "不同；如需修改请在批次页面使用“更正”", field="value"))
+        elif rec.slot in claimed:
+            first, first_rec = claimed[rec.slot]
+            if _same_value(first_rec.value_text, rec.value_text):
+                out.same_as = first
+            else:
+                out.fail(UserError(f"与{first.position}是同一批次的{level_name}，但结果不同",
+                                   field="value"))
+        else:
+            claimed[rec.slot] = (out, rec)
+            groups[rec.run_key].append((out, rec))
+    return groups
+
+
+def _existing_slots(records: Sequence[MappedRecord]) -> dict[tuple, tuple[str, int]]:
+    """Return {(ts, date, run, level): (value text, run id)} of current stored results."""
+    span: dict[int, list[date]] = defaultdict(list)
+    for rec in records:
+        span[rec.test_system.id].append(rec.run_date)
+    found: dict[tuple, tuple[str, int]] = {}
+    for ts_id, dates in span.items():
+        rows = db.session.execute(
+            select(QcRun.run_date, QcRun.run_no, QcLevel.level_index, QcResult.value_text,
+                   QcRun.id)
+            .join(QcResult, QcResult.run_id == QcRun.id)
+            .join(QcLevel, QcLevel.id == QcResult.qc_level_id)
+            .where(QcRun.test_system_id == ts_id, QcResult.is_current,
+                   QcRun.run_date >= min(dates), QcRun.run_date <= max(dates)))
+        for run_date, run_no, level_index, text, run_id in rows:
+            found[(ts_id, run_date, run_no, level_index)] = (text, run_id)
+    return found
+
+
+def _group_client_id(members: Sequence[tuple[Outcome, MappedRecord]]) -> str:
+    """Return the submission id of a run: the record's own for one level, else a hash of all.
+
+    One level keeps the sender's id, so resending it is recognised by submit_run itself;
+    several levels share one deterministic id so a resend of the same run is a duplicate.
+    """
+    ids = sorted(rec.client_id for _, rec in members)
+    if len(ids) == 1:
+        return ids[0]
+    return "g-" + hashlib.sha256("\n".join(ids).encode("utf-8")).hexdigest()[:48]
+
+
+def _store(actor: User, lab: Lab, groups: Mapping[tuple[int, date, int], list],
+           channel: str) -> None:
+    """Store each test system's runs in time order: history in bulk, recent ones one by one."""
+    notify_from = local_today(lab.timezone) - timedelta(days=NOTIFY_DAYS - 1)
+    by_ts: dict[int, list] = defaultdict(list)
+    for key, members in groups.items():
+        by_ts[key[0]].append((key, members))
+    for runs in by_ts.values():
+        runs.sort(key=lambda kv: (kv[0][1], kv[0][2], min(
+            (rec.measured_at or datetime.min for _, rec in kv[1]), default=datetime.min)))
+        ts = runs[0][1][0][1].test_system
+        old = [kv for kv in runs if kv[0][1] < notify_from]
+        recent = [kv for kv in runs if kv[0][1] >= notify_from]
+        if len(old) >= BULK_MIN_RUNS:
+            _store_bulk(actor, ts, old, channel)
+        else:
+            for key, members in old:
+                _submit_one(actor, ts, key, members, channel, notify=False)
+        for key, members in recent:
+            _submit_one(actor, ts, key, members, channel, notify=True)
+        _release_runs()
+
+
+def _release_runs() -> None:
+    """Flush, then drop stored QC rows from the session: later autoflushes stay cheap.
+
+    Every autoflush walks the identity map; after a few thousand runs that walk dominated
+    the import. Outcomes keep only ids, so nothing later needs these objects.
+    """
+    db.session.flush()
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, (QcRun, Violation, CorrectiveAction, QcResult, Submission)):
+            db.session.expunge(obj)
+
+
+def _earliest(members) -> datetime | None:
+    return min((rec.measured_at for _, rec in members if rec.measured_at), default=None)
+
+
+def _submit_one(actor: User, ts: TestSystem, key: tuple[int, date, int], members: list,
+                channel: str, *, notify: bool) -> None:
+    """Submit one run through submit_run inside its own savepoint."""
+    _, run_date, run_no = key
+    try:
+        with db.session.begin_nested():
+            verdict = iqc.submit_run(
+                actor, test_system_id=ts.id, run_date=run_date, run_no=run_no,
+                values={str(rec.level_index): rec.value_text for _, rec in members},
+                client_id=_group_client_id(members), channel=channel,
+                measured_at=_earliest(members), notify=notify)
+    except UserError as exc:
+        for out, _ in members:
+            out.fail(exc)
+        return
+    except IntegrityError:
+        log.warning("concurrent write on run %s/%s/%s", ts.id, run_date, run_no)
+        for out, _ in members:
+            out.fail(Conflict("该批次正在被同时写入，请稍后重试", field="run_no"))
+        return
+    for out, _ in members:
+        out.store(verdict.run_id, duplicate=verdict.duplicate)
+
+
+@dataclass
+class _Prepared:
+    key: tuple[int, date, int]
+    members: list
+    resolved: dict
+    client_id: str
+    digest: str
+
+
+def _store_bulk(actor: User, ts: TestSystem, runs: list, channel: str) -> None:
+    """Store many older runs of one test system at once, judged as live entry would judge them.
+
+    Same checks as submit_run (its helpers), one flush for runs and submissions, one for
+    results, then ``evaluate_from`` the earliest new run: every later run is re-judged in one
+    vectorised pass with the same look-back window, which is what submitting them one after
+    another in time order ends with. A concurrent writer (integrity error) sends the runs
+    back through the one-by-one path.
+    """
+    try:
+        iqc.load_test_system(actor, ts.id)
+        if actor.role not in iqc.SUBMITTER_ROLES:
+            raise Forbidden("当前角色不能录入质控结果")
+    except UserError as exc:
+        for _, members in runs:
+            for out, _ in members:
+                out.fail(exc)
+        return
+    prepared: list[_Prepared] = []
+    for key, members in runs:
+        # each record passed submit_run's checks alone (_validate_alone) and _plan left one
+        # record per level, which is all _resolve_levels checks for a whole run
+        resolved = {out.checked[0]: out.checked[1:] for out, _ in members}
+        digest = iqc._payload_hash(ts.id, key[1], key[2], resolved)
+        prepared.append(_Prepared(key, members, resolved, _group_client_id(members), digest))
+    if not prepared:
+        return
+    try:
+        with db.session.begin_nested():
+            stored = _write_bulk(actor, ts, prepared, channel)
+    except IntegrityError:
+        log.warning("bulk import of test system %s raced a writer; storing run by run", ts.id)
+        for p in prepared:
+            _submit_one(actor, ts, p.key, p.members, channel, notify=False)
+        return
+    for p, run_id, duplicate in stored:
+        for out, _ in p.members:
+            out.store(run_id, duplicate=duplicate)
+
+
+def _write_bulk(actor: User, ts: TestSystem, prepared: list[_Prepared], channel: str) -> list:
+    """Insert runs, submissions and results with executemany, then judge them in one pass.
+
+    Core inserts skip the ORM unit of work (its per-object cost made 100,000 rows take
+    minutes), so the audit rows the session listener would write are written here, in its
+    exact format (:func:`_audit_inserts`). The judging is ``evaluate_from`` itself, run with
+    autoflush off (everything it reads is already inserted) over runs preloaded with their
+    violations.
+    """
+    now = utcnow()
+    priors = _submissions([p.client_id for p in prepared])
+    existing = _run_levels(ts.id, [p.key[1] for p in prepared])
+    stored, todo, new_runs = [], [], []
+    for p in prepared:
+        prior = priors.get(p.client_id)
+        if prior is not None:
+            if prior.payload_hash != p.digest:
+                _fail_all(p, Conflict("该记录编号已用于另一组结果，请勿重复使用",
+                                      field="client_id"))
+            else:
+                stored.append((p, prior.run_id, True))
+            continue
+        known = existing.get(p.key[1:])
+        if known is None:
+            new_runs.append({"test_system_id": ts.id, "run_date": p.key[1], "run_no": p.key[2],
+                             "status": "pending", "evaluated_at": None, "created_at": now})
+        else:
+            clash = [lv.name for lv in p.resolved if lv.id in known[1]]
+            if clash:
+                _fail_all(p, Conflict(f"该批次已有{'、'.join(clash)}的结果；"
+                                      "如需修改请使用“更正”并填写原因", field="values"))
+                continue
+        todo.append(p)
+    if not todo:
+        return stored
+    run_ids = _insert_runs(ts.id, new_runs, existing, [p.key[1] for p in todo])
+    subs = [{"client_id": p.client_id, "payload_hash": p.digest, "channel": channel,
+             "run_id": run_ids[p.key[1:]], "actor_id": actor.id, "created_at": now}
+            for p in todo]
+    sub_ids = _insert_returning_ids(Submission, subs, "client_id")
+    results = []
+    for p in todo:
+        measured = _earliest(p.members)
+        for level, (text, value) in p.resolved.items():
+            results.append({"run_id": run_ids[p.key[1:]], "qc_level_id": level.id, "version": 1,
+                            "is_current": True, "value_text": text, "value": value, "z": None,
+                            "control_limit_id": None, "measured_at": measured, "entered_at": now,
+                            "entered_by_id": actor.id,
+                            "submission_id": sub_ids[p.client_id], "reason": None})
+    _insert_results(results)
+    _judge_from(ts, min(p.key[1:] for p in todo))
+    return stored + [(p, run_ids[p.key[1:]], False) for p in todo]
+
+
+def _run_levels(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], tuple[int, set]]:
+    """Return {(date, run no): (run id, current level ids)} of stored runs in the date span."""
+    out: dict[tuple[date, int], tuple[int, set]] = {}
+    rows = db.session.execute(
+        select(QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id, QcResult.is_current)
+        .outerjoin(QcResult, QcResult.run_id == QcRun.id)
+        .where(QcRun.test_system_id == ts_id, QcRun.run_date >= min(dates),
+               QcRun.run_date <= max(dates)))
+    for run_id, run_date, run_no, level_id, current in rows:
+        entry = out.setdefault((run_date, run_no), (run_id, set()))
+        if level_id is not None and current:
+            entry[1].add(level_id)
+    return out
+
+
+def _insert_runs(ts_id: int, rows: list[dict], existing: Mapping, dates: Sequence[date]
+                 ) -> dict[tuple[date, int], int]:
+    ids = {key: value[0] for key, value in existing.items()}
+    if rows:
+        db.session.execute(insert(QcRun.__table__), rows)
+        fresh = db.session.execute(
+            select(QcRun.id, QcRun.run_date, QcRun.run_no)
+            .where(QcRun.test_system_id == ts_id, QcRun.run_date >= min(dates),
+                   QcRun.run_date <= max(dates)))
+        for run_id, run_date, run_no in fresh:
+            ids.setdefault((run_date, run_no), run_id)
+        _audit_inserts(QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
+    return ids
+
+
+def _insert_returning_ids(model, rows: list[dict], key: str) -> dict[Any, int]:
+    """Insert ``rows`` and return {row[key]: new id}, read back by that unique key."""
+    db.session.execute(insert(model.__table__), rows)
+    column = model.__table__.c[key]
+    ids: dict[Any, int] = {}
+    values = [r[key] for r in rows]
+    for i in range(0, len(values), _CHUNK):
+        for row_id, value in db.session.execute(
+                select(model.__table__.c.id, column).where(column.in_(values[i:i + _CHUNK]))):
+            ids[value] = row_id
+    _audit_inserts(model, [r | {"id": ids[r[key]]} for r in rows])
+    return ids
+
+
+def _insert_results(rows: list[dict]) -> None:
+    db.session.execute(insert(QcResult.__table__), rows)
+    ids: dict[tuple[int, int], int] = {}
+    subs = sorted({r["submission_id"] for r in rows})
+    for i in range(0, len(subs), _CHUNK):
+        for row_id, sub_id, level_id in db.session.execute(
+                select(QcResult.id, QcResult.submission_id, QcResult.qc_level_id)
+                .where(QcResult.submission_id.in_(subs[i:i + _CHUNK]))):
+            ids[(sub_id, level_id)] = row_id
+    _audit_inserts(QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]}
+                              for r in rows])
+
+
+def _audit_inserts(model, rows: list[dict]) -> None:
+    """Write the audit rows the session listener writes for ORM inserts, for Core inserts.
+
+    Same shape as ``qcwx.audit.services`` (action ``insert``, entity = table, entity id,
+    every column as plain JSON), same actor (the request's), same transaction.
+    """
+    from qcwx.audit.models import AuditLog
+    from qcwx.audit.services import SKIP_FIELDS, _actor_id, _plain
+
+    at, actor_id, entity = utcnow(), _actor_id.get(), model.__tablename__
+    keys = [c.key for c in model.__mapper__.column_attrs if c.key not in SKIP_FIELDS]
+    moments = [k for k in keys if isinstance(model.__table__.c[k].type, (Date, DateTime))]
+    audit = []
+    for r in rows:
+        changes = {k: r.get(k) for k in keys}
+        for k in moments:  # only dates need converting; the rest is already plain JSON
+            changes[k] = _plain(changes[k])
+        audit.append({"at": at, "actor_id": actor_id, "action": "insert", "entity": entity,
+                      "entity_id": str(r["id"]), "changes": changes})
+    for i in range(0, len(audit), 5000):
+        db.session.execute(insert(AuditLog.__table__), audit[i:i + 5000])
+
+
+def _judge_from(ts: TestSystem, first: tuple[date, int]) -> None:
+    """Re-judge the test system from run ``first`` on, as submitting in time order ends with.
+
+    The runs are preloaded with their violations (one query per 500, not one per run) and
+    autoflush is off while ``evaluate_from`` reads what was just inserted; afterwards the
+    run objects leave the session so later autoflushes stay cheap.
+    """
+    day, number = first
+    with db.session.no_autoflush:
+        runs = db.session.scalars(
+            select(QcRun).where(QcRun.test_system_id == ts.id,
+                                (QcRun.run_date > day) | and_(QcRun.run_date == day,
+                                                              QcRun.run_no >= number))
+            .order_by(QcRun.run_date, QcRun.run_no)
+            .options(selectinload(QcRun.violations))).all()
+        iqc.evaluate_from(ts, runs[0], notify=False)
+    _release_runs()
+
+
+def _fail_all(p: _Prepared, exc: UserError) -> None:
+    for out, _ in p.members:
+        out.fail(exc)
+
+
+def _submissions(client_ids: Sequence[str]) -> dict[str, Submission]:
+    found: dict[str, Submission] = {}
+    for i in range(0, len(client_ids), _CHUNK):
+        chunk = client_ids[i:i + _CHUNK]
+        for sub in db.session.scalars(select(Submission).where(Submission.client_id.in_(chunk))):
+            found[sub.client_id] = sub
+    return found
+
+
+def _settle_copies(outcomes: Iterable[Outcome]) -> None:
+    """Give rows repeated inside one upload the fate of their first occurrence."""
+    for o in outcomes:
+        first = o.same_as
+        if first is None:
+            continue
+        if first.status == "error":
+            o.status, o.error, o.field, o.code = "error", first.error, first.field, first.code
+        else:
+            o.store(first.run_id, duplicate=True)
+
+
+def _attach_verdicts(outcomes: Sequence[Outcome]) -> None:
+    """Attach each stored/duplicate item's run verdict: full when few runs, else compact."""
+    run_ids = sorted({o.run_id for o in outcomes if o.run_id is not None})
+    if not run_ids:
+        return
+    if len(run_ids) <= FULL_VERDICT_LIMIT:
+        runs = {r.id: r for r in db.session.scalars(select(QcRun).where(QcRun.id.in_(run_ids)))}
+        verdicts = {rid: iqc.verdict_for(runs[rid]).to_dict() for rid in run_ids}
+    else:
+        verdicts = _compact_verdicts(run_ids)
+    for o in outcomes:
+        if o.run_id is not None:
+            o.verdict = verdicts.get(o.run_id)
+
+
+def _compact_verdicts(run_ids: Sequence[int]) -> dict[int, dict]:
+    """Return status, fired rules and action of many runs with three queries per chunk."""
+    out: dict[int, dict] = {}
+    for i in range(0, len(run_ids), _CHUNK):
+        chunk = run_ids[i:i + _CHUNK]
+        rules: dict[int, list[dict]] = defaultdict(list)
+        for run_id, code, role in db.session.execute(
+                select(Violation.run_id, Violation.rule_code, Violation.role)
+                .where(Violation.run_id.in_(chunk), Violation.active)
+                .order_by(Violation.run_id, Violation.id)):
+            rules[run_id].append({"rule": code, "role": role})
+        actions = dict(db.session.execute(select(CorrectiveAction.run_id, CorrectiveAction.id)
+                                          .where(CorrectiveAction.run_id.in_(chunk))).all())
+        for run in db.session.execute(select(QcRun.id, QcRun.test_system_id, QcRun.run_date,
+                                             QcRun.run_no, QcRun.status)
+                                      .where(QcRun.id.in_(chunk))):
+            out[run.id] = {"run_id": run.id, "test_system_id": run.test_system_id,
+                           "run_date": run.run_date.isoformat(), "run_no": run.run_no,
+                           "status": run.status, "status_label": iqc.STATUS_LABEL[run.status],
+                           "summary": iqc.STATUS_SUMMARY[run.status],
+                           "rules": rules.get(run.id, []), "action_id": actions.get(run.id)}
+    return out
+
+
+# ---------------------------------------------------------------- channels → candidates
+def candidates_from_parse(result: ParseResult) -> tuple[list[Candidate], int]:
+    """Turn a parse result's QC records into candidates; return them and the non-QC count."""
+    items = []
+    for rec in result.records:
+        if not rec.is_qc:
+            continue
+        items.append(Candidate(
+            index=len(items), position=rec.source.describe(), value_text=rec.value_text,
+            test_code=rec.test_code, level=rec.level, qc_lot=rec.qc_lot,
+            measured_at=rec.measured_at, run_no=rec.run_no, client_id=rec.client_id,
+            row=rec.source.row))
+    return items, len(result.records) - len(items)
+
+
+def parse_issues(result: ParseResult) -> list[dict]:
+    """Return the parser's per-row/frame/message problems as plain dicts (Chinese)."""
+    return [{"position": issue.position.describe(), "row": issue.position.row,
+             "field": issue.field, "error": issue.message_zh} for issue in result.errors]
+
+
+def _text(value: Any, field_name: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UserError(f"{field_name} 必须是文字", field=field_name)
+    text = str(value).strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from JSON "\ud800" cannot be stored
+        raise UserError(f"{field_name} 含有无效字符", field=field_name) from None
+    if len(text) > limit:
+        raise UserError(f"{field_name} 过长（最多{limit}个字符）", field=field_name)
+    return text or None
+
+
+def _json_item(index: int, item: Any) -> Candidate:
+    """Read one JSON batch item into a candidate, refusing wrong types with the field named."""
+    if not isinstance(item, Mapping):
+        raise UserError("每一项必须是 JSON 对象", field="items")
+    client_id = _text(item.get("client_id"), "client_id", 64)
+    if not client_id:
+        raise UserError("缺少 client_id（每条结果的唯一编号，用于重发去重）", field="client_id")
+    ts_id = item.get("test_system_id")
+    if ts_id is not None:
+        if isinstance(ts_id, bool) or not (isinstance(ts_id, int) or (
+                isinstance(ts_id, str) and ts_id.strip().isdigit())):
+            raise UserError("test_system_id 必须是整数", field="test_system_id")
+        ts_id = int(ts_id)
+        if not 0 < ts_id < 2**53:
+            raise NotFound("检测系统不存在或无权访问", field="test_system_id")
+    code = _text(item.get("test_code"), "test_code", 64)
+    if ts_id is None and not code:
+        raise UserError("请提供 test_code 或 test_system_id", field="test_code")
+    value = item.get("value")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError("value 不是有效数字", field="value")
+    value_text = _text(value, "value", 32)
+    if value_text is None:
+        raise UserError("缺少结果 value", field="value")
+    measured_at, run_date = _json_moment(item)
+    run_no = item.get("run_no")
+    if run_no is not None and (isinstance(run_no, bool) or not isinstance(run_no, (int, str))):
+        raise UserError("run_no 必须是 1–99 的整数", field="run_no")
+    return Candidate(index=index, position=f"第 {index + 1} 项", value_text=value_text,
+                     test_code=code, test_system_id=ts_id,
+                     level=_text(item.get("level"), "level", 32),
+                     qc_lot=_text(item.get("qc_lot"), "qc_lot", 64), measured_at=measured_at,
+                     run_date=run_date, run_no=run_no, client_id=client_id)
+
+
+def _json_moment(item: Mapping) -> tuple[datetime | None, date | None]:
+    measured = item.get("measured_at")
+    run_date = item.get("run_date")
+    moment = day = None
+    if measured is not None:
+        if not isinstance(measured, str):
+            raise UserError("measured_at 必须是 ISO 8601 时间文字", field="measured_at")
+        try:
+            moment = datetime.fromisoformat(measured.strip())
+        except ValueError:
+            raise UserError(f"measured_at“{measured[:40]}”不是有效时间"
+                            "（例：2026-11-05T08:30:00+08:00）", field="measured_at") from None
+    if run_date is not None:
+        if not isinstance(run_date, str):
+            raise UserError("run_date 必须是 YYYY-MM-DD 文字", field="run_date")
+        try:
+            day = date.fromisoformat(run_date.strip())
+        except ValueError:
+            raise UserError(f"run_date“{run_date[:40]}”不是有效日期（YYYY-MM-DD）",
+                            field="run_date") from None
+    if moment is None and day is None:
+        raise UserError("请提供 measured_at 或 run_date", field="measured_at")
+    return moment, day
+
+
+def candidates_from_json(items: Sequence[Any]) -> tuple[list[Candidate], dict[int, UserError]]:
+    """Read a JSON batch's items; return candidates and the per-item input errors."""
+    cands, problems = [], {}
+    for index, item in enumerate(items):
+        try:
+            cands.append(_json_item(index, item))
+        except UserError as exc:
+            raw_id = item.get("client_id") if isinstance(item, Mapping) else None
+            cid = raw_id if isinstance(raw_id, str) and len(raw_id) <= 64 else None
+            cands.append(Candidate(index=index, position=f"第 {index + 1} 项", value_text="",
+                                   client_id=cid))
+            problems[index] = exc
+    return cands, problems
+
+
+# ---------------------------------------------------------------- top-level imports
+def check_uploader(actor: User, lab_id: Any) -> Lab:
+    """Return the lab ``actor`` may import into (404 outside scope, 403 for other roles)."""
+    if actor.role not in UPLOAD_ROLES:
+        raise Forbidden("当前角色不能导入质控结果")
+    if lab_id in (None, ""):  # a lab role's own lab, else the first lab in scope
+        labs = [actor.lab_id] if actor.lab_id else [lab.id for lab in uploadable_labs(actor)[:1]]
+        lab_id = labs[0] if labs else None
+    try:
+        lab = db.session.get(Lab, int(lab_id)) if lab_id not in (None, "") else None
+    except (TypeError, ValueError):
+        lab = None
+    if lab is None or not can_access_lab(actor, lab.id):
+        raise NotFound("实验室不存在或无权访问", field="lab_id")
+    return lab
+
+
+def parse_upload(data: bytes, *, fmt: str | None = None, columns: Mapping | None = None,
+                 allowed: Iterable[str] | None = None) -> ParseResult:
+    """Parse bytes with the pure parsers; a file that cannot be read at all is a UserError."""
+    if not data or not data.strip():
+        raise UserError("文件为空", field="file")
+    try:
+        if fmt is None and allowed is not None:
+            fmt = detect_format(data)
+            if fmt not in allowed:
+                names = "/".join(sorted(allowed)).upper()
+                raise UserError(f"无法识别为 {names} 格式", field="file")
+        options = {"columns": dict(columns)} if columns else None
+        return parse_bytes(data, format=fmt, options=options)
+    except ParseError as exc:
+        raise UserError(exc.message_zh, field="file") from None
+
+
+def import_parsed(actor: User, lab: Lab, result: ParseResult, *, channel: str,
+                  dry_run: bool = False) -> ImportReport:
+    """Import the QC records of a parse result; non-QC (patient) records are only counted."""
+    items, skipped = candidates_from_parse(result)
+    outcomes = import_candidates(actor, lab, items, channel=channel, dry_run=dry_run)
+    return ImportReport(result.format, outcomes, parse_issues(result), skipped, dry_run)
+
+
+def import_json(actor: User, lab: Lab, body: Any, *, channel: str = "api") -> ImportReport:
+    """Import a JSON batch ``{"items": [...]}``; each item or run succeeds or fails alone."""
+    if not isinstance(body, Mapping):
+        raise UserError("请求内容必须是 JSON 对象", field="body")
+    items = body.get("items")
+    if not isinstance(items, list):
+        raise UserError("items 必须是数组", field="items")
+    if not items:
+        raise UserError("items 不能为空", field="items")
+    if len(items) > MAX_ITEMS:
+        raise UserError(f"每次最多提交 {MAX_ITEMS} 条结果（本次 {len(items)} 条）", field="items",
+                        status=413)
+    cands, problems = candidates_from_json(items)
+    outcomes = import_candidates(actor, lab, cands, channel=channel, problems=problems)
+    return ImportReport("json", outcomes)
+
+
+def record_batch(report: ImportReport, lab: Lab, *, channel: str, data: bytes,
+                 filename: str | None = None, user: User | None = None,
+                 api_key: ApiKey | None = None) -> UploadBatch:
+    """Keep one row per upload/message batch (who, what file, counts) for traceability."""
+    counts = report.counts
+    batch = UploadBatch(lab_id=lab.id, channel=channel, filename=(filename or None) and
+                        filename[-255:], file_hash=hashlib.sha256(data).hexdigest(),
+                        format=report.format[:16], n_rows=sum(counts.values()),
+                        n_stored=counts["stored"], n_duplicate=counts["duplicate"],
+                        n_errors=counts["error"], created_by_id=user.id if user and user.id
+                        else None, api_key_id=api_key.id if api_key else None)
+    db.session.add(batch)
+    db.session.flush()
+    report.batch_id = batch.id
+    return batch
+
+
+def recent_batches(actor: User, limit: int = 50) -> list[UploadBatch]:
+    """Return the latest upload batches of the labs in the actor's scope."""
+    return list(db.session.scalars(scoped(select(UploadBatch), actor, UploadBatch.lab_id)
+                                   .order_by(UploadBatch.id.desc()).limit(limit)))
+
+
+def uploadable_labs(actor: User) -> list[Lab]:
+    """Return the labs the actor may import into, by hospital and name."""
+    if actor.role not in UPLOAD_ROLES:
+        return []
+    return list(db.session.scalars(scoped(select(Lab).join(Hospital), actor, Lab.id)
+                                   .order_by(Hospital.name, Lab.name)))
+
+
+# ---------------------------------------------------------------- uploaded files (preview → commit)
+def upload_dir() -> Path:
+    """Return where uploaded files wait between preview and commit."""
+    configured = current_app.config.get("INGEST_UPLOAD_DIR")
+    return Path(configured) if configured else Path(current_app.instance_path) / "uploads"
+
+
+def _purge(root: Path, now: float) -> None:
+    for path in root.glob("*/*"):
+        try:
+            if now - path.stat().st_mtime > UPLOAD_TTL:
+                path.unlink()
+        except OSError:  # another worker purged it first
+            continue
+
+
+def stash_upload(user: User, data: bytes, filename: str | None) -> str:
+    """Keep an uploaded file for its commit, named by its SHA-256 under the user's folder.
+
+    The commit form carries only the digest: the bytes are re-read from here and re-hashed,
+    so the previewed file is exactly the committed one, and another user's digest finds
+    nothing (per-user folder). Files expire after :data:`UPLOAD_TTL`.
+    """
+    if not data or not data.strip():
+        raise UserError("文件为空", field="file")
+    root = upload_dir()
+    folder = root / str(int(user.id))
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    _purge(root, now)
+    digest = hashlib.sha256(data).hexdigest()
+    tmp = folder / f".{digest}.tmp"
+    tmp.write_bytes(data)
+    tmp.replace(folder / f"{digest}.bin")
+    meta = {"filename": (filename or "")[-255:], "size": len(data)}
+    (folder / f"{digest}.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+    return digest
+
+
+def load_upload(user: User, digest: str) -> tuple[bytes, str]:
+    """Return the stashed bytes and file name, or a UserError asking to upload again."""
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise UserError("文件标识无效，请重新上传", field="file")
+    folder = upload_dir() / str(int(user.id))
+    path = folder / f"{digest}.bin"
+    try:
+        if time.time() - path.stat().st_mtime > UPLOAD_TTL:
+            raise FileNotFoundError(path)
+        data = path.read_bytes()
+        meta = json.loads((folder / f"{digest}.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        raise UserError("上传的文件已过期或不存在，请重新上传", field="file") from None
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise UserError("文件内容与预览时不一致，请重新上传", field="file")
+    return data, str(meta.get("filename") or "")
+
+
+# ---------------------------------------------------------------- column mappings
+def sniff_headers(data: bytes) -> list[str]:
+    """Return the header cells of a CSV/XLSX (the fullest of its first 20 rows).
+
+    Used to offer the file's own column names when the automatic header aliases fail.
+    """
+    rows: list[list[str]] = []
+    try:
+        if tabular.detect_xlsx(data):
+            wb = tabular._open_workbook(data)
+            try:
+                for number, cells in tabular._sheet_rows(wb.worksheets[0]):
+                    rows.append([tabular._cell_text(c) for c in cells])
+                    if number >= 20:
+                        break
+            finally:
+                wb.close()
+        else:
+            text = tabular._decode_text(data, None)
+            head = "\n".join(text.splitlines()[:20])
+            best = max(tabular._DELIMITERS, key=lambda d: max(
+                (len(r) for r in tabular._csv_rows(head, d)), default=0))
+            rows = tabular._csv_rows(head, best)
+    except (ParseError, IndexError) as exc:
+        raise UserError(getattr(exc, "message_zh", "无法读取表头"), field="file") from None
+    best_row = max(rows, key=lambda r: sum(1 for c in r if c.strip()), default=[])
+    return [c.strip() for c in best_row if c and c.strip()]
+
+
+def clean_columns(columns: Mapping[str, Any]) -> dict[str, str]:
+    """Validate a {target field: column name} mapping chosen on the mapping page."""
+    clean = {}
+    for target, header in columns.items():
+        if target not in tabular.FIELDS:
+            raise UserError(f"未知的目标字段“{target}”", field="columns")
+        if isinstance(header, str) and header.strip():
+            if len(header) > 100:
+                raise UserError("列名过长", field=target)
+            clean[target] = header.strip()
+    for need in ("test_code", "value"):
+        if need not in clean:
+            raise UserError(f"请选择“{tabular.FIELDS[need][0]}”对应的列", field=need)
+    if "date" not in clean and "time" not in clean:
+        raise UserError("请选择“检测日期”对应的列", field="date")
+    if len(set(clean.values())) != len(clean):
+        raise UserError("同一列不能对应多个字段", field="columns")
+    return clean
+
+
+def column_mappings(actor: User, lab_id: int) -> list[ColumnMapping]:
+    """Return the saved column mappings of a lab in scope."""
+    if not can_access_lab(actor, lab_id):
+        raise NotFound("实验室不存在或无权访问", field="lab_id")
+    return list(db.session.scalars(select(ColumnMapping).where(ColumnMapping.lab_id == lab_id)
+                                   .order_by(ColumnMapping.name)))
+
+
+def get_column_mapping(actor: User, mapping_id: Any) -> ColumnMapping:
+    """Return one saved column mapping (404 when missing or outside scope)."""
+    try:
+        row = db.session.get(ColumnMapping, int(mapping_id))
+    except (TypeError, ValueError):
+        row = None
+    if row is None or not can_access_lab(actor, row.lab_id):
+        raise NotFound("列映射不存在或无权访问", field="mapping_id")
+    return row
+
+
+def save_column_mapping(actor: User, lab: Lab, name: str, columns: Mapping[str, Any]
+                        ) -> ColumnMapping:
+    """Save (or replace) a named column mapping of the lab's LIS export format."""
+    check_uploader(actor, lab.id)
+    name = (name or "").strip()
+    if not name:
+        raise UserError("请填写映射名称", field="mapping_name")
+    if len(name) > 64:
+        raise UserError("映射名称过长（最多64个字符）", field="mapping_name")
+    clean = clean_columns(columns)
+    row = db.session.scalar(select(ColumnMapping).where(ColumnMapping.lab_id == lab.id,
+                                                        ColumnMapping.name == name))
+    if row is None:
+        row = ColumnMapping(lab_id=lab.id, name=name, columns=clean, created_by_id=actor.id)
+        db.session.add(row)
+    else:
+        row.columns = clean
+    db.session.flush()
+    return row
+
+
+def delete_column_mapping(actor: User, mapping_id: Any) -> int:
+    """Delete a saved column mapping; return its lab id."""
+    row = get_column_mapping(actor, mapping_id)
+    check_uploader(actor, row.lab_id)
+    lab_id = row.lab_id
+    db.session.delete(row)
+    db.session.flush()
+    return lab_id
+
+
+
+# ---------------------------------------------------------------- one call per view
+def preview_file(actor: User, lab: Lab, data: bytes, columns: Mapping | None = None
+                 ) -> ImportReport:
+    """Parse, map, validate and judge a file without keeping anything (the upload preview)."""
+    result = parse_upload(data, columns=columns)
+    return import_parsed(actor, lab, result, channel="upload", dry_run=True)
+
+
+def commit_file(actor: User, lab: Lab, data: bytes, *, filename: str | None, channel: str,
+                columns: Mapping | None = None, fmt: str | None = None,
+                allowed: Iterable[str] | None = None, api_key: ApiKey | None = None,
+                ) -> ImportReport:
+    """Parse and store a file or message batch and record its upload batch row."""
+    result = parse_upload(data, fmt=fmt, columns=columns, allowed=allowed)
+    report = import_parsed(actor, lab, result, channel=channel)
+    record_batch(report, lab, channel=channel, data=data, filename=filename,
+                 user=None if api_key else actor, api_key=api_key)
+    return report
+
+
+def commit_json(actor: User, lab: Lab, body: Any, raw: bytes, api_key: ApiKey) -> ImportReport:
+    """Store a JSON batch and record its upload batch row."""
+    report = import_json(actor, lab, body)
+    record_batch(report, lab, channel="api", data=raw, api_key=api_key)
+    return report
+
+
+def guess_columns(headers: Sequence[str]) -> dict[str, str]:
+    """Preselect, for each target field, the header its usual spellings recognise."""
+    guess: dict[str, str] = {}
+    for header in headers:
+        target = tabular._ALIASES.get(tabular._fold_header(header))
+        if target and target not in guess:
+            guess[target] = header
+    return guess
