@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from datetime import date, datetime
 from typing import Any, Iterator
 
-from sqlalchemy import event, insert, inspect, select
+from sqlalchemy import Date, DateTime, event, insert, inspect, select
 from sqlalchemy.orm import Session
 
 from qcwx.audit.models import AuditLog
@@ -122,3 +122,27 @@ def _write_audit_rows(session: Session, _ctx: Any) -> None:
     rows += [_entry(a, o, c) for a, o, c in session.info.pop("qcwx_audit_pending", []) if c]
     if rows:
         session.connection().execute(insert(AuditLog.__table__), rows)
+
+
+def record_bulk_inserts(model, rows: list[dict]) -> None:
+    """Write the audit rows the session listener writes for ORM inserts, for Core inserts.
+
+    Bulk paths (imports) insert with Core for speed and would otherwise escape the log.
+
+    Same shape as ``qcwx.audit.services`` (action ``insert``, entity = table, entity id,
+    every column as plain JSON), same actor (the request's), same transaction.
+    """
+    from qcwx.extensions import db
+
+    at, actor_id, entity = utcnow(), _actor_id.get(), model.__tablename__
+    keys = [c.key for c in model.__mapper__.column_attrs if c.key not in SKIP_FIELDS]
+    moments = [k for k in keys if isinstance(model.__table__.c[k].type, (Date, DateTime))]
+    audit = []
+    for r in rows:
+        changes = {k: r.get(k) for k in keys}
+        for k in moments:  # only dates need converting; the rest is already plain JSON
+            changes[k] = _plain(changes[k])
+        audit.append({"at": at, "actor_id": actor_id, "action": "insert", "entity": entity,
+                      "entity_id": str(r["id"]), "changes": changes})
+    for i in range(0, len(audit), 5000):
+        db.session.execute(insert(AuditLog.__table__), audit[i:i + 5000])

@@ -701,7 +701,7 @@ def _insert_results(systems: list[SystemPlan], dates: list[date],
                          "run_no": 1, "status": "pending", "created_at": entered})
             subs.append({"id": sub_id, "run_id": run_id, "channel": channel, "actor_id": user,
                          "client_id": f"demo-{sp.ts.id}-{dates[day]:%Y%m%d}-1",
-                         "payload_hash": iqc_services._payload_hash(sp.ts.id, dates[day], 1, pair),
+                         "payload_hash": iqc_services.payload_hash(sp.ts.id, dates[day], 1, pair),
                          "created_at": entered})
             for lv, (value_text, value) in pair.items():
                 results.append({"run_id": run_id, "qc_level_id": lv.id, "version": 1,

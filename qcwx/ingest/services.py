@@ -43,10 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Date, DateTime, and_, insert, select
+from sqlalchemy import and_, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from qcwx.audit.services import record_bulk_inserts
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
@@ -231,9 +232,9 @@ def _validate_alone(rec: MappedRecord) -> tuple[QcLevel, str, float]:
     ts = rec.test_system
     if not ts.active:
         raise UserError("该检测系统已停用", field="test_system_id")
-    iqc._check_date(ts, rec.run_date)
+    iqc.check_run_date(ts, rec.run_date)
     try:
-        resolved = iqc._resolve_levels(ts, {str(rec.level_index): rec.value_text})
+        resolved = iqc.resolve_levels(ts, {str(rec.level_index): rec.value_text})
     except UserError as exc:
         if exc.field and exc.field.startswith("level_"):  # submit_run's per-level form field
             exc.field = "value"
@@ -407,9 +408,9 @@ def _store_bulk(actor: User, ts: TestSystem, runs: list, channel: str) -> None:
     prepared: list[_Prepared] = []
     for key, members in runs:
         # each record passed submit_run's checks alone (_validate_alone) and _plan left one
-        # record per level, which is all _resolve_levels checks for a whole run
+        # record per level, which is all resolve_levels checks for a whole run
         resolved = {out.checked[0]: out.checked[1:] for out, _ in members}
-        digest = iqc._payload_hash(ts.id, key[1], key[2], resolved)
+        digest = iqc.payload_hash(ts.id, key[1], key[2], resolved)
         prepared.append(_Prepared(key, members, resolved, _group_client_id(members), digest))
     if not prepared:
         return
@@ -506,7 +507,7 @@ def _insert_runs(ts_id: int, rows: list[dict], existing: Mapping, dates: Sequenc
                    QcRun.run_date <= max(dates)))
         for run_id, run_date, run_no in fresh:
             ids.setdefault((run_date, run_no), run_id)
-        _audit_inserts(QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
+        record_bulk_inserts(QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
     return ids
 
 
@@ -520,7 +521,7 @@ def _insert_returning_ids(model, rows: list[dict], key: str) -> dict[Any, int]:
         for row_id, value in db.session.execute(
                 select(model.__table__.c.id, column).where(column.in_(values[i:i + _CHUNK]))):
             ids[value] = row_id
-    _audit_inserts(model, [r | {"id": ids[r[key]]} for r in rows])
+    record_bulk_inserts(model, [r | {"id": ids[r[key]]} for r in rows])
     return ids
 
 
@@ -533,31 +534,8 @@ def _insert_results(rows: list[dict]) -> None:
                 select(QcResult.id, QcResult.submission_id, QcResult.qc_level_id)
                 .where(QcResult.submission_id.in_(subs[i:i + _CHUNK]))):
             ids[(sub_id, level_id)] = row_id
-    _audit_inserts(QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]}
+    record_bulk_inserts(QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]}
                               for r in rows])
-
-
-def _audit_inserts(model, rows: list[dict]) -> None:
-    """Write the audit rows the session listener writes for ORM inserts, for Core inserts.
-
-    Same shape as ``qcwx.audit.services`` (action ``insert``, entity = table, entity id,
-    every column as plain JSON), same actor (the request's), same transaction.
-    """
-    from qcwx.audit.models import AuditLog
-    from qcwx.audit.services import SKIP_FIELDS, _actor_id, _plain
-
-    at, actor_id, entity = utcnow(), _actor_id.get(), model.__tablename__
-    keys = [c.key for c in model.__mapper__.column_attrs if c.key not in SKIP_FIELDS]
-    moments = [k for k in keys if isinstance(model.__table__.c[k].type, (Date, DateTime))]
-    audit = []
-    for r in rows:
-        changes = {k: r.get(k) for k in keys}
-        for k in moments:  # only dates need converting; the rest is already plain JSON
-            changes[k] = _plain(changes[k])
-        audit.append({"at": at, "actor_id": actor_id, "action": "insert", "entity": entity,
-                      "entity_id": str(r["id"]), "changes": changes})
-    for i in range(0, len(audit), 5000):
-        db.session.execute(insert(AuditLog.__table__), audit[i:i + 5000])
 
 
 def _judge_from(ts: TestSystem, first: tuple[date, int]) -> None:

@@ -143,7 +143,7 @@ def load_test_system(actor: User, ts_id: int) -> TestSystem:
     return ts
 
 
-def _resolve_levels(ts: TestSystem, values: Mapping) -> dict[QcLevel, tuple[str, float]]:
+def resolve_levels(ts: TestSystem, values: Mapping) -> dict[QcLevel, tuple[str, float]]:
     """Map submitted keys (level id, level index or level name) to the test system's levels."""
     if not values:
         raise UserError("请至少填写一个水平的结果", field="values")
@@ -170,7 +170,7 @@ def _resolve_levels(ts: TestSystem, values: Mapping) -> dict[QcLevel, tuple[str,
     return out
 
 
-def _check_date(ts: TestSystem, run_date: date) -> None:
+def check_run_date(ts: TestSystem, run_date: date) -> None:
     if not isinstance(run_date, date):
         raise UserError("检测日期无效", field="run_date")
     if run_date > local_today(ts.lab.timezone):
@@ -180,7 +180,7 @@ def _check_date(ts: TestSystem, run_date: date) -> None:
                         field="run_date")
 
 
-def _payload_hash(ts_id: int, run_date: date, run_no: int, values: dict) -> str:
+def payload_hash(ts_id: int, run_date: date, run_no: int, values: dict) -> str:
     body = json.dumps({"ts": ts_id, "d": run_date.isoformat(), "n": run_no,
                        "v": sorted((lv.id, t) for lv, (t, _) in values.items())},
                       sort_keys=True, ensure_ascii=False)
@@ -213,13 +213,13 @@ def submit_run(
     ts = load_test_system(actor, test_system_id)
     if not ts.active:
         raise UserError("该检测系统已停用", field="test_system_id")
-    _check_date(ts, run_date)
+    check_run_date(ts, run_date)
     run_no = _check_run_no(run_no)
-    resolved = _resolve_levels(ts, values)
+    resolved = resolve_levels(ts, values)
     client_id = (client_id or "").strip() or f"srv-{uuid.uuid4()}"
     if len(client_id) > 64:
         raise UserError("记录编号过长（最多64个字符）", field="client_id")
-    digest = _payload_hash(ts.id, run_date, run_no, resolved)
+    digest = payload_hash(ts.id, run_date, run_no, resolved)
     prior = db.session.scalar(select(Submission).where(Submission.client_id == client_id))
     if prior is not None:
         if prior.payload_hash != digest:
