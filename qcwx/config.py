@@ -47,6 +47,7 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "INGEST_API_MAX_BYTES": (int, 5 * 1024 * 1024),
     "INGEST_API_RATELIMIT": (str, "120 per minute"),
     "ALERT_CENTER_ON_REJECT": (bool, False),
+    "MP_TEMPLATE_ALERT": (str, "MP_QC_ALERT_TEMPLATE"),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -102,6 +103,9 @@ def build_config(override: Mapping[str, Any] | None = None) -> Mapping[str, Any]
     values.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     values.setdefault("SESSION_COOKIE_SECURE", env == "production")
     values.setdefault("RATELIMIT_STORAGE_URI", values["REDIS_URL"] or "memory://")
+    # A Redis outage must not turn every request into a 500: count in memory meanwhile.
+    values.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    values.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     values.setdefault("BABEL_DEFAULT_LOCALE", "zh_Hans_CN")
     values.setdefault("BABEL_DEFAULT_TIMEZONE", values["TIMEZONE"])
     values.setdefault("CELERY_EAGER", not values["REDIS_URL"])

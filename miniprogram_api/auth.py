@@ -1,0 +1,86 @@
+"""JWTs of the mini-program: issued after ``code2session``, checked on every endpoint.
+
+The mini-program has no cookie session, so each request carries ``Authorization: Bearer
+<jwt>`` (HS256, lifetime ``QCWX_JWT_TTL``). The HMAC key is derived from ``SECRET_KEY``
+(SHA-256 of a purpose label and the secret): always 32 bytes as RFC 7518 asks, and a token can
+never double as a session cookie or CSRF signature. The token names the user and the
+mini-program openid it was issued to: unbinding the openid or deactivating the user revokes
+every token at once, without a blacklist.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+import jwt
+from flask import current_app, g, request
+
+from qcwx.errors import UserError
+from qcwx.extensions import db
+from qcwx.orgs.models import User
+
+AUDIENCE = "qcwx-mp"
+ALGORITHM = "HS256"
+
+
+class Unauthorized(UserError):
+    """The request carries no valid token: the mini-program should log in again (401)."""
+
+    status = 401
+
+    def __init__(self, message: str = "请先登录"):
+        super().__init__(message, field="Authorization")
+
+
+def signing_key() -> bytes:
+    """Return the JWT key: SHA-256 over a purpose label and ``SECRET_KEY``."""
+    return hashlib.sha256(b"qcwx-mp-jwt:" + current_app.config["SECRET_KEY"].encode()).digest()
+
+
+def issue_token(user: User) -> dict:
+    """Return ``{token, expires_in}`` for ``user`` (who must have a mini-program openid)."""
+    ttl = int(current_app.config["JWT_TTL"])
+    now = datetime.now(timezone.utc)
+    claims = {"sub": str(user.id), "oid": user.mp_openid, "aud": AUDIENCE, "iat": now,
+              "exp": now + timedelta(seconds=ttl)}
+    token = jwt.encode(claims, signing_key(), algorithm=ALGORITHM)
+    return {"token": token, "expires_in": ttl}
+
+
+def user_from_header(header: str | None) -> User:
+    """Return the active, still-bound user of a ``Bearer`` header, else raise 401."""
+    if not header or not header.startswith("Bearer ") or not header[7:].strip():
+        raise Unauthorized()
+    try:
+        claims = jwt.decode(header[7:].strip(), signing_key(), algorithms=[ALGORITHM],
+                            audience=AUDIENCE, options={"require": ["exp", "sub", "aud"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("登录已过期，请重新登录") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("登录凭证无效，请重新登录") from None
+    try:
+        user = db.session.get(User, int(claims["sub"]))
+    except (TypeError, ValueError):
+        raise Unauthorized("登录凭证无效，请重新登录") from None
+    if user is None or not user.active or not user.mp_openid or user.mp_openid != claims.get(
+            "oid"):
+        raise Unauthorized("账号已解绑或停用，请重新登录")
+    return user
+
+
+def mp_login_required(view):
+    """Require a valid JWT; the user is then ``g.mp_user``."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        g.mp_user = user_from_header(request.headers.get("Authorization"))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def current_mp_user() -> User:
+    """Return the user authenticated by ``mp_login_required``."""
+    return g.mp_user

@@ -1,0 +1,141 @@
+"""The mini-program's endpoints under ``/api/mp/v1``: JSON in, JSON out, JWT, CSRF-exempt.
+
+Views are thin: parse and validate the body (Chinese messages naming the field), check the
+token, call one service or query (whose scope checks answer 404 outside the user's labs),
+commit, shape the answer. The OpenAPI document of these routes is ``openapi.json``.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from miniprogram_api import presenters, schemas
+from miniprogram_api import services as mp_services
+from miniprogram_api.auth import current_mp_user, issue_token, mp_login_required
+from miniprogram_api.openapi import openapi_document
+from qcwx.alerts import queries as alert_queries
+from qcwx.alerts import services as alert_services
+from qcwx.alerts.channels import mp_template_id
+from qcwx.extensions import csrf, db
+from qcwx.iqc import services as iqc_services
+from qcwx.timeutil import local_today
+
+bp = Blueprint("mp", __name__, url_prefix="/api/mp/v1")
+csrf.exempt(bp)
+
+def _session_answer(user, status: int = 200):
+    return jsonify(issue_token(user) | {"user": presenters.user(user)}), status
+
+
+# ---------------------------------------------------------------- identity
+@bp.post("/login")
+def login():
+    """Exchange a ``wx.login`` code for a JWT; 403 with ``bind_required`` for a new openid."""
+    code = schemas.text(schemas.body(), "code", "登录凭证 code")
+    openid = mp_services.openid_from_code(code)
+    user = mp_services.user_for_mp_openid(openid)
+    if user is None:
+        return jsonify({"error": "该微信尚未绑定账号", "field": "code", "bind_required": True,
+                        "openid_hint": f"{openid[:4]}…{openid[-4:]}"}), 403
+    return _session_answer(user)
+
+
+@bp.post("/bind")
+def bind():
+    """Bind this mini-program openid to the account of an invite code; returns a JWT."""
+    data = schemas.body()
+    code = schemas.text(data, "code", "登录凭证 code")
+    invite_code = schemas.text(data, "invite_code", "邀请码")
+    user = mp_services.bind_mp_openid(invite_code, mp_services.openid_from_code(code))
+    db.session.commit()
+    return _session_answer(user)
+
+
+@bp.get("/me")
+@mp_login_required
+def me():
+    """Return the logged-in user."""
+    return jsonify({"user": presenters.user(current_mp_user())})
+
+
+# ---------------------------------------------------------------- QC
+@bp.post("/scan")
+@mp_login_required
+def scan():
+    """Resolve a scanned label (URL or token) to its test system and today's context."""
+    payload = schemas.text(schemas.body(), "payload", "扫码内容")
+    ts = mp_services.resolve_scan(current_mp_user(), payload, request.host_url)
+    return jsonify({"test_system": presenters.scan_context(ts, local_today(ts.lab.timezone))})
+
+
+@bp.post("/runs")
+@mp_login_required
+def submit_run():
+    """Submit one run (channel ``mp``); 201 stored, 200 when ``client_id`` was seen before."""
+    data = schemas.body()
+    actor = current_mp_user()
+    ts_id = schemas.int_field(data, "test_system_id", "检测系统")
+    ts = iqc_services.load_test_system(actor, ts_id)
+    verdict = iqc_services.submit_run(
+        actor, test_system_id=ts.id, run_no=data.get("run_no"),
+        run_date=schemas.date_field(data, "run_date", local_today(ts.lab.timezone)),
+        values=schemas.level_values(data), client_id=schemas.text(data, "client_id", "记录编号"),
+        channel="mp")
+    db.session.commit()
+    return jsonify(verdict.to_dict()), (200 if verdict.duplicate else 201)
+
+
+@bp.get("/test-systems/<int:ts_id>/runs")
+@mp_login_required
+def runs(ts_id: int):
+    """Return the latest runs of a test system with their verdicts (``limit`` 1–100)."""
+    limit = schemas.int_arg("limit", "条数 limit", 30, 1, 100)
+    ts = iqc_services.load_test_system(current_mp_user(), ts_id)
+    return jsonify({"test_system_id": ts.id, "runs": presenters.run_history(ts, limit)})
+
+
+@bp.get("/test-systems/<int:ts_id>/chart-data")
+@mp_login_required
+def chart_data(ts_id: int):
+    """Return Levey–Jennings series per level for the last ``days`` days (1–366)."""
+    days = schemas.int_arg("days", "天数 days", 30, 1, 366)
+    ts = iqc_services.load_test_system(current_mp_user(), ts_id)
+    return jsonify(presenters.chart_data(ts, local_today(ts.lab.timezone), days))
+
+
+# ---------------------------------------------------------------- alerts
+@bp.get("/alerts")
+@mp_login_required
+def alerts():
+    """Return the alerts of the user's labs, newest first, with their read state."""
+    limit = schemas.int_arg("limit", "条数 limit", 50, 1, 200)
+    rows = alert_queries.lab_alerts(current_mp_user(), limit)
+    names = alert_queries.acked_by_names(rows)
+    return jsonify({"alerts": [presenters.alert(o, names) for o in rows]})
+
+
+@bp.post("/alerts/<int:alert_id>/ack")
+@mp_login_required
+def ack(alert_id: int):
+    """Mark an alert as read (the first reader and time are kept)."""
+    outbox = alert_services.acknowledge(current_mp_user(), alert_id)
+    db.session.commit()
+    names = alert_queries.acked_by_names([outbox])
+    return jsonify({"alert": presenters.alert(outbox, names)})
+
+
+@bp.post("/subscriptions")
+@mp_login_required
+def subscriptions():
+    """Record the answers of ``wx.requestSubscribeMessage`` (each accept = one message)."""
+    results = schemas.subscription_results(schemas.body())
+    answer = alert_services.record_consents(current_mp_user(), results, [mp_template_id()])
+    db.session.commit()
+    return jsonify(answer)
+
+
+# ---------------------------------------------------------------- document
+@bp.get("/openapi.json")
+def openapi():
+    """Return the OpenAPI 3.1 document of this API."""
+    return jsonify(openapi_document())
