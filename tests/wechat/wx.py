@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
 
-SAMPLES = Path("/work/shared/samples/wechat")
+SAMPLES = Path(__file__).resolve().parent / "fixtures"  # copies of shared/samples/wechat
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, like WeChat's
 
 
