@@ -15,18 +15,15 @@ import redis
 import requests
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from wechatpy.exceptions import WeChatClientException
 
 from qcwx.catalog.models import TestSystem
-from qcwx.errors import Conflict, ExternalServiceError, UserError
+from qcwx.errors import ExternalServiceError, UserError
 from qcwx.extensions import db
 from qcwx.labels import services as labels
 from qcwx.orgs.models import User
-from qcwx.timeutil import utcnow
 from qcwx.wechat.client import mp_client
-from qcwx.wechat.models import WechatInvite
-from qcwx.wechat.services import normalise_code
+from qcwx.wechat.services import redeem_invite
 
 log = logging.getLogger(__name__)
 
@@ -61,34 +58,9 @@ def user_for_mp_openid(openid: str) -> User | None:
 def bind_mp_openid(invite_code: str, openid: str) -> User:
     """Bind ``openid`` (mini-program) to the invite's user and use the invite up.
 
-    Refuses unknown, used and expired codes, an inactive user and an openid bound to someone
-    else, with the same messages as the official-account binding.
+    The same invite rules and messages as the official-account binding.
     """
-    code = normalise_code(invite_code)
-    if not code:
-        raise UserError("请输入邀请码", field="invite_code")
-    invite = db.session.scalar(
-        select(WechatInvite).where(WechatInvite.code == code).with_for_update())
-    if invite is None:
-        raise UserError("邀请码不存在，请核对后重新输入", field="invite_code", status=404)
-    if invite.used_at is not None:
-        raise Conflict("该邀请码已被使用，请联系管理员重新生成", field="invite_code")
-    if invite.expires_at <= utcnow():
-        raise UserError("邀请码已过期，请联系管理员重新生成", field="invite_code", status=410)
-    user = invite.user
-    if not user.active:
-        raise UserError("该账号已停用，无法绑定", field="invite_code", status=403)
-    other = db.session.scalar(select(User).where(User.mp_openid == openid))
-    if other is not None and other.id != user.id:
-        raise Conflict(f"该微信已绑定账号“{other.display_name}”，请先解绑后再绑定", field="code")
-    user.mp_openid = openid
-    invite.used_at, invite.used_openid = utcnow(), openid
-    try:
-        db.session.flush()
-    except IntegrityError:
-        raise Conflict("该微信已绑定其他账号，请先解绑后再绑定", field="code") from None
-    log.info("user %s bound to the mini-program via invite %s", user.id, invite.id)
-    return user
+    return redeem_invite(invite_code, openid, attr="mp_openid", code_field="invite_code")
 
 
 def resolve_scan(actor: User, payload: str, request_origin: str) -> TestSystem:

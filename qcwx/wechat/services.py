@@ -170,33 +170,41 @@ def bind_url(code: str | None = None) -> str:
     return f"{base}/wechat/bind" + (f"?code={code}" if code else "")
 
 
-def redeem_invite(code: str | None, openid: str | None) -> User:
+BINDABLE = ("wechat_openid", "mp_openid")
+
+
+def redeem_invite(code: str | None, openid: str | None, *, attr: str = "wechat_openid",
+                  code_field: str = "code") -> User:
     """Bind ``openid`` to the invite's user and use the invite up; return the user.
 
     Refuses unknown, used and expired codes, an inactive user, and an openid already bound to
     someone else (it must be unbound first, so an account is never taken over silently).
+    ``attr`` is ``wechat_openid`` (official account) or ``mp_openid`` (mini-program: another
+    appid gives the same person another openid); ``code_field`` names the code in errors.
     """
+    if attr not in BINDABLE:
+        raise ValueError(f"cannot bind {attr}")
     if not openid:
         raise UserError("未获取到微信身份，请在微信中重新打开绑定页面", field="openid", status=401)
     code = normalise_code(code)
     if not code:
-        raise UserError("请输入邀请码", field="code")
+        raise UserError("请输入邀请码", field=code_field)
     invite = db.session.scalar(
         select(WechatInvite).where(WechatInvite.code == code).with_for_update())
     if invite is None:
-        raise UserError("邀请码不存在，请核对后重新输入", field="code", status=404)
+        raise UserError("邀请码不存在，请核对后重新输入", field=code_field, status=404)
     if invite.used_at is not None:
-        raise Conflict("该邀请码已被使用，请联系管理员重新生成", field="code")
+        raise Conflict("该邀请码已被使用，请联系管理员重新生成", field=code_field)
     if invite.expires_at <= utcnow():
-        raise UserError("邀请码已过期，请联系管理员重新生成", field="code", status=410)
+        raise UserError("邀请码已过期，请联系管理员重新生成", field=code_field, status=410)
     user = invite.user
     if not user.active:
-        raise UserError("该账号已停用，无法绑定", field="code", status=403)
-    other = user_for_openid(openid, active_only=False)
+        raise UserError("该账号已停用，无法绑定", field=code_field, status=403)
+    other = db.session.scalar(select(User).where(getattr(User, attr) == openid))
     if other is not None and other.id != user.id:
         raise Conflict(f"该微信已绑定账号“{other.display_name}”，请先解绑后再绑定",
                        field="openid")
-    user.wechat_openid = openid
+    setattr(user, attr, openid)
     invite.used_at = utcnow()
     invite.used_openid = openid
     try:
