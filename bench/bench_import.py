@@ -62,6 +62,8 @@ def build(n_systems: int, start: date, prefix: str = "T"):
     db.session.flush()
     tech = create_user(username=f"tech-{prefix}", display_name="技师", password="bench-pass-1",
                        role="technician", lab_id=lab.id)
+    supervisor = create_user(username=f"sup-{prefix}", display_name="质控主管",
+                             password="bench-pass-1", role="supervisor", lab_id=lab.id)
     method = m.Method(code=f"M-{prefix}", name="酶法")
     systems = []
     for i in range(1, n_systems + 1):
@@ -78,7 +80,7 @@ def build(n_systems: int, start: date, prefix: str = "T"):
     db.session.flush()
     for ts in systems:
         for lv in ts.levels:
-            targets.set_control_limit(tech, ts, lv, mean=MEAN[lv.level_index],
+            targets.set_control_limit(supervisor, ts, lv, mean=MEAN[lv.level_index],
                                       sd=SD[lv.level_index], kind="fixed", effective_from=start,
                                       reason="基准")
     db.session.commit()

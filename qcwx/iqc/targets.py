@@ -22,6 +22,14 @@ from qcwx.qcstats import limits as qclimits
 from qcwx.qcstats import westgard
 
 LIMIT_KINDS = {"fixed": "定值（厂商或指定靶值）", "established": "实验室自建"}
+# Who may change what a test system is judged by (technicians submit, they do not judge).
+TARGET_EDITORS = {"supervisor", "director", "center", "admin"}
+
+
+def require_target_editor(actor: User, what: str) -> None:
+    """Refuse (403) a change of limits or rules by a role that may not make it."""
+    if actor.role not in TARGET_EDITORS:
+        raise UserError(f"只有质控主管或科主任可以{what}", field="form", status=403)
 
 
 def current_rule_set(ts: TestSystem) -> dict[str, str]:
@@ -36,6 +44,7 @@ def current_rule_set(ts: TestSystem) -> dict[str, str]:
 
 def set_rule_set(actor: User, ts: TestSystem, rules: Mapping[str, str], reason: str) -> RuleSet:
     """Store a new rule-set version; refuse unknown codes, bad roles or an empty set."""
+    require_target_editor(actor, "修改质控规则")
     if not reason or not reason.strip():
         raise UserError("请填写修改原因", field="reason")
     try:
@@ -108,6 +117,7 @@ def set_control_limit(
     effective_from: date, reason: str, n_used: int | None = None,
 ) -> ControlLimit:
     """Add a limit version for one level; validates numbers, level and reason."""
+    require_target_editor(actor, "设定靶值")
     if level not in ts.levels:
         raise UserError("该水平不属于此检测系统的质控批号", field="qc_level_id")
     if kind not in LIMIT_KINDS:
@@ -152,6 +162,7 @@ def establish_limits(
     ``mode='provisional'``: the first ≥20 results on ≥20 days after one ±3 SD exclusion;
     ``mode='cumulative'``: all in-control results between ``since`` and ``until``.
     """
+    require_target_editor(actor, "设定靶值")
     dates, values, statuses = level_history(ts, level, until)
     keep = [since is None or d >= since for d in dates]
     dates = [d for d, k in zip(dates, keep, strict=True) if k]

@@ -231,3 +231,15 @@ def test_worked_example_through_the_service(session, world):
                 "warning" if expected.get(i) else "accept")
         assert verdict.status == want, i
     assert date.today()  # keep the import used
+
+
+def test_only_supervisors_and_above_change_limits_or_rules(session, world, ts):
+    """The service itself refuses, so no capture channel or page can bypass the role check."""
+    tech = world.users["technician"]
+    with pytest.raises(UserError) as exc:
+        targets.set_control_limit(tech, ts, ts.levels[0], mean=5, sd=0.2, kind="fixed",
+                                  effective_from=local_today(), reason="x")
+    assert exc.value.status == 403
+    with pytest.raises(UserError):
+        targets.set_rule_set(tech, ts, {"1-3s": "reject"}, "x")
+    targets.set_rule_set(world.users["center"], ts, {"1-3s": "reject"}, "区域统一规则")
