@@ -767,6 +767,10 @@ def _close_old_actions(systems: list[SystemPlan], end: date) -> Counter:
         .join(QcRun, QcRun.id == CorrectiveAction.run_id)
         .where(QcRun.test_system_id.in_(list(by_ts)), CorrectiveAction.status == "open")).all()
     updates, done = [], Counter()
+    table = CorrectiveAction.__table__
+    if rows:  # a record opens when its run was judged, not when the demo was loaded
+        db.session.execute(update(table).where(table.c.id == bindparam("_id")),
+                           [{"_id": r[0], "opened_at": r[3]} for r in rows])
     for action_id, ts_id, run_date, created in rows:
         age = (end - run_date).days
         if age < SUBMIT_AFTER_DAYS:
@@ -791,7 +795,6 @@ def _close_old_actions(systems: list[SystemPlan], end: date) -> Counter:
             "sign_comment": "同意" if signed else None})
         done["signed" if signed else "submitted"] += 1
     if updates:
-        table = CorrectiveAction.__table__
         db.session.execute(update(table).where(table.c.id == bindparam("_id")), updates)
     return done
 
