@@ -15,7 +15,7 @@ from flask_limiter.util import get_remote_address
 
 from qcwx.errors import UserError
 from qcwx.extensions import db, limiter
-from qcwx.ingest import apikeys, openapi, services
+from qcwx.ingest import apikeys, openapi, services, uploads
 
 bp = Blueprint("ingest_api", __name__, url_prefix="/api/ingest/v1")
 
@@ -124,7 +124,7 @@ def files():
         raise UserError("请以 multipart/form-data 的 file 字段上传 CSV 或 XLSX 文件", field="file")
     columns = None
     if request.form.get("column_mapping"):
-        columns = services.get_column_mapping(g.api_actor, _mapping_id()).columns
+        columns = uploads.get_column_mapping(g.api_actor, _mapping_id()).columns
     data = upload.read()
     report = services.commit_file(g.api_actor, g.api_key.lab, data, filename=upload.filename,
                                   channel="api", columns=columns, allowed=FILE_FORMATS,
@@ -136,7 +136,7 @@ def files():
 def _mapping_id() -> int:
     """Return the saved column mapping named in the form (by id or by name) of the key's lab."""
     wanted = request.form.get("column_mapping", "").strip()
-    for row in services.column_mappings(g.api_actor, g.api_key.lab_id):
+    for row in uploads.column_mappings(g.api_actor, g.api_key.lab_id):
         if str(row.id) == wanted or row.name == wanted:
             return row.id
     raise UserError(f"找不到列映射“{wanted[:64]}”", field="column_mapping", status=404)

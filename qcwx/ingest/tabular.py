@@ -576,3 +576,37 @@ def template_xlsx() -> bytes:
 
 register("xlsx", detect_xlsx, parse_xlsx, priority=30, options=_OPTIONS)
 register("csv", detect_csv, parse_csv, priority=90, options=_OPTIONS)
+
+
+def sniff_headers(data: bytes) -> list[str]:
+    """Return the header cells of a CSV/XLSX (the fullest of its first 20 rows).
+
+    Used to offer the file's own column names when the automatic header aliases fail.
+    Raises ParseError (Chinese message) when the file cannot be read at all.
+    """
+    rows: list[list[str]] = []
+    try:
+        if detect_xlsx(data):
+            wb = _open_workbook(data)
+            try:
+                for number, cells in _sheet_rows(wb.worksheets[0]):
+                    rows.append([_cell_text(c) for c in cells])
+                    if number >= 20:
+                        break
+            finally:
+                wb.close()
+        else:
+            text = _decode_text(data, None)
+            head = "\n".join(text.splitlines()[:20])
+            best = max(_DELIMITERS, key=lambda d: max(
+                (len(r) for r in _csv_rows(head, d)), default=0))
+            rows = _csv_rows(head, best)
+    except IndexError:
+        raise ParseError("无法读取表头") from None
+    best_row = max(rows, key=lambda r: sum(1 for c in r if c.strip()), default=[])
+    return [c.strip() for c in best_row if c and c.strip()]
+
+
+def header_target(header: str) -> str | None:
+    """Return the target field a header's usual spelling maps to (None if unknown)."""
+    return _ALIASES.get(_fold_header(header))

@@ -26,7 +26,7 @@ from flask_login import current_user, login_required
 
 from qcwx.errors import UserError
 from qcwx.extensions import db
-from qcwx.ingest import apikeys, mapping, services, tabular, template_csv, template_xlsx
+from qcwx.ingest import apikeys, mapping, services, tabular, template_csv, template_xlsx, uploads
 
 bp = Blueprint("ingest", __name__, url_prefix="/ingest")
 
@@ -55,7 +55,7 @@ def _columns_from_form(text: str | None) -> dict | None:
         raise UserError("列映射数据无效，请重新选择", field="columns") from None
     if not isinstance(value, dict):
         raise UserError("列映射数据无效，请重新选择", field="columns")
-    return services.clean_columns(value) if value else None  # {}: automatic header aliases
+    return uploads.clean_columns(value) if value else None  # {}: automatic header aliases
 
 
 # ---------------------------------------------------------------- templates
@@ -81,7 +81,7 @@ def template_xlsx_file():
 def _upload_page(actor, lab, errors=None, status=200):
     return render_template(
         "ingest/upload.html", lab=lab, labs=services.uploadable_labs(actor),
-        saved=services.column_mappings(actor, lab.id), errors=errors or {},
+        saved=uploads.column_mappings(actor, lab.id), errors=errors or {},
         batches=services.recent_batches(actor, 10)), status
 
 
@@ -99,12 +99,12 @@ def upload():
             raise UserError("请选择要上传的文件", field="file")
         columns = None
         if request.form.get("mapping_id"):
-            saved = services.get_column_mapping(actor, request.form["mapping_id"])
+            saved = uploads.get_column_mapping(actor, request.form["mapping_id"])
             if saved.lab_id != lab.id:
                 raise UserError("该列映射不属于所选实验室", field="mapping_id")
             columns = saved.columns
         data = file.read()
-        digest = services.stash_upload(actor, data, file.filename)
+        digest = uploads.stash_upload(actor, data, file.filename)
     except UserError as exc:
         return _upload_page(actor, lab, {exc.field or "form": exc.message}, exc.status)
     return _preview(actor, lab, digest, data, file.filename, columns)
@@ -127,7 +127,7 @@ def _preview(actor, lab, digest, data, filename, columns):
 
 def _has_headers(data: bytes) -> bool:
     try:
-        return len(services.sniff_headers(data)) >= 2
+        return len(uploads.file_headers(data)) >= 2
     except UserError:
         return False
 
@@ -138,18 +138,18 @@ def columns(digest: str):
     """Choose which column of the file holds each field; optionally save it for next time."""
     actor = _actor()
     lab = services.check_uploader(actor, request.values.get("lab_id"))
-    data, filename = services.load_upload(actor, digest)
-    headers = services.sniff_headers(data)
+    data, filename = uploads.load_upload(actor, digest)
+    headers = uploads.file_headers(data)
     errors: dict[str, str] = {}
-    chosen = services.guess_columns(headers)
+    chosen = uploads.guess_columns(headers)
     status = 200
     if request.method == "POST":
         chosen = {t: request.form.get(f"col_{t}", "") for t in tabular.FIELDS}
         try:
-            clean = services.clean_columns(chosen)
+            clean = uploads.clean_columns(chosen)
             name = request.form.get("mapping_name", "").strip()
             if name:
-                services.save_column_mapping(actor, lab, name, clean)
+                uploads.save_column_mapping(actor, lab, name, clean)
                 db.session.commit()
                 flash(f"已保存列映射“{name}”，下次上传可直接选用")
             return _preview(actor, lab, digest, data, filename, clean)
@@ -170,7 +170,7 @@ def commit(digest: str):
     """Store the previewed file's valid rows in one transaction and show the result."""
     actor = _actor()
     lab = services.check_uploader(actor, request.form.get("lab_id"))
-    data, filename = services.load_upload(actor, digest)
+    data, filename = uploads.load_upload(actor, digest)
     report = services.commit_file(actor, lab, data, filename=filename, channel="upload",
                                   columns=_columns_from_form(request.form.get("columns")))
     db.session.commit()
@@ -189,7 +189,7 @@ def batches():
 @login_required
 def delete_columns(mapping_id: int):
     """Delete a saved column mapping."""
-    lab_id = services.delete_column_mapping(_actor(), mapping_id)
+    lab_id = uploads.delete_column_mapping(_actor(), mapping_id)
     db.session.commit()
     flash("已删除列映射")
     return redirect(url_for("ingest.upload", lab_id=lab_id))
