@@ -21,8 +21,6 @@ CVs — then, in the same run:
 from __future__ import annotations
 
 import argparse
-import gc
-import resource
 import sys
 import time
 import timeit
@@ -33,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchutil import best_of, maxrss_mb  # noqa: E402 (bench/ is on sys.path as a script)
 
 from qcwx.qcstats.peer import (  # noqa: E402
     LabMoments,
@@ -70,18 +70,6 @@ def build_frame(n_labs: int, seed: int = SEED) -> pd.DataFrame:
     })
 
 
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench_incremental(n_labs: int, seed: int = SEED) -> float:

@@ -43,9 +43,7 @@ single worker handles a nation per month; the split is for many regions × lots 
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -57,6 +55,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchutil import best_of, maxrss_mb  # noqa: E402 (bench/ is on sys.path as a script)
 
 from qcwx.peer import compute  # noqa: E402
 from qcwx.qcstats.specs import Tea  # noqa: E402
@@ -114,18 +114,6 @@ def service_recompute(results: pd.DataFrame, systems: pd.DataFrame, specs: dict)
     return compute.add_performance(labs, specs)
 
 
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def bench_recompute(n_labs: int, repeat: int) -> float:
