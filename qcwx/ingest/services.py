@@ -48,7 +48,7 @@ from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.ingest import ParseError, ParseResult, detect_format, parse_bytes
-from qcwx.ingest.mapping import Candidate, LabMapper, MappedRecord
+from qcwx.ingest.mapping import Candidate, LabMapper, MappedRecord, derive_client_id
 from qcwx.ingest.models import UploadBatch
 from qcwx.iqc import services as iqc
 from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
@@ -255,13 +255,18 @@ def _plan(accepted: list[tuple[Outcome, MappedRecord]]
     groups: dict[tuple[int, date, int], list[tuple[Outcome, MappedRecord]]] = defaultdict(list)
     for out, rec in accepted:
         level_name = out.checked[0].name
+        moved = _later_run_if_distinct(rec, existing, claimed)
+        if moved is not rec:
+            out.client_id = None  # re-bound below with the moved run's id
+            out.bind(moved)
+            rec = moved
         own = rec.candidate.client_id
         if own and sender_ids.setdefault(own, (rec.slot, out))[0] != rec.slot:
             out.fail(Conflict(f"记录编号“{own}”在本次提交中已用于{sender_ids[own][1].position}"
                               "的另一条结果", field="client_id"))
             continue
         if rec.slot in existing:
-            text, run_id = existing[rec.slot]
+            text, run_id, _ = existing[rec.slot]
             if _same_value(text, rec.value_text):
                 out.store(run_id, duplicate=True)
             else:
@@ -280,8 +285,41 @@ def _plan(accepted: list[tuple[Outcome, MappedRecord]]
     return groups
 
 
-def _existing_slots(records: Sequence[MappedRecord]) -> dict[tuple, tuple[str, int]]:
-    """Return {(ts, date, run, level): (value text, run id)} of current stored results."""
+def _later_run_if_distinct(rec: MappedRecord, existing: Mapping, claimed: Mapping
+                           ) -> MappedRecord:
+    """Move a record without a run number to the day's next run when it is another measurement.
+
+    Many analysers run QC twice a day and send no run number. A result whose slot (run 1 of
+    that level on that day) already holds a result measured at another time is the next run,
+    not a clash; the same time with another value stays a clash (a correction is explicit).
+    """
+    if rec.candidate.run_no not in (None, "") or rec.measured_at is None:
+        return rec
+    moved = rec
+    while moved.run_no < 99:
+        if moved.slot in existing:
+            text, _, when = existing[moved.slot]
+        elif moved.slot in claimed:
+            text, when = claimed[moved.slot][1].value_text, claimed[moved.slot][1].measured_at
+        else:
+            return moved
+        if when is None or when == rec.measured_at or _same_value(text, rec.value_text):
+            return moved  # the same measurement (or no time to tell): let _plan decide
+        moved = _with_run_no(rec, moved.run_no + 1)
+    return rec
+
+
+def _with_run_no(rec: MappedRecord, run_no: int) -> MappedRecord:
+    """Return ``rec`` in another run, re-deriving the client id if the sender gave none."""
+    client_id = rec.client_id
+    if not (rec.candidate.client_id or "").strip():
+        client_id = derive_client_id(rec.test_system.lab_id, rec.test_system.id, rec.run_date,
+                                     run_no, rec.level_index, rec.value_text)
+    return dataclasses.replace(rec, run_no=run_no, client_id=client_id)
+
+
+def _existing_slots(records: Sequence[MappedRecord]) -> dict[tuple, tuple[str, int, Any]]:
+    """Return {(ts, date, run, level): (value text, run id, measured at)} of current results."""
     span: dict[int, list[date]] = defaultdict(list)
     for rec in records:
         span[rec.test_system.id].append(rec.run_date)
@@ -289,13 +327,13 @@ def _existing_slots(records: Sequence[MappedRecord]) -> dict[tuple, tuple[str, i
     for ts_id, dates in span.items():
         rows = db.session.execute(
             select(QcRun.run_date, QcRun.run_no, QcLevel.level_index, QcResult.value_text,
-                   QcRun.id)
+                   QcRun.id, QcResult.measured_at)
             .join(QcResult, QcResult.run_id == QcRun.id)
             .join(QcLevel, QcLevel.id == QcResult.qc_level_id)
             .where(QcRun.test_system_id == ts_id, QcResult.is_current,
                    QcRun.run_date >= min(dates), QcRun.run_date <= max(dates)))
-        for run_date, run_no, level_index, text, run_id in rows:
-            found[(ts_id, run_date, run_no, level_index)] = (text, run_id)
+        for run_date, run_no, level_index, text, run_id, when in rows:
+            found[(ts_id, run_date, run_no, level_index)] = (text, run_id, when)
     return found
 
 

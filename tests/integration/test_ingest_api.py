@@ -377,3 +377,53 @@ def test_a_client_id_reused_inside_one_batch_for_another_result_is_refused(clien
     assert [(i["status"], i.get("field")) for i in body["items"]] == [
         ("stored", None), ("error", "client_id"), ("duplicate", None)]
     assert "第 1 项" in body["items"][1]["error"]
+
+
+def test_second_qc_run_of_the_day_without_run_number_is_stored_as_run_2(client, world, glu,
+                                                                         key):
+    """Regression: an analyser running QC twice a day and sending no run number got a 409."""
+    day = local_today() - timedelta(days=1)
+
+    def at(hour, level, value):
+        return {"client_id": f"lis-{hour}-{level}-{value}", "test_code": "GLU", "level": level,
+                "value": value, "measured_at": f"{day.isoformat()}T{hour:02d}:00:00+08:00"}
+
+    morning = [at(8, 1, "5.02"), at(8, 2, "15.1")]
+    afternoon = [at(15, 1, "5.10"), at(15, 2, "14.8")]
+    first = client.post(URL, json={"items": morning}, headers=auth(key)).get_json()
+    second = client.post(URL, json={"items": afternoon}, headers=auth(key)).get_json()
+    assert [i["status"] for i in first["items"] + second["items"]] == ["stored"] * 4
+    runs = db.session.scalars(select(QcRun).where(QcRun.test_system_id == glu.id,
+                                                  QcRun.run_date == day)
+                              .order_by(QcRun.run_no)).all()
+    assert [r.run_no for r in runs] == [1, 2]
+    again = client.post(URL, json={"items": morning + afternoon}, headers=auth(key)).get_json()
+    assert [i["status"] for i in again["items"]] == ["duplicate"] * 4
+    clash = client.post(URL, json={"items": [at(8, 1, "5.55")]}, headers=auth(key)).get_json()
+    assert clash["items"][0]["status"] == "error" and clash["items"][0]["field"] == "value"
+
+
+def test_one_file_with_two_runs_a_day_and_no_run_numbers_stores_both(client, world, glu, key):
+    day = local_today() - timedelta(days=2)
+    items = [{"client_id": f"row-{h}", "test_code": "GLU", "level": 1, "value": v,
+              "measured_at": f"{day.isoformat()}T{h}:00:00+08:00"}
+             for h, v in (("08", "5.01"), ("16", "5.07"))]
+    body = client.post(URL, json={"items": items}, headers=auth(key)).get_json()
+    assert [i["status"] for i in body["items"]] == ["stored", "stored"]
+    assert sorted(i["run_no"] for i in body["items"]) == [1, 2]
+
+
+def test_csv_without_run_numbers_or_ids_splits_a_day_into_runs_by_time(world, glu):
+    from qcwx.ingest import parse_bytes
+    from qcwx.ingest import services as ingest
+
+    day = (local_today() - timedelta(days=3)).isoformat()
+    csv = ("检测日期,时间,项目,水平,结果\n"
+           f"{day},08:05,GLU,1,5.03\n{day},08:05,GLU,2,15.2\n"
+           f"{day},14:30,GLU,1,4.97\n{day},14:30,GLU,2,14.9\n").encode("utf-8")
+    tech = world.users["technician"]
+    report = ingest.import_parsed(tech, world.lab_a, parse_bytes(csv), channel="upload")
+    assert [o.status for o in report.outcomes] == ["stored"] * 4
+    assert sorted({o.run_no for o in report.outcomes}) == [1, 2]
+    again = ingest.import_parsed(tech, world.lab_a, parse_bytes(csv), channel="upload")
+    assert [o.status for o in again.outcomes] == ["duplicate"] * 4
