@@ -86,7 +86,11 @@ class Overview:
 
 
 def overview(actor: User, today: date) -> Overview:
-    """Summarise today's submissions and the 30-day in-control rate over the actor's scope."""
+    """Summarise today's submissions and the 30-day in-control rate over the actor's scope.
+
+    In-control rate = 1 − rejected runs / judged runs; pending runs (no target yet) are
+    neither in nor out of control (QC_SPEC §7).
+    """
     ts_scope = select(TestSystem.id).where(TestSystem.active, in_scope(actor, TestSystem.lab_id))
     labs = db.session.scalar(select(func.count()).select_from(Lab).where(in_scope(actor, Lab.id)))
     hospitals = db.session.scalar(
@@ -100,12 +104,12 @@ def overview(actor: User, today: date) -> Overview:
         select(QcRun.status, func.count())
         .where(QcRun.test_system_id.in_(ts_scope), QcRun.run_date > today - timedelta(days=30))
         .group_by(QcRun.status)).all())
-    total = sum(month.values())
+    judged = sum(n for status, n in month.items() if status != "pending")
     return Overview(
         hospitals=hospitals or 0, labs=labs or 0, test_systems=n_ts or 0,
         submitted_today=sum(todays.values()), rejected_today=todays.get("reject", 0),
         warned_today=todays.get("warning", 0),
-        in_control_rate_30d=(1 - month.get("reject", 0) / total) if total else None,
+        in_control_rate_30d=(1 - month.get("reject", 0) / judged) if judged else None,
     )
 
 
@@ -188,7 +192,10 @@ def run_history(ts: TestSystem, limit: int = 30) -> list[QcRun]:
 
 
 def results_frame(ts: TestSystem, end: date | None = None):
-    """Return a DataFrame of current results (level, run_date, value, rejected, rules)."""
+    """Return a DataFrame of current results (level, run_date, value, pending, rejected, rules).
+
+    ``pending`` marks runs not yet judged (no target yet): neither in nor out of control.
+    """
     import pandas as pd
 
     from qcwx.iqc.models import QcResult, Violation
@@ -206,6 +213,7 @@ def results_frame(ts: TestSystem, end: date | None = None):
                 Violation.run_id.in_(frame.run_id.unique().tolist()), Violation.active)):
             for lv in v.levels:
                 rules.setdefault((v.run_id, lv), []).append(v.rule_code)
+    frame["pending"] = frame["status"] == "pending"
     frame["rejected"] = frame["status"] == "reject"
     frame["rules"] = [rules.get((r, lv), []) for r, lv in zip(frame.run_id, frame.level_id,
                                                                 strict=True)]

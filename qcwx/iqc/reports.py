@@ -107,7 +107,11 @@ class SummaryRow:
 
 
 def monthly_summary(ts: TestSystem, month: str) -> list[SummaryRow]:
-    """Return per level the month's and the lot-cumulative n/mean/SD/CV% and rule counts."""
+    """Return per level the month's and the lot-cumulative n/mean/SD/CV% and rule counts.
+
+    n, mean, SD and CV% (of |mean|) count results of judged runs not rejected; the
+    in-control rate is 1 − rejected / judged runs; pending runs count in neither.
+    """
     try:
         period = pd.Period(month, freq="M")
     except ValueError:
@@ -120,7 +124,7 @@ def monthly_summary(ts: TestSystem, month: str) -> list[SummaryRow]:
     names = {lv.id: lv.name for lv in ts.levels}
     data = pd.DataFrame({"level": frame.level_id, "date": pd.to_datetime(frame.run_date),
                          "value": frame.value, "rejected": frame.rejected.astype(bool),
-                         "rules": frame.rules})
+                         "pending": frame.pending.astype(bool), "rules": frame.rules})
     summary = qclimits.period_summary(data)
     rows = []
     for lv in ts.levels:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -24,6 +25,7 @@ from qcwx.qcstats import westgard
 LIMIT_KINDS = {"fixed": "定值（厂商或指定靶值）", "established": "实验室自建"}
 # Who may change what a test system is judged by (technicians submit, they do not judge).
 TARGET_EDITORS = {"supervisor", "director", "center", "admin"}
+REASON_MAX = ControlLimit.reason.type.length
 
 
 def require_target_editor(actor: User, what: str) -> None:
@@ -153,35 +155,98 @@ def level_history(ts: TestSystem, level: QcLevel, until: date | None = None):
     return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=float), [r[2] for r in rows]
 
 
+ESTABLISH_MODES = {"provisional": "暂定靶值", "cumulative": "累积靶值"}
+IN_CONTROL = {"accept", "warning"}  # judged and not rejected; pending runs are not judged
+
+
+@dataclass(frozen=True)
+class LimitBasis:
+    """What a lab-established limit of one level would be computed from, or why it cannot."""
+
+    mode: str
+    estimate: qclimits.LimitEstimate | None
+    message: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Return the mode in Chinese."""
+        return ESTABLISH_MODES[self.mode]
+
+
+def compute_limits(ts: TestSystem, level: QcLevel, mode: str,
+                   until: date | None = None) -> qclimits.LimitEstimate:
+    """Compute a lab-established limit of one level (QC_SPEC §2) without storing it.
+
+    ``provisional``: the earliest results of the lot and level, taken until ≥20 results on
+    ≥20 days remain after one ±3 SD exclusion. ``cumulative``: the results of judged runs
+    not rejected after that provisional period (up to ``until``). A ``UserError`` says in
+    Chinese why it cannot be computed.
+    """
+    return _estimate(level_history(ts, level, until), mode)
+
+
+def _estimate(history, mode: str) -> qclimits.LimitEstimate:
+    dates, values, statuses = history
+    if mode not in ESTABLISH_MODES:
+        raise UserError("计算方式无效", field="mode")
+    try:
+        prov = qclimits.provisional_limits(values, dates)
+    except qclimits.InsufficientDataError as exc:
+        raise UserError(_not_enough(mode, exc), field="mode") from None
+    if mode == "provisional":
+        return prov
+    rest = slice(prov.n_taken, None)
+    excluded = np.array([s not in IN_CONTROL for s in statuses[rest]], dtype=bool)
+    try:
+        return qclimits.cumulative_limits(values[rest], excluded, dates[rest])
+    except qclimits.InsufficientDataError as exc:
+        raise UserError(
+            f"数据不足，无法计算累积靶值：暂定期（{prov.first_day}至{prov.last_day}）之后只有 "
+            f"{exc.n_results} 个已评价的在控结果，至少需要 2 个", field="mode") from None
+
+
+def _not_enough(mode: str, exc: qclimits.InsufficientDataError) -> str:
+    what = "暂定靶值" if mode == "provisional" else "累积靶值（尚无完整的暂定期）"
+    return (f"数据不足，无法计算{what}：需要本批号该水平最早的结果在剔除 ±3SD 以外的值后，"
+            f"仍有至少 {qclimits.MIN_RESULTS} 个结果分布在至少 {qclimits.MIN_DAYS} 个不同日期；"
+            f"目前共有 {exc.n_results} 个结果、{exc.n_days} 个日期")
+
+
+def limit_basis(ts: TestSystem) -> dict[int, list[LimitBasis]]:
+    """Return per level what each way of establishing limits would use from today's data."""
+    out: dict[int, list[LimitBasis]] = {}
+    for lv in ts.levels:
+        history = level_history(ts, lv)
+        out[lv.id] = [_basis(history, mode) for mode in ESTABLISH_MODES]
+    return out
+
+
+def _basis(history, mode: str) -> LimitBasis:
+    try:
+        return LimitBasis(mode, _estimate(history, mode))
+    except UserError as exc:
+        return LimitBasis(mode, None, exc.message)
+
+
+def basis_note(mode: str, est: qclimits.LimitEstimate) -> str:
+    """Return the Chinese note of the results a limit was computed from."""
+    return (f"（{ESTABLISH_MODES[mode]}依据：{est.first_day}至{est.last_day}，"
+            f"使用 {est.n_used} 个结果，剔除 {est.n_excluded} 个）")
+
+
 def establish_limits(
     actor: User, ts: TestSystem, level: QcLevel, *, mode: str, effective_from: date, reason: str,
-    since: date | None = None, until: date | None = None,
+    until: date | None = None,
 ) -> ControlLimit:
-    """Compute a lab-established limit (QC_SPEC §2) from stored results and store it.
+    """Compute a lab-established limit (see `compute_limits`) and store it as a new version.
 
-    ``mode='provisional'``: the first ≥20 results on ≥20 days after one ±3 SD exclusion;
-    ``mode='cumulative'``: all in-control results between ``since`` and ``until``.
+    The reason stored ends with the dates and numbers of results used and excluded.
     """
     require_target_editor(actor, "设定靶值")
-    dates, values, statuses = level_history(ts, level, until)
-    keep = [since is None or d >= since for d in dates]
-    dates = [d for d, k in zip(dates, keep, strict=True) if k]
-    values = values[np.array(keep, dtype=bool)] if len(values) else values
-    statuses = [s for s, k in zip(statuses, keep, strict=True) if k]
-    try:
-        if mode == "provisional":
-            est = qclimits.provisional_limits(values, dates)
-        elif mode == "cumulative":
-            est = qclimits.cumulative_limits(values, np.array([s == "reject" for s in statuses]))
-        else:
-            raise UserError("计算方式无效", field="mode")
-    except ValueError as exc:
-        raise UserError(f"无法计算靶值：{_limits_message(str(exc))}", field="mode") from None
+    if not reason or not reason.strip():
+        raise UserError("请填写设定或修改靶值的原因", field="reason")
+    est = compute_limits(ts, level, mode, until)
+    note = basis_note(mode, est)
+    reason = reason.strip()[:REASON_MAX - len(note)] + note
     return set_control_limit(actor, ts, level, mean=est.mean, sd=est.sd, kind="established",
                              effective_from=effective_from, reason=reason, n_used=est.n_used)
-
-
-def _limits_message(detail: str) -> str:
-    if "20" in detail:
-        return "至少需要 20 个结果且分布在 20 个不同日期"
-    return detail

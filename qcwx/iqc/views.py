@@ -156,9 +156,10 @@ def limits(ts_id: int):
     status = 200
     if request.method == "POST":
         try:
-            _save_limit(actor, ts, request.form)
+            saved = _save_limit(actor, ts, request.form)
             db.session.commit()
-            flash("靶值已保存（新版本）")
+            flash(f"靶值已保存（新版本）：{saved.reason}" if saved.kind == "established"
+                  else "靶值已保存（新版本）")
             return redirect(url_for("iqc.limits", ts_id=ts.id))
         except UserError as exc:
             db.session.rollback()
@@ -167,10 +168,11 @@ def limits(ts_id: int):
     return render_template("iqc/limits.html", ts=ts, history=targets.limit_history(ts),
                            in_force=targets.limits_in_force(ts), errors=errors,
                            form=request.form, today=local_today(ts.lab.timezone),
-                           kinds=targets.LIMIT_KINDS), status
+                           kinds=targets.LIMIT_KINDS, basis=targets.limit_basis(ts)), status
 
 
-def _save_limit(actor, ts, form) -> None:
+def _save_limit(actor, ts, form):
+    """Store the limit the form asks for (fixed, or established from the stored results)."""
     level = next((lv for lv in ts.levels if str(lv.id) == form.get("qc_level_id")), None)
     if level is None:
         raise UserError("请选择水平", field="qc_level_id")
@@ -181,12 +183,13 @@ def _save_limit(actor, ts, form) -> None:
     if mode == "fixed":
         mean = services.parse_value(form.get("target_mean"), "target_mean")
         sd = services.parse_value(form.get("target_sd"), "target_sd")
-        targets.set_control_limit(actor, ts, level, mean=mean, sd=sd, kind="fixed",
-                                  effective_from=effective, reason=reason)
+        saved = targets.set_control_limit(actor, ts, level, mean=mean, sd=sd, kind="fixed",
+                                          effective_from=effective, reason=reason)
     else:
-        targets.establish_limits(actor, ts, level, mode=mode, effective_from=effective,
-                                 reason=reason)
+        saved = targets.establish_limits(actor, ts, level, mode=mode, effective_from=effective,
+                                         reason=reason)
     _reevaluate_if_past(ts, effective)
+    return saved
 
 
 def _reevaluate_if_past(ts, effective: date) -> None:

@@ -1,13 +1,20 @@
 """Control limits and period summaries (QC_SPEC section 2)."""
 
 import doctest
+import statistics
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from qcwx.qcstats import limits
-from qcwx.qcstats.limits import cumulative_limits, period_summary, provisional_limits
+from qcwx.qcstats.limits import (
+    InsufficientDataError,
+    cumulative_limits,
+    cv_percent,
+    period_summary,
+    provisional_limits,
+)
 from qcwx.qcstats.westgard import RULE_CODES
 
 DAYS = pd.date_range("2025-03-01", periods=20, freq="D")
@@ -18,23 +25,23 @@ def test_docstring_examples_run():
     assert doctest.testmod(limits).failed == 0
 
 
-def test_provisional_limits_drop_an_outlier_beyond_3_sd_once():
-    values = np.array([5.0, 5.2] * 9 + [4.8, 9.9])
-    est = provisional_limits(values, DAYS)
-    kept = values[:-1]
-    assert est.n_excluded == 1
-    assert est.n_used == 19
-    assert est.mean == pytest.approx(kept.mean())
-    assert est.sd == pytest.approx(kept.std(ddof=1))
-    assert est.cv == pytest.approx(100 * kept.std(ddof=1) / kept.mean())
+def test_provisional_limits_drop_an_outlier_beyond_3_sd_once_and_take_one_more_result():
+    # The first 20 leave 19 after dropping 9.9, so the 21st result is taken as well.
+    values = np.array([5.0, 5.2] * 9 + [4.8, 9.9, 5.1, 7.7])
+    est = provisional_limits(values, pd.date_range("2025-03-01", periods=22))
+    kept = np.r_[values[:19], values[20]]
+    assert (est.n_taken, est.n_excluded, est.n_used) == (21, 1, 20)
+    assert est.mean == pytest.approx(statistics.mean(kept))
+    assert est.sd == pytest.approx(statistics.stdev(kept))
+    assert est.cv == pytest.approx(100 * statistics.stdev(kept) / statistics.mean(kept))
+    assert (str(est.first_day), str(est.last_day)) == ("2025-03-01", "2025-03-21")
 
 
 def test_provisional_limits_drop_only_once():
     # After dropping 9.9 the value 5.6 lies beyond 3 SD of the rest; it is kept.
-    values = np.array([5.0, 5.1] * 9 + [5.6, 9.9])
-    est = provisional_limits(values, DAYS)
-    assert est.n_excluded == 1
-    assert est.n_used == 19
+    values = np.array([5.0, 5.1] * 9 + [5.6, 9.9, 5.05])
+    est = provisional_limits(values, pd.date_range("2025-03-01", periods=21))
+    assert (est.n_excluded, est.n_used) == (1, 20)
     assert abs(5.6 - est.mean) > 3 * est.sd
 
 
@@ -46,13 +53,61 @@ def test_provisional_limits_keep_everything_without_outliers():
 
 
 def test_provisional_limits_exclude_a_value_exactly_at_3_sd():
-    # Mean 10 and sample SD 1 exactly in binary floating point; 13.0 has |z| == 3.
+    # Mean 10 and sample SD 1 exactly in binary floating point; 13.0 has |z| == 3, so it
+    # is dropped and only 19 results remain: not enough.
     base = [3.0] + [-1.0] * 4 + [1.0] + [-1.0, 1.0] * 2 + [-0.5, 0.5] * 2 + [0.0] * 6
     values = np.array(base) + 10.0
     assert (values.mean(), values.std(ddof=1)) == (10.0, 1.0)
-    est = provisional_limits(values, DAYS)
-    assert est.n_excluded == 1
-    assert est.mean == pytest.approx(values[1:].mean())
+    with pytest.raises(InsufficientDataError):
+        provisional_limits(values, DAYS)
+    assert provisional_limits(np.r_[values[1:], 10.0], DAYS).n_excluded == 0
+
+
+# Issue 9 item 3: 20 days around 5.0, then 40 days around 5.5 (values as entered).
+FIRST_20_DAYS = [4.93, 5.03, 5.0, 5.12, 5.01, 4.94, 5.03, 5.02, 4.96, 5.05,
+                 5.11, 4.95, 5.06, 4.91, 4.99, 5.06, 4.96, 5.02, 4.94, 4.98]
+NEXT_40_DAYS = [5.32, 5.55, 5.41, 5.58, 5.5, 5.47, 5.48, 5.33, 5.44, 5.5,
+                5.56, 5.41, 5.38, 5.54, 5.47, 5.58, 5.74, 5.49, 5.55, 5.33,
+                5.52, 5.41, 5.52, 5.62, 5.57, 5.64, 5.61, 5.51, 5.55, 5.42,
+                5.36, 5.26, 5.46, 5.55, 5.53, 5.57, 5.36, 5.59, 5.54, 5.37]
+
+
+def test_provisional_limits_use_the_earliest_results_not_the_whole_history():
+    values = FIRST_20_DAYS + NEXT_40_DAYS
+    est = provisional_limits(values, pd.date_range("2025-03-01", periods=60))
+    # Independently: the mean and SD of the first 20 days (none is beyond 3 SD).
+    assert est.mean == pytest.approx(statistics.mean(FIRST_20_DAYS), abs=1e-12)
+    assert est.sd == pytest.approx(statistics.stdev(FIRST_20_DAYS), abs=1e-12)
+    assert (round(est.mean, 3), round(est.sd, 3)) == (5.003, 0.059)
+    assert (est.n_used, est.n_excluded, str(est.first_day), str(est.last_day)) == (
+        20, 0, "2025-03-01", "2025-03-20")
+    # What the old code gave from the whole history (the issue's 5.328 / 0.248).
+    assert (round(statistics.mean(values), 3), round(statistics.stdev(values), 3)) == (
+        5.328, 0.248)
+
+
+def test_provisional_limits_count_the_days_left_after_exclusion():
+    # 18 days, 2 runs on day 19, an outlier alone on day 20, then day 21: 21 results on 20
+    # days leave 20 results on only 19 days, so the result of day 21 is needed too.
+    days = [*pd.date_range("2025-03-01", periods=19), pd.Timestamp("2025-03-19"),
+            pd.Timestamp("2025-03-20"), pd.Timestamp("2025-03-21")]
+    values = np.r_[[5.0, 5.2] * 10, 9.9, 5.1]
+    est = provisional_limits(values, days)
+    assert (est.n_taken, est.n_used, est.n_excluded) == (22, 21, 1)
+    assert str(est.last_day) == "2025-03-21"
+
+
+def test_provisional_limits_report_what_is_missing():
+    with pytest.raises(InsufficientDataError) as info:
+        provisional_limits(np.arange(25.0), list(DAYS[:15]) + [DAYS[14]] * 10)
+    assert (info.value.n_results, info.value.n_days) == (25, 15)
+    with pytest.raises(InsufficientDataError, match="got 0 results on 0 days"):
+        provisional_limits([], [])
+
+
+def test_provisional_limits_need_results_in_measurement_order():
+    with pytest.raises(ValueError, match="measurement order"):
+        provisional_limits(np.arange(20.0), DAYS[::-1])
 
 
 def test_provisional_limits_with_constant_values_drop_nothing():
@@ -62,7 +117,7 @@ def test_provisional_limits_with_constant_values_drop_nothing():
 
 def test_provisional_limits_need_20_distinct_days():
     days = list(DAYS[:19]) + [DAYS[18]]
-    with pytest.raises(ValueError, match="20 distinct days; got 20 results on 19 days"):
+    with pytest.raises(ValueError, match="got 20 results on 19 days"):
         provisional_limits(np.arange(20.0), days)
 
 
@@ -107,6 +162,19 @@ def test_cumulative_limits_need_two_in_control_results():
 def test_cumulative_limits_need_a_boolean_mask_per_value():
     with pytest.raises(ValueError, match="booleans"):
         cumulative_limits([1.0, 2.0, 3.0], [0, 0, 1])
+
+
+def test_cumulative_limits_give_the_days_of_the_results_taken():
+    est = cumulative_limits([5.0, 5.2, 9.0, 5.1], [False, False, True, False],
+                            pd.date_range("2025-04-01", periods=4))
+    assert (str(est.first_day), str(est.last_day), est.n_used, est.n_excluded) == (
+        "2025-04-01", "2025-04-04", 3, 1)
+
+
+def test_cv_is_never_negative_and_undefined_at_a_zero_mean():
+    assert cv_percent(-2.0, 0.1) == pytest.approx(5.0)
+    assert np.isnan(cv_percent(0.0, 0.1))
+    assert cumulative_limits([-2.0, -2.2, -1.8], np.zeros(3, bool)).cv == pytest.approx(10.0)
 
 
 def make_results():
@@ -201,3 +269,52 @@ def test_period_summary_prefers_the_run_date_column():
 def test_period_summary_rejects_bad_input(change, message):
     with pytest.raises(ValueError, match=message):
         period_summary(change(make_results()))
+
+
+def with_pending():
+    """One level in March: 2 accepted, 1 rejected, 3 pending (no target yet)."""
+    return pd.DataFrame({
+        "level": 1,
+        "date": pd.date_range("2025-03-01", periods=6),
+        "value": [10.0, 12.0, 30.0, 50.0, 60.0, 70.0],
+        "rejected": [False, False, True, False, False, False],
+        "pending": [False, False, False, True, True, True],
+        "rules": [(), (), ("1-3s",), (), (), ()],
+    })
+
+
+def test_period_summary_pending_runs_are_neither_in_nor_out_of_control():
+    summary = period_summary(with_pending())
+    for table in (summary.monthly, summary.cumulative):
+        mar = row(table, 1, "2025-03")
+        assert (mar["n_total"], mar["n_pending"], mar["n_judged"], mar["n_rejected"]) == (
+            6, 3, 3, 1)
+        assert mar["in_control_rate"] == pytest.approx(1 - 1 / 3)
+        assert mar["n"] == 2
+        assert mar["mean"] == pytest.approx(11.0)
+        assert mar["sd"] == pytest.approx(statistics.stdev([10.0, 12.0]))
+
+
+def test_period_summary_without_judged_runs_has_no_in_control_rate():
+    df = with_pending().assign(pending=True, rejected=False)
+    mar = row(period_summary(df).monthly, 1, "2025-03")
+    assert (mar["n_judged"], mar["n"]) == (0, 0)
+    assert np.isnan(mar["in_control_rate"]) and np.isnan(mar["mean"])
+
+
+def test_period_summary_cv_is_positive_for_a_negative_mean_and_undefined_at_zero():
+    df = with_pending().assign(pending=False, rejected=False, rules=[()] * 6)
+    df["value"] = [-2.0, -2.2, -1.8, -2.1, -1.9, -2.0]
+    mar = row(period_summary(df).monthly, 1, "2025-03")
+    assert mar["cv_pct"] == pytest.approx(100 * statistics.stdev(df["value"]) / 2.0)
+    # A zero mean has no CV, even when float noise of the running sums leaves ~1e-16.
+    df["value"] = [-1.0, 1.0, -0.5, 0.5, -1.7, -1.9]
+    df["date"] = pd.to_datetime(["2025-03-01"] * 4 + ["2025-04-01"] * 2)
+    mar = row(period_summary(df).cumulative, 1, "2025-03")
+    assert mar["mean"] == 0.0 and np.isnan(mar["cv_pct"])
+    assert np.isnan(cv_percent(1e-17, 0.5)) and cv_percent(3.0, 0.0) == 0.0
+
+
+def test_period_summary_refuses_a_non_boolean_pending_column():
+    with pytest.raises(ValueError, match="'pending' must be boolean"):
+        period_summary(with_pending().assign(pending=1))
