@@ -13,6 +13,12 @@ vectorised across groups), group CV = mean of member CVs, SDI, CVR, bias%, min-r
 system is reported against the first publishable level (the vectorised equivalent of
 ``choose_group_level``). Sizes count distinct labs: a lab with two analysers on the same lot
 is two points but one lab, so two analysers cannot make a group look bigger than it is.
+
+The unit is part of every level, fallbacks included (QC_SPEC §3): rows are grouped by
+``unit_key`` (:func:`qcwx.peer.units.unit_key` of ``unit``), so results in mg/dL and mmol/L
+are never pooled, whatever level keys a caller passes, while ``mmol/L`` and ``ｍｍｏｌ／Ｌ`` are
+one unit. The moments must be of in-control results only: judged runs (accept or warning),
+never pending or rejected ones (QC_SPEC §3 "Who counts once").
 """
 
 from __future__ import annotations
@@ -25,26 +31,48 @@ import numpy as np
 import pandas as pd
 
 from qcwx.peer.filters import METHOD_KEYS, PEER_KEYS
+from qcwx.peer.units import unit_key, unit_keys
 from qcwx.qcstats import peer as qpeer
 from qcwx.qcstats.sigma import tea_at_concentration
 from qcwx.qcstats.specs import Tea
 
-BASE_KEYS = ("qc_level_id", "analyte_id")
+UNIT_KEY = "unit_key"
+BASE_KEYS = ("qc_level_id", "analyte_id", UNIT_KEY)
 LEVELS = qpeer.FALLBACK_ORDER  # ("peer", "method", "all")
 DEFAULT_LEVEL_KEYS: dict[str, tuple[str, ...]] = {
-    "peer": BASE_KEYS + PEER_KEYS, "method": BASE_KEYS + METHOD_KEYS, "all": BASE_KEYS}
+    "peer": BASE_KEYS + tuple(k for k in PEER_KEYS if k != "unit"),
+    "method": BASE_KEYS + METHOD_KEYS, "all": BASE_KEYS}
 GRADE_BOUNDS = ((6.0, "A"), (4.0, "B"), (3.0, "C"))  # QC_SPEC §3; checked against qpeer.grade
 STAT_COLUMNS = ("g_mean", "g_sd", "g_cv", "g_flagged", "n_labs", "n_systems", "n_results",
                 "publishable", "sdi", "cvr", "bias_pct", "bias_rank", "cv_rank", "rank_size",
                 "group")
 
 
+def with_unit_key(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with a ``unit_key`` column (added from ``unit`` when missing)."""
+    if UNIT_KEY in frame.columns or "unit" not in frame.columns:
+        return frame
+    out = frame.copy()
+    out[UNIT_KEY] = unit_keys(out["unit"]) if len(out) else pd.Series(dtype=object)
+    return out
+
+
+def _with_unit(keys: Sequence[str], frame: pd.DataFrame) -> list[str]:
+    """Return grouping keys with the unit key in them (replacing the raw ``unit``)."""
+    out = [UNIT_KEY if k == "unit" else k for k in keys]
+    if UNIT_KEY in frame.columns and UNIT_KEY not in out:
+        out.append(UNIT_KEY)
+    return list(dict.fromkeys(out))
+
+
 def system_stats(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add ``mean``, ``sd`` and ``cv`` from the moments (rows with n = 0 are dropped).
+    """Add ``mean``, ``sd``, ``cv`` (and ``unit_key``) from the moments (n = 0 rows dropped).
 
     mean = Σx/n; SD = √(max(Σx² − (Σx)²/n, 0)/(n − 1)) (NaN for n < 2), the formula of
-    :class:`qcwx.qcstats.peer.LabMoments`; CV% = 100·SD/|mean|.
+    :class:`qcwx.qcstats.peer.LabMoments`; CV% = 100·SD/|mean| (:func:`~qcwx.qcstats.peer.cv_pct`:
+    never negative, NaN for a zero mean).
     """
+    frame = with_unit_key(frame)
     out = frame[frame["n"].to_numpy() > 0].copy()
     n = out["n"].to_numpy(np.float64)
     total = out["total"].to_numpy(np.float64)
@@ -53,7 +81,7 @@ def system_stats(frame: pd.DataFrame) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.maximum(total_sq - total * total / n, 0.0) / (n - 1)
         sd = np.where(n >= 2, np.sqrt(var), np.nan)
-        cv = np.where(mean != 0, 100.0 * sd / np.abs(mean), np.nan)
+    cv = np.asarray(qpeer.cv_pct(sd, mean), dtype=np.float64).reshape(-1)
     out["mean"], out["sd"], out["cv"] = mean, sd, cv
     return out.reset_index(drop=True)
 
@@ -117,7 +145,7 @@ def _group_stats(frame: pd.DataFrame, code: np.ndarray) -> dict[str, np.ndarray]
                 / np.bincount(code[has_cv], minlength=size))[code]
         sdi = np.where((gs > 0) & np.isfinite(gs), (mean - gm) / gs, np.nan)
         cvr = np.where(g_cv > 0, cv / g_cv, np.nan)
-        bias = np.where(gm != 0, 100.0 * (mean - gm) / gm, np.nan)
+        bias = np.where(gm != 0, 100.0 * (mean - gm) / np.abs(gm), np.nan)
     abs_bias = np.abs(bias)
     ranked = ~np.isnan(abs_bias)
     return {"g_mean": gm, "g_sd": gs, "g_cv": g_cv, "g_flagged": est["flagged"].to_numpy()[code],
@@ -129,13 +157,15 @@ def _group_stats(frame: pd.DataFrame, code: np.ndarray) -> dict[str, np.ndarray]
 def level_stats(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Return the group statistics of every row for the grouping ``keys`` (row-aligned).
 
-    Groups are the distinct combinations of ``keys`` (missing codes group together); with
-    no keys the whole frame is one group. Columns: :data:`STAT_COLUMNS`. Per-group sums use
-    ``np.bincount`` on dense codes: no Python per group.
+    Groups are the distinct combinations of ``keys`` plus the unit (missing codes group
+    together); with no keys each unit of the frame is one group. Columns:
+    :data:`STAT_COLUMNS`. Per-group sums use ``np.bincount`` on dense codes: no Python per
+    group.
     """
     if len(frame) == 0:
         return pd.DataFrame(columns=list(STAT_COLUMNS), index=frame.index)
-    code = _codes(frame, keys)
+    frame = with_unit_key(frame)
+    code = _codes(frame, _with_unit(keys, frame))
     return pd.DataFrame({**_sizes(frame, code), **_group_stats(frame, code), "group": code},
                         index=frame.index)[list(STAT_COLUMNS)]
 
@@ -145,7 +175,8 @@ def compare(frame: pd.DataFrame,
     """Compare every system with its groups; report it against the first publishable level.
 
     ``frame`` holds moments (see :func:`system_stats`); ``level_keys`` maps each level of
-    :data:`LEVELS` to its grouping columns (default :data:`DEFAULT_LEVEL_KEYS`). Returns the
+    :data:`LEVELS` to its grouping columns (default :data:`DEFAULT_LEVEL_KEYS`); the unit key
+    is added to every level's columns (a raw ``unit`` column is replaced by it). Returns the
     system rows with ``mean``/``sd``/``cv``, per level the sizes (``<level>_n_labs``,
     ``<level>_n_results``, ``<level>_publishable``), and the chosen level's statistics
     (:data:`STAT_COLUMNS`, NaN when no level is publishable) plus ``group_level`` and
@@ -155,8 +186,8 @@ def compare(frame: pd.DataFrame,
     groups some member is reported against — all their members, whatever level those report
     at — which is what keeps a national recompute near the cost of one ``groupby``.
     """
-    level_keys = dict(level_keys or DEFAULT_LEVEL_KEYS)
     labs = system_stats(frame)
+    level_keys = {lv: _with_unit(k, labs) for lv, k in (level_keys or DEFAULT_LEVEL_KEYS).items()}
     n = len(labs)
     levels = [lv for lv in LEVELS if lv in level_keys]
     codes = {lv: _codes(labs, level_keys[lv]) for lv in levels} if n else {}
@@ -212,7 +243,7 @@ def tea_pct_at(spec: SpecInfo | None, unit: str, concentration: float) -> float 
     """
     if spec is None or spec.tea is None or not math.isfinite(concentration) or concentration <= 0:
         return None
-    if spec.tea.two_tier and unit != spec.tea.abs_unit:
+    if spec.tea.two_tier and unit_key(unit) != unit_key(spec.tea.abs_unit):
         return None
     return tea_at_concentration(spec.tea, concentration).pct
 
@@ -279,7 +310,7 @@ def results_to_moments(results: pd.DataFrame, by: Sequence[str] = ("ts_id", "qc_
                        value: str = "value") -> pd.DataFrame:
     """Return n, Σx, Σx² per ``by`` from raw in-control results (the frame twin of the SQL).
 
-    What ``queries.moments`` asks the database for, for callers that already hold results
+    What ``frames.moments`` asks the database for, for callers that already hold results
     in memory (the national-scale benchmark, batch imports): dense key codes and
     ``np.bincount`` sums — one pass over the results, no Python per row or group.
     """

@@ -30,8 +30,9 @@ from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import celery, db
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.orgs.models import Hospital, Lab, Region, User
-from qcwx.peer import queries
+from qcwx.peer import lot, queries
 from qcwx.peer.filters import DIMENSIONS, Period, month_end, month_period, parse_filters
+from qcwx.peer.frames import in_control, load_specs
 from qcwx.peer.models import (
     PeerLabDay,
     PeerSnapshot,
@@ -61,14 +62,17 @@ class RefreshResult:
 
 
 def _aggregate(ts_ids: Sequence[int]) -> dict[tuple[int, int, date], tuple[int, float, float]]:
-    """Return (ts, level, day) → (n, Σx, Σx²) of in-control current results, from the results."""
+    """Return (ts, level, day) → (n, Σx, Σx²) of in-control current results, from the results.
+
+    In control = a judged run not rejected (:func:`qcwx.peer.frames.in_control`): pending runs
+    stay out until they are judged, and their re-judgement triggers a refresh like any other.
+    """
     value = QcResult.value
     rows = db.session.execute(
         select(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date,
                func.count(QcResult.id), func.sum(value), func.sum(value * value))
         .join(QcResult, QcResult.run_id == QcRun.id)
-        .where(QcRun.test_system_id.in_(list(ts_ids)), QcResult.is_current,
-               QcRun.status != "reject")
+        .where(QcRun.test_system_id.in_(list(ts_ids)), QcResult.is_current, in_control())
         .group_by(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date)).all()
     return {(ts, lv, day): (int(n), float(total), float(total_sq))
             for ts, lv, day, n, total, total_sq in rows}
@@ -249,7 +253,7 @@ def _freeze_region(region_id: int, period: Period, actor: User | None) -> Freeze
     for start in range(0, len(lots), FREEZE_LOT_CHUNK):
         chunk = lots[start:start + FREEZE_LOT_CHUNK]
         labs = queries.compare_region(region_id, period, lot_ids=chunk)
-        specs = queries.load_specs(labs["analyte_id"].unique() if len(labs) else [])
+        specs = load_specs(labs["analyte_id"].unique() if len(labs) else [])
         rows = [_snapshot_row(snap.id, queries.result_from_row(r, specs))
                 for r in labs.to_dict("records")]
         if rows:
@@ -321,6 +325,6 @@ def save_grouping(actor: User, region_id: int, name: str,
 def delete_grouping(actor: User, region_id: int, grouping_id: int) -> None:
     """Delete one of the region's saved groupings (centre only)."""
     _require_centre(actor)
-    grouping = queries.load_grouping(region_id, grouping_id)
+    grouping = lot.load_grouping(region_id, grouping_id)
     db.session.delete(grouping)
     db.session.flush()

@@ -18,6 +18,10 @@ from qcwx import charts
 from qcwx.errors import Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
+from qcwx.peer import centre as centre_q
+from qcwx.peer import exceptions as exception_report
+from qcwx.peer import labs as labs_q
+from qcwx.peer import lot as lot_q
 from qcwx.peer import queries, services
 from qcwx.peer.filters import (
     DIMENSIONS,
@@ -101,7 +105,7 @@ def lab(lab_id: int):
     actor = _actor()
     today = local_today()
     period = parse_period(request.args, today)
-    page = queries.lab_page(actor, lab_id, period, today)
+    page = labs_q.lab_page(actor, lab_id, period, today)
     sparks = {}
     for block in page.blocks:
         for row in block.rows:
@@ -116,11 +120,11 @@ def _lot_args(actor, region_id: int):
     args = request.args
     grouping = int_arg(args, "grouping", "分组方案")
     if grouping is not None:
-        filters = parse_filters(queries.load_grouping(region_id, grouping).filters)
+        filters = parse_filters(lot_q.load_grouping(region_id, grouping).filters)
     else:
         filters = parse_filters(args)
     own_ts = queries.first_system(actor) if actor.role not in CENTRE_ROLES else None
-    level, analyte = queries.load_level(
+    level, analyte = lot_q.load_level(
         region_id, int_arg(args, "level", "质控水平"), int_arg(args, "analyte", "检验项目"),
         int_arg(args, "lot", "质控品批号"), own_ts)
     return filters, level, analyte
@@ -138,15 +142,15 @@ def lot():
     highlight = int_arg(request.args, "lab", "实验室")
     if highlight is not None and not scopes.can_access_lab(actor, highlight):
         raise NotFound()
-    view = queries.lot_view(actor, region_id, level, analyte, period, filters, highlight)
+    view = lot_q.lot_view(actor, region_id, level, analyte, period, filters, highlight)
     chart_html, trend_html = _lot_charts(actor, region_id, view, today)
     return render_template(
         "peer/lot.html", view=view, period=period, charts=chart_html, trends=trend_html,
-        choices=queries.lot_choices(region_id), groupings=queries.saved_groupings(region_id),
+        choices=lot_q.lot_choices(region_id), groupings=lot_q.saved_groupings(region_id),
         highlight=highlight, **_common(region_id))
 
 
-def _lot_charts(actor, region_id: int, view: queries.LotView, today):
+def _lot_charts(actor, region_id: int, view: lot_q.LotView, today):
     """Build the lot page's charts (only for a publishable group)."""
     if view.chosen is None or not view.members or view.g_sd is None or not view.g_sd > 0:
         return [], []
@@ -171,7 +175,7 @@ def _lot_charts(actor, region_id: int, view: queries.LotView, today):
     trends = []
     own = next((m for m in view.members if m.highlight), None)
     if own is not None:
-        months, series = queries.trend_series(region_id, own.ts_id, view.level.id, today)
+        months, series = lot_q.trend_series(region_id, own.ts_id, view.level.id, today)
         labels = [m[2:] for m in months]
         if any(v is not None for v in series["SDI"]):
             trends.append(("近12个月 SDI", charts.render(charts.trend(
@@ -191,7 +195,11 @@ def lot_size():
     region_id = queries.region_id_for(actor, int_arg(request.args, "region", "区域"))
     period = parse_period(request.args, local_today())
     filters, level, analyte = _lot_args(actor, region_id)
-    first = queries.lot_size(region_id, level, analyte, period, filters)
+    highlight = int_arg(request.args, "lab", "实验室")
+    if highlight is not None and not scopes.can_access_lab(actor, highlight):
+        raise NotFound()
+    first = lot_q.lot_size(region_id, level, analyte, period, filters, actor=actor,
+                           highlight_lab=highlight)
     # Below the centre, a group of fewer than 5 labs shows no more than its lab count.
     shown = actor.role in CENTRE_ROLES or first.n_labs >= MIN_LABS
     return jsonify({"level": first.level, "label": first.label, "labs": first.n_labs,
@@ -240,7 +248,7 @@ def _centre_args(actor):
     region_id = queries.region_id_for(actor, int_arg(request.args, "region", "区域"))
     period = parse_period(request.args, local_today())
     lot_id = int_arg(request.args, "lot", "质控品批号")
-    choices = queries.lot_choices(region_id)
+    choices = lot_q.lot_choices(region_id)
     if lot_id is not None and not any(c["lot"].id == lot_id for c in choices):
         raise NotFound("本区域没有使用该批号的实验室", field="lot")
     return region_id, period, lot_id, choices
@@ -258,9 +266,9 @@ def centre():
         raise UserError(f"显示指标无效：{metric}", field="metric")
     level_index = int_arg(request.args, "level_index", "水平序号")
     row_filters = {k: v for k, v in parse_filters(request.args).items() if k in MATRIX_FILTERS}
-    rows, analytes, snap = queries.matrix(region_id, period, lot_id=lot_id,
+    rows, analytes, snap = centre_q.matrix(region_id, period, lot_id=lot_id,
                                           level_index=level_index, row_filters=row_filters)
-    facets = queries.facet_values(region_id, MATRIX_FILTERS)
+    facets = centre_q.facet_values(region_id, MATRIX_FILTERS)
     return render_template("peer/centre.html", rows=rows, analytes=analytes, snap=snap,
                            period=period, metric=metric, lot_id=lot_id, choices=choices,
                            level_index=level_index, row_filters=row_filters, facets=facets,
@@ -276,7 +284,7 @@ def nccl():
     actor = _actor()
     _require_centre(actor)
     region_id, period, lot_id, choices = _centre_args(actor)
-    return render_template("peer/nccl.html", rows=queries.nccl_table(region_id, period, lot_id),
+    return render_template("peer/nccl.html", rows=centre_q.nccl_table(region_id, period, lot_id),
                            period=period, lot_id=lot_id, choices=choices, **_common(region_id))
 
 
@@ -288,7 +296,7 @@ def exceptions():
     _require_centre(actor)
     region_id, period, _, _ = _centre_args(actor)
     min_n = int_arg(request.args, "min_n", "最少结果数") or 10
-    report = queries.exceptions(region_id, period, min_n=min_n)
+    report = exception_report.exceptions(region_id, period, min_n=min_n)
     return render_template("peer/exceptions.html", report=report, period=period, min_n=min_n,
                            **_common(region_id))
 

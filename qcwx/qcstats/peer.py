@@ -1,10 +1,12 @@
 """Peer-group statistics for inter-laboratory comparison (QC_SPEC §3).
 
-Robust group mean and SD by ISO 13528 Algorithm A (or iterative 3-SD exclusion), SDI, CVR,
-bias, their bands, ranks, NCCL-style pass, sigma grades, publishability and group fallback,
-a vectorised :func:`group_statistics` for many peer groups at once, and the incremental
-helpers (:class:`LabMoments`, :func:`update_lab_moments`, :func:`summarise_group`) a service
-uses when one new result arrives.
+Robust group mean and SD by ISO 13528 Algorithm A (or iterative 3-SD exclusion; both in
+:mod:`qcwx.qcstats.robust` and re-exported here), CV%, SDI, CVR, bias, their bands, ranks,
+NCCL-style pass, sigma grades, publishability and group fallback, a vectorised
+:func:`group_statistics` for many peer groups at once, and the incremental helpers
+(:class:`LabMoments`, :func:`update_lab_moments`, :func:`summarise_group`) a service uses when
+one new result arrives. Each test system is one point of its group; "≥ 5 labs" counts
+distinct labs (QC_SPEC §3 "Who counts once").
 
 References
 ----------
@@ -27,6 +29,22 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .robust import (
+    _METHODS,
+    ALGORITHM_A,
+    ITERATIVE_3SD,
+    RobustEstimate,
+    _algorithm_a_segments,
+    _as_finite_1d,
+    _scalar_or_array,
+    _segment_nanmean,
+    _seq_sum,
+    _starts,
+    algorithm_a,
+    algorithm_a_groups,
+    iterative_3sd,
+)
+from .robust import robust_estimate as _robust
 from .sigma import sigma_metric
 
 __all__ = [
@@ -51,6 +69,7 @@ __all__ = [
     "algorithm_a_groups",
     "bias_pct",
     "choose_group_level",
+    "cv_pct",
     "cvr",
     "cvr_band",
     "grade",
@@ -70,56 +89,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ALGORITHM_A = "algorithm_a"
-ITERATIVE_3SD = "iterative_3sd"
-_METHODS = (ALGORITHM_A, ITERATIVE_3SD)
-
-_MAD_FACTOR = 1.483
-_SD_FACTOR = 1.134
-_WINSOR_FACTOR = 1.5
-_REL_TOL = 1e-10
-_MAX_ITERATIONS = 1000
-
 MIN_LABS = 5
 MIN_RESULTS = 20
 FALLBACK_ORDER = ("peer", "method", "all")
+#: A mean within 1e-9·SD of 0 is 0 (a sum that cancels leaves rounding residue, not a mean).
+ZERO_MEAN_TOL = 1e-9
 
 
 # --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class RobustEstimate:
-    """Location and scale of one group.
-
-    Attributes
-    ----------
-    mean, sd : float
-        x* and s* (Algorithm A) or the mean and SD after exclusion (iterative 3-SD).
-    n : int
-        Number of values used as input.
-    iterations : int
-        Updates performed (0 when the start values were already final).
-    flagged : bool
-        True when s* came out 0 and the classical SD replaced it (or when n = 1).
-    method : str
-        ``"algorithm_a"`` or ``"iterative_3sd"``.
-    converged : bool
-        False when the iteration limit was reached first.
-    """
-
-    mean: float
-    sd: float
-    n: int
-    iterations: int
-    flagged: bool
-    method: str
-    converged: bool = True
-
-    @property
-    def cv(self) -> float:
-        """Return the robust CV% = 100·sd/|mean| (NaN when mean is 0)."""
-        return 100.0 * self.sd / abs(self.mean) if self.mean != 0 else math.nan
 
 
 @dataclass(frozen=True)
@@ -230,9 +207,8 @@ class LabMoments:
 
     @property
     def cv(self) -> float:
-        """Return 100·sd/|mean| (NaN when undefined)."""
-        mean = self.mean
-        return 100.0 * self.sd / abs(mean) if mean and not math.isnan(mean) else math.nan
+        """Return :func:`cv_pct` of the moments (never negative; NaN when undefined)."""
+        return float(cv_pct(self.sd, self.mean))
 
 
 @dataclass(frozen=True)
@@ -259,261 +235,27 @@ class GroupStatistics:
     groups: pd.DataFrame
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _as_finite_1d(x, name: str, *, min_size: int = 1) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size < min_size:
-        raise ValueError(f"{name} needs at least {min_size} value(s), got {arr.size}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must contain finite numbers only")
-    return arr
-
-
-def _seq_sum(v: np.ndarray) -> float:
-    """Sum one vector exactly as a segment of ``np.add.reduceat`` sums it."""
-    return float(np.add.reduceat(v, [0])[0])
-
-
-def _median_sorted(s: np.ndarray) -> float:
-    n = s.size
-    return float((s[(n - 1) // 2] + s[n // 2]) / 2)
-
-
-def _mean_sd(w: np.ndarray) -> tuple[float, float]:
-    n = w.size
-    mean = _seq_sum(w) / n
-    d = w - mean
-    return mean, float(np.sqrt(_seq_sum(d * d) / (n - 1)))
-
-
-def _segment_nanmean(values: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
-    """Mean of the non-NaN values of each segment, summed ascending like :func:`_seq_sum`."""
-    valid = ~np.isnan(values)
-    v, s = values[valid], seg[valid]
-    order = np.lexsort((v, s))
-    counts = np.bincount(s, minlength=n_seg)
-    out = np.full(n_seg, np.nan)
-    nonempty = counts > 0
-    if nonempty.any():
-        out[nonempty] = np.add.reduceat(v[order], _starts(counts[nonempty])) / counts[nonempty]
-    return out
-
-
-def _starts(counts: np.ndarray) -> np.ndarray:
-    starts = np.zeros(counts.size, dtype=np.int64)
-    np.cumsum(counts[:-1], out=starts[1:])
-    return starts
-
-
-def _scalar_or_array(value: np.ndarray):
-    return float(value) if np.ndim(value) == 0 else value
-
-
-# --------------------------------------------------------------------------- robust estimates
-
-
-def algorithm_a(x) -> RobustEstimate:
-    """Estimate a robust mean and SD by ISO 13528 Algorithm A.
-
-    Start with x* = median(x), s* = 1.483·median|xᵢ − x*|; repeat δ = 1.5·s*,
-    wᵢ = min(max(xᵢ, x* − δ), x* + δ), x* = mean(w), s* = 1.134·SD(w) (n − 1), until both
-    change by less than 1e-10·max(1, |x*|) (at most 1000 updates). If s* = 0 (the MAD is 0
-    when more than half of the values are equal; then x* stays the median and no update is
-    made), the classical SD replaces it and the result is flagged.
-
-    Parameters
-    ----------
-    x : array_like
-        Finite values (here: lab means of one peer group), at least one.
-
-    Returns
-    -------
-    RobustEstimate
-        ``n = 1`` gives mean = x, sd = NaN, flagged.
-
-    References
-    ----------
-    ISO 13528:2022, Annex C.3.1.
-
-    Examples
-    --------
-    >>> r = algorithm_a([5.02, 5.10, 4.95, 5.05, 5.20, 4.98, 5.01, 5.08, 4.90, 6.10, 5.03, 4.99])
-    >>> round(r.mean, 4), round(r.sd, 4)
-    (5.0413, 0.1009)
-    """
-    s = np.sort(_as_finite_1d(x, "x"))
-    n = s.size
-    if n == 1:
-        return RobustEstimate(float(s[0]), math.nan, 1, 0, True, ALGORITHM_A)
-    x_star = _median_sorted(s)
-    s_star = _MAD_FACTOR * _median_sorted(np.sort(np.abs(s - x_star)))
-    iterations, converged = 0, s_star == 0  # MAD = 0: the winsorised values are all x*
-    while iterations < _MAX_ITERATIONS and not converged:
-        iterations += 1
-        delta = _WINSOR_FACTOR * s_star
-        new_x, sd = _mean_sd(np.clip(s, x_star - delta, x_star + delta))
-        new_s = _SD_FACTOR * sd
-        tol = _REL_TOL * max(1.0, abs(new_x))
-        converged = abs(new_x - x_star) < tol and abs(new_s - s_star) < tol
-        x_star, s_star = new_x, new_s
-    flagged = s_star == 0
-    sd = _mean_sd(s)[1] if flagged else s_star
-    if flagged:
-        logger.debug("Algorithm A: s* = 0 for n=%s, classical SD used", n)
-    return RobustEstimate(x_star, sd, n, iterations, bool(flagged), ALGORITHM_A, converged)
-
-
-def _algorithm_a_segments(values: np.ndarray, counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Run Algorithm A on contiguous segments of ``values`` (each sorted ascending).
-
-    All groups iterate together; a group leaves the active set once it has converged, so
-    every group performs exactly the updates :func:`algorithm_a` performs on it.
-    """
-    g = counts.size
-    starts = _starts(counts)
-    mean = np.full(g, np.nan)
-    sd = np.full(g, np.nan)
-    iterations = np.zeros(g, dtype=np.int64)
-    converged = np.ones(g, dtype=bool)
-    single = counts == 1
-    mean[single] = values[starts[single]]
-    multi = np.flatnonzero(~single)
-    if multi.size == 0:
-        return {"mean": mean, "sd": sd, "iterations": iterations, "flagged": single,
-                "converged": converged}
-    keep = np.repeat(~single, counts)
-    vals, cnt = values[keep], counts[multi]
-    st = _starts(cnt)
-    seg = np.repeat(np.arange(multi.size), cnt)
-    x_star = (vals[st + (cnt - 1) // 2] + vals[st + cnt // 2]) / 2
-    dev = np.abs(vals - x_star[seg])
-    dev = dev[np.lexsort((dev, seg))]
-    s_star = _MAD_FACTOR * ((dev[st + (cnt - 1) // 2] + dev[st + cnt // 2]) / 2)
-    done = s_star == 0  # MAD = 0: the winsorised values are all x*, nothing to iterate
-    its = np.zeros(multi.size, dtype=np.int64)
-    active = np.flatnonzero(~done)
-    a_vals, a_cnt = vals[np.repeat(~done, cnt)], cnt[~done]
-    for it in range(1, _MAX_ITERATIONS + 1):
-        if active.size == 0:
-            break
-        a_st = _starts(a_cnt)
-        delta = _WINSOR_FACTOR * s_star[active]
-        lo = np.repeat(x_star[active] - delta, a_cnt)
-        hi = np.repeat(x_star[active] + delta, a_cnt)
-        w = np.clip(a_vals, lo, hi)
-        new_x = np.add.reduceat(w, a_st) / a_cnt
-        d = w - np.repeat(new_x, a_cnt)
-        new_s = _SD_FACTOR * np.sqrt(np.add.reduceat(d * d, a_st) / (a_cnt - 1))
-        tol = _REL_TOL * np.maximum(1.0, np.abs(new_x))
-        conv = (np.abs(new_x - x_star[active]) < tol) & (np.abs(new_s - s_star[active]) < tol)
-        x_star[active], s_star[active], its[active] = new_x, new_s, it
-        if conv.any():
-            done[active[conv]] = True
-            a_vals = a_vals[np.repeat(~conv, a_cnt)]
-            active, a_cnt = active[~conv], a_cnt[~conv]
-    flagged = s_star == 0
-    if flagged.any():
-        for i in np.flatnonzero(flagged):
-            s_star[i] = _mean_sd(vals[st[i]:st[i] + cnt[i]])[1]
-    mean[multi], sd[multi], iterations[multi], converged[multi] = x_star, s_star, its, done
-    flags = single.copy()
-    flags[multi] = flagged
-    return {"mean": mean, "sd": sd, "iterations": iterations, "flagged": flags,
-            "converged": converged}
-
-
-def algorithm_a_groups(values, groups) -> pd.DataFrame:
-    """Run Algorithm A for many groups at once (vectorised across groups).
-
-    Same formula and stopping rule as :func:`algorithm_a`; each group's result is identical
-    to ``algorithm_a(values[groups == g])``.
-
-    Parameters
-    ----------
-    values : array_like
-        Finite values (lab means).
-    groups : array_like
-        Group label of each value (any hashable labels), same length.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Indexed by group label (sorted): ``mean, sd, n, iterations, flagged, converged``.
-
-    References
-    ----------
-    ISO 13528:2022, Annex C.3.1.
-    """
-    vals = _as_finite_1d(values, "values")
-    codes, labels = pd.factorize(np.asarray(groups), sort=True)
-    if codes.size != vals.size:
-        raise ValueError("values and groups must have the same length")
-    if (codes < 0).any():
-        raise ValueError("groups must not contain missing labels")
-    order = np.lexsort((vals, codes))
-    counts = np.bincount(codes, minlength=len(labels))
-    res = _algorithm_a_segments(vals[order], counts)
-    return pd.DataFrame({"mean": res["mean"], "sd": res["sd"], "n": counts,
-                         "iterations": res["iterations"], "flagged": res["flagged"],
-                         "converged": res["converged"]}, index=pd.Index(labels, name="group"))
-
-
-def iterative_3sd(x, k: float = 3.0, max_iterations: int = 100) -> RobustEstimate:
-    """Estimate mean and SD with iterative k-SD exclusion.
-
-    Repeat: m = mean, s = SD (n − 1) of the kept values; drop every value with
-    |xᵢ − m| ≥ k·s (QC_SPEC §1.1: "beyond" a limit includes the limit); stop when nothing is
-    dropped, s = 0, or fewer than 3 values would remain.
-
-    Parameters
-    ----------
-    x : array_like
-        Finite values, at least two.
-    k : float
-        Exclusion multiple, default 3.
-    max_iterations : int
-        Safety limit on exclusion rounds.
-
-    Returns
-    -------
-    RobustEstimate
-        ``iterations`` counts exclusion rounds that removed values; ``n`` is the input size;
-        flagged when the final SD is 0.
-
-    Examples
-    --------
-    >>> r = iterative_3sd([5.0, 5.1, 4.9, 5.0, 5.1, 4.9, 5.0, 5.1, 4.9, 5.0, 9.0])
-    >>> round(r.mean, 3), r.iterations
-    (5.0, 1)
-    """
-    if k <= 0:
-        raise ValueError("k must be positive")
-    s = np.sort(_as_finite_1d(x, "x", min_size=2))
-    kept, rounds = s, 0
-    mean, sd = _mean_sd(kept)
-    while rounds < max_iterations and sd > 0:
-        keep = np.abs(kept - mean) < k * sd
-        if keep.all() or keep.sum() < 3:
-            break
-        kept, rounds = kept[keep], rounds + 1
-        mean, sd = _mean_sd(kept)
-    converged = rounds < max_iterations
-    return RobustEstimate(mean, sd, s.size, rounds, bool(sd == 0), ITERATIVE_3SD, converged)
-
-
-def _robust(x, method: str) -> RobustEstimate:
-    if method == ALGORITHM_A:
-        return algorithm_a(x)
-    if method == ITERATIVE_3SD:
-        return iterative_3sd(x)
-    raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-
-
 # --------------------------------------------------------------------------- comparison metrics
+
+
+def cv_pct(sd, mean):
+    """Return CV% = 100·SD/|mean|: never negative, NaN for a zero mean (never ±inf).
+
+    A mean counts as zero when |mean| ≤ 1e-9·SD (results that cancel, e.g. base excess
+    −0.3, 0.1, 0.2, leave a float residue of 3e-17, not a mean); NaN SD or mean gives NaN.
+    Works element-wise on arrays.
+
+    Examples
+    --------
+    >>> cv_pct(0.2, -4.0), cv_pct(0.2, 0.0)
+    (5.0, nan)
+    """
+    sd_arr = np.asarray(sd, dtype=np.float64)
+    mean_arr = np.abs(np.asarray(mean, dtype=np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        zero = ~(mean_arr > ZERO_MEAN_TOL * np.where(np.isnan(sd_arr), 0.0, sd_arr))
+        out = np.where(zero, np.nan, 100.0 * sd_arr / np.where(zero, 1.0, mean_arr))
+    return _scalar_or_array(out)
 
 
 def group_cv(cvs) -> float:
@@ -567,7 +309,11 @@ def cvr(lab_cv, group_cv_value):
 
 
 def bias_pct(lab_mean, group_mean):
-    """Return Bias% = 100·(lab mean − group mean)/group mean.
+    """Return Bias% = 100·(lab mean − group mean)/|group mean|.
+
+    The absolute value keeps the sign of the bias the sign of lab − group (and of the SDI)
+    for analytes whose means are negative (base excess); for positive means it is QC_SPEC §3's
+    formula unchanged.
 
     Examples
     --------
@@ -577,7 +323,7 @@ def bias_pct(lab_mean, group_mean):
     gm = np.asarray(group_mean, dtype=np.float64)
     if (gm == 0).any():
         raise ValueError("group_mean must not be 0")
-    return _scalar_or_array(100.0 * (np.asarray(lab_mean, dtype=np.float64) - gm) / gm)
+    return _scalar_or_array(100.0 * (np.asarray(lab_mean, dtype=np.float64) - gm) / np.abs(gm))
 
 
 def _check_band_input(value: float, name: str) -> float:
@@ -796,7 +542,7 @@ def update_lab_moments(moments: LabMoments | None, add=(), remove=()) -> LabMome
 
 
 def summarise_group(lab_means, lab_cvs=None, lab_ns=None,
-                    method: str = ALGORITHM_A) -> GroupSummary:
+                    method: str = ALGORITHM_A, lab_ids=None) -> GroupSummary:
     """Recompute one peer group from its lab-mean vector (incremental path).
 
     Group mean and SD by :func:`algorithm_a` (or :func:`iterative_3sd`) over the lab means,
@@ -806,27 +552,36 @@ def summarise_group(lab_means, lab_cvs=None, lab_ns=None,
     Parameters
     ----------
     lab_means : array_like
-        One mean per lab.
+        One mean per member (a lab, or a test system: each system is one point).
     lab_cvs : array_like, optional
         One CV% per lab (NaN for labs with one result).
     lab_ns : array_like, optional
         Results per lab; without it n_results is unknown (0) and the group not publishable.
     method : str
         ``"algorithm_a"`` (default) or ``"iterative_3sd"``.
+    lab_ids : array_like, optional
+        The lab of each member when members are test systems: n_labs then counts distinct
+        labs (two analysers of one lab are two points but one lab); default one lab each.
     """
     means = _as_finite_1d(lab_means, "lab_means")
+    n_labs = means.size
+    if lab_ids is not None:
+        labs = np.asarray(lab_ids)
+        if labs.shape != means.shape:
+            raise ValueError("lab_ids must give one lab per mean")
+        n_labs = len(pd.unique(labs))
     est = _robust(means, method)
     gcv = math.nan if lab_cvs is None else group_cv(lab_cvs)
     n_results = 0 if lab_ns is None else int(np.asarray(lab_ns, dtype=np.int64).sum())
-    return GroupSummary(est.mean, est.sd, means.size, n_results, gcv, est.iterations,
-                        est.flagged, est.converged, publishable(means.size, n_results), method)
+    return GroupSummary(est.mean, est.sd, n_labs, n_results, gcv, est.iterations,
+                        est.flagged, est.converged, publishable(n_labs, n_results), method)
 
 
 # --------------------------------------------------------------------------- vectorised
 
 
-def _check_frame(df: pd.DataFrame, by: list[str], lab: str, value: str) -> None:
-    missing = [c for c in (*by, lab, value) if c not in df.columns]
+def _check_frame(df: pd.DataFrame, by: list[str], points: list[str], value: str) -> None:
+    missing = [c for c in (*by, *points, value) if c not in df.columns]
     if missing:
         raise ValueError(f"missing columns: {missing}")
     if not by:
@@ -849,12 +604,14 @@ def _group_estimates(means, counts, method):
 
 
 def group_statistics(df: pd.DataFrame, by: Sequence[str], *, lab: str = "lab",
-                     value: str = "value", method: str = ALGORITHM_A) -> GroupStatistics:
+                     value: str = "value", method: str = ALGORITHM_A,
+                     system: str | None = None) -> GroupStatistics:
     """Compute lab and peer-group statistics for many groups at once.
 
     Per lab × group: n, lab_mean, lab_sd (n − 1), lab_cv = 100·sd/|mean| of the raw results
     (NaN values skipped). Per group: Algorithm A over the lab means (group_mean, group_sd),
-    group_cv = mean of the lab CVs, n_labs, n_results, publishable (≥ 5 labs, ≥ 20 results).
+    group_cv = mean of the lab CVs, n_labs (distinct labs), n_systems (points), n_results,
+    publishable (≥ 5 distinct labs, ≥ 20 results).
     Each lab row also gets sdi, cvr, bias_pct and the rank/percentile of |bias| and of CV
     (see :func:`rank_in_group`); they are NaN where the group SD, CV or mean is 0 or NaN.
 
@@ -866,6 +623,10 @@ def group_statistics(df: pd.DataFrame, by: Sequence[str], *, lab: str = "lab",
         Peer-group keys (e.g. ``["qc_lot", "level", "analyte", "method"]``).
     lab, value : str
         Column names of the lab id and the result.
+    system : str, optional
+        Column of the test system: each lab × system is then one point (QC_SPEC §3: each
+        analyser counts once) while n_labs still counts distinct labs. Default: one point
+        per lab.
     method : str
         ``"algorithm_a"`` (vectorised across groups) or ``"iterative_3sd"``.
 
@@ -881,14 +642,15 @@ def group_statistics(df: pd.DataFrame, by: Sequence[str], *, lab: str = "lab",
     by = list(by)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    _check_frame(df, by, lab, value)
-    agg = df.groupby([*by, lab], sort=True, observed=True)[value].agg(["count", "mean", "std"])
+    points = [lab] if system is None else [lab, system]
+    _check_frame(df, by, points, value)
+    agg = df.groupby([*by, *points], sort=True, observed=True)[value].agg(
+        ["count", "mean", "std"])
     agg = agg[agg["count"].to_numpy() > 0]
     n = agg["count"].to_numpy(np.int64)
     means = agg["mean"].to_numpy(np.float64)
     sds = agg["std"].to_numpy(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cvs = np.where(means != 0, 100.0 * sds / np.abs(means), np.nan)
+    cvs = np.asarray(cv_pct(sds, means), dtype=np.float64).reshape(-1)
     idx = agg.index
     new = np.zeros(len(idx), dtype=bool)
     if len(idx):
@@ -908,17 +670,26 @@ def group_statistics(df: pd.DataFrame, by: Sequence[str], *, lab: str = "lab",
     with np.errstate(invalid="ignore", divide="ignore"):
         labs["sdi"] = np.where(gs > 0, (means - gm) / gs, np.nan)
         labs["cvr"] = np.where(gc > 0, cvs / gc, np.nan)
-        bias = np.where(gm != 0, 100.0 * (means - gm) / gm, np.nan)
+        bias = np.where(gm != 0, 100.0 * (means - gm) / np.abs(gm), np.nan)
     labs["bias_pct"] = bias
     labs["bias_rank"], labs["bias_percentile"] = _segment_rank(np.abs(bias), seg, starts,
                                                                starts.size)
     labs["cv_rank"], labs["cv_percentile"] = _segment_rank(cvs, seg, starts, starts.size)
     groups = labs.loc[starts, by].reset_index(drop=True)
-    groups["n_labs"], groups["n_results"] = counts, n_results
+    n_labs = counts if system is None else _distinct_per_segment(idx.codes[len(by)], seg,
+                                                                 starts.size)
+    groups["n_labs"], groups["n_systems"], groups["n_results"] = n_labs, counts, n_results
     groups["group_mean"], groups["group_sd"], groups["group_cv"] = est["mean"], est["sd"], gcv
     groups["iterations"], groups["flagged"] = est["iterations"], est["flagged"]
     groups["converged"] = est["converged"]
-    groups["publishable"] = (counts >= MIN_LABS) & (n_results >= MIN_RESULTS)
+    groups["publishable"] = (n_labs >= MIN_LABS) & (n_results >= MIN_RESULTS)
     groups["method"] = method
     logger.debug("group_statistics: %s labs rows, %s groups", len(labs), len(groups))
     return GroupStatistics(labs, groups)
+
+
+def _distinct_per_segment(codes: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
+    """Count the distinct non-negative ``codes`` within each segment."""
+    width = int(codes.max()) + 1 if codes.size else 1
+    pairs = np.unique(seg.astype(np.int64) * width + codes)
+    return np.bincount(pairs // width, minlength=n_seg)

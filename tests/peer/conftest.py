@@ -9,6 +9,8 @@ Region 1 runs one glucose QC lot (2 levels) in eight labs:
 Region 2 has lab ``x`` on the same lot (it must never enter region 1's groups). Every system
 has five runs on the 1st of the current month and five in the previous month; ``r1`` also
 has a rejected run with an absurd value and ``r2`` a superseded version — neither may count.
+Region 1's systems have (wide) targets from the previous month on, so runs submitted through
+the real service are judged; a run without a target stays ``pending`` and never counts.
 
 :func:`expected` recomputes the statistics from the raw rows with plain numpy and an
 Algorithm A written here from ISO 13528 (not the service's code).
@@ -113,6 +115,16 @@ def fill(ts: m.TestSystem, bias: float, rng: np.random.Generator, today: date) -
         add_run(ts, last_month + timedelta(days=k), values)
 
 
+def set_targets(ts: m.TestSystem, bias: float, since: date) -> None:
+    """Give every level a wide target (±30 % SD) so submitted test runs are accepted."""
+    for lv in ts.levels:
+        value = LEVEL_VALUES[lv.level_index] * (1 + bias)
+        db.session.add(m.ControlLimit(test_system_id=ts.id, qc_level_id=lv.id, version=1,
+                                      kind="fixed", target_mean=value, target_sd=0.3 * value,
+                                      effective_from=since, reason="比对测试靶值"))
+    db.session.flush()
+
+
 def build_peer_world() -> PeerWorld:
     today = local_today()
     rng = np.random.default_rng(7)
@@ -129,6 +141,7 @@ def build_peer_world() -> PeerWorld:
         w.labs[name] = f.lab(hosp)
         w.systems[name] = make_system(w.labs[name], glu, lot, instrument, method)
         fill(w.systems[name], bias, rng, today)
+        set_targets(w.systems[name], bias, previous_month_start(today))
     hx = f.hospital(r2, "外区医院")
     w.labs["x"] = f.lab(hx)
     w.systems["x"] = make_system(w.labs["x"], glu, lot, ROCHE, "HK")
@@ -188,12 +201,16 @@ def algorithm_a_reference(values) -> tuple[float, float]:
 
 
 def raw_values(ts_ids, level_id: int, start: date, end: date) -> dict[int, list[float]]:
-    """Read in-control current results straight from the tables (the test's own query)."""
+    """Read in-control current results straight from the tables (the test's own query).
+
+    In control = a judged run that was not rejected: pending runs count neither way.
+    """
     rows = db.session.execute(
         select(m.QcRun.test_system_id, m.QcResult.value)
         .join(m.QcResult, m.QcResult.run_id == m.QcRun.id)
         .where(m.QcRun.test_system_id.in_(list(ts_ids)), m.QcResult.qc_level_id == level_id,
-               m.QcResult.is_current.is_(True), m.QcRun.status != "reject",
+               m.QcResult.is_current.is_(True),
+               m.QcRun.status.in_(("accept", "warning")),
                m.QcRun.run_date >= start, m.QcRun.run_date <= end)).all()
     out: dict[int, list[float]] = {}
     for ts_id, value in rows:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qcwx.peer import queries
+from qcwx.peer import exceptions as exception_report
 from qcwx.peer.filters import month_period
 from tests.peer.conftest import (
     add_run,
@@ -89,12 +89,19 @@ def test_exception_report_finds_unit_mismatch_outliers_unknown_units_and_few_res
     mgdl.unit = "mg/dL"
     for k in range(5):  # glucose reported in mg/dL: 18 × the mmol/L value
         add_run(mgdl, month_start(w.today), {1: 99.0 + k * 0.5, 2: 284.0 + k}, run_no=k + 1)
+    wrong = f.test_system(w.labs["r5"], w.glu, w.lot)
+    wrong.unit = "ｍｍｏｌ／ｌ"  # one unit with mmol/L once normalised: not a mismatch
+    for k in range(5):  # ... but it reports mg/dL numbers: an outlier among mmol/L labs
+        add_run(wrong, month_start(w.today), {1: 99.0 + k * 0.5, 2: 284.0 + k}, run_no=k + 1)
     odd = f.test_system(w.labs["r4"], w.glu, w.lot)
     odd.unit = "毫摩尔"
     session.commit()
-    report = queries.exceptions(w.region.id, month_period(w.month, w.today), min_n=6)
-    assert [i.ts_id for i in report["unit_mismatch"]] == [mgdl.id, odd.id]
-    assert {i.ts_id for i in report["outlier"]} == {mgdl.id}
+    report = exception_report.exceptions(w.region.id, month_period(w.month, w.today), min_n=6)
+    assert [(i.ts_id, i.level) for i in report["unit_mismatch"]] == [
+        (mgdl.id, "水平1"), (mgdl.id, "水平2"), (odd.id, "水平1"), (odd.id, "水平2")]
+    assert "mg/dL（1 家）" in report["unit_mismatch"][0].detail
+    assert "8 家为 mmol/L" in report["unit_mismatch"][0].detail
+    assert {i.ts_id for i in report["outlier"]} == {wrong.id}
     assert [i.ts_id for i in report["unknown_unit"]] == [odd.id]
     few = {(i.ts_id, i.level) for i in report["few_results"]}
     assert (w.systems["r1"].id, "水平1") in few and (odd.id, "水平2") in few

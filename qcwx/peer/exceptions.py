@@ -1,0 +1,148 @@
+"""The centre's exception report: units, outliers and too few results, per QC lot/level.
+
+* ``unit_mismatch`` — within one QC lot, level and analyte, systems whose unit (compared after
+  :func:`qcwx.peer.units.unit_key`) differs from the one most labs use. They are compared only
+  with their own unit (QC_SPEC §3: never pooled), so the centre must see them here.
+* ``unknown_unit`` — a unit not in :data:`qcwx.peer.units.KNOWN_UNITS`.
+* ``outlier`` — a system mean more than 5 SD from the Algorithm A mean of all labs on its
+  lot/level in the same unit (≥ 3 systems): a system coded to the wrong analyte, or whose
+  unit field does not match the numbers it reports.
+* ``few_results`` — an active system × level with fewer in-control results than asked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+from sqlalchemy import select
+
+from qcwx.catalog.models import Analyte, QcLevel, test_system_level
+from qcwx.extensions import db
+from qcwx.peer import compute
+from qcwx.peer.filters import Period
+from qcwx.peer.frames import system_moments, systems_frame
+from qcwx.peer.units import unit_key, unit_known
+
+KINDS = ("unknown_unit", "unit_mismatch", "outlier", "few_results")
+
+
+@dataclass(frozen=True)
+class ExceptionItem:
+    """One suspicious test system (× level) for the centre to check."""
+
+    kind: str
+    lab: str
+    ts_id: int
+    lab_id: int
+    analyte: str
+    level: str | None
+    detail: str
+
+
+MakeItem = Callable[[str, Mapping, "int | None", str], ExceptionItem]
+
+
+def exceptions(region_id: int, period: Period, min_n: int = 10,
+               outlier_sd: float = 5.0) -> dict[str, list[ExceptionItem]]:
+    """Return the exception report: unknown unit, unit mismatch, mean > 5 SD off, few results.
+
+    A unit mismatch is reported per system × QC level: within the lot/level/analyte the
+    reference unit is the one the most labs report in (ties: the analyte's own unit, then
+    alphabetical); the outlier check uses the lot/level/analyte/unit Algorithm A group of all
+    labs (≥ 3 systems).
+    """
+    systems = systems_frame(region_id)
+    frame = compute.system_stats(system_moments(systems, period))
+    levels = {lv.id: lv for lv in db.session.scalars(select(QcLevel))}
+    analytes = {a.id: a for a in db.session.scalars(select(Analyte))}
+
+    def item(kind: str, r: Mapping, level_id: int | None, detail: str) -> ExceptionItem:
+        level = levels[level_id].name if level_id is not None else None
+        return ExceptionItem(kind, f"{r['hospital_name']}·{r['lab_name']}", int(r["ts_id"]),
+                             int(r["lab_id"]), analytes[int(r["analyte_id"])].name, level, detail)
+
+    level_map = _system_levels(systems["ts_id"].tolist()) if len(systems) else {}
+    order = {lv_id: lv.level_index for lv_id, lv in levels.items()}
+    for ts_levels in level_map.values():
+        ts_levels.sort(key=lambda lv_id: order.get(lv_id, lv_id))
+    own_units = {a_id: unit_key(a.unit) for a_id, a in analytes.items()}
+    return {
+        "unknown_unit": [item("unknown_unit", r, None, f"单位“{r['unit']}”不在常用单位表中")
+                         for r in systems.to_dict("records") if not unit_known(r["unit"])],
+        "unit_mismatch": unit_mismatches(systems, level_map, own_units, item),
+        "outlier": _outliers(frame, outlier_sd, item),
+        "few_results": _few_results(systems, frame, level_map, period, min_n, item),
+    }
+
+
+def unit_mismatches(systems: pd.DataFrame, level_map: Mapping[int, Sequence[int]],
+                    own_units: Mapping[int, str], item: MakeItem) -> list[ExceptionItem]:
+    """Return one item per system × level whose unit differs from its lot/level's reference."""
+    rows = [{**r, "qc_level_id": lv, "key": unit_key(r["unit"])}
+            for r in systems.to_dict("records") for lv in level_map.get(int(r["ts_id"]), [])]
+    if not rows:
+        return []
+    frame = pd.DataFrame(rows)
+    out = []
+    for (_, level_id, analyte_id), part in frame.groupby(["lot_id", "qc_level_id", "analyte_id"]):
+        labs = part.groupby("key")["lab_id"].nunique()
+        if len(labs) < 2:
+            continue
+        own = own_units.get(int(analyte_id))
+        ref = min(labs.index, key=lambda k: (-labs[k], k != own, k))
+        ref_unit = _majority(part.loc[part["key"] == ref, "unit"])
+        for r in part[part["key"] != ref].sort_values("ts_id").to_dict("records"):
+            out.append(item("unit_mismatch", r, int(level_id), (
+                f"本系统单位 {r['unit']}（{labs[r['key']]} 家），同批号同水平 {labs[ref]} 家为 "
+                f"{ref_unit}；不同单位不合并统计，仅与同单位实验室比对")))
+    return sorted(out, key=lambda i: (i.ts_id, i.level or ""))
+
+
+def _outliers(frame: pd.DataFrame, outlier_sd: float, item: MakeItem) -> list[ExceptionItem]:
+    if not len(frame):
+        return []
+    out = []
+    stats = compute.level_stats(frame, list(compute.BASE_KEYS))
+    for r, g in zip(frame.to_dict("records"), stats.to_dict("records"), strict=True):
+        sd, gm = g["g_sd"], g["g_mean"]
+        if g["n_systems"] >= 3 and sd and math.isfinite(sd) and sd > 0 \
+                and abs(r["mean"] - gm) > outlier_sd * sd:
+            out.append(item(
+                "outlier", r, int(r["qc_level_id"]),
+                f"均值 {r['mean']:.4g} {r['unit']}，同单位全部实验室稳健均值 {gm:.4g}，"
+                f"偏离 {(r['mean'] - gm) / sd:+.1f} SD（疑似项目编码或单位错误）"))
+    return out
+
+
+def _few_results(systems: pd.DataFrame, frame: pd.DataFrame,
+                 level_map: Mapping[int, Sequence[int]], period: Period, min_n: int,
+                 item: MakeItem) -> list[ExceptionItem]:
+    counts = {(int(r["ts_id"]), int(r["qc_level_id"])): int(r["n"])
+              for r in frame.to_dict("records")} if len(frame) else {}
+    active = systems[systems["active"].astype(bool)] if len(systems) else systems
+    out = []
+    for r in active.to_dict("records"):
+        for level_id in level_map.get(int(r["ts_id"]), []):
+            n = counts.get((int(r["ts_id"]), level_id), 0)
+            if n < min_n:
+                detail = f"{period.label}仅 {n} 个在控结果（少于 {min_n}）"
+                out.append(item("few_results", r, level_id, detail))
+    return out
+
+
+def _majority(values: pd.Series) -> str:
+    return Counter(str(v) for v in values).most_common(1)[0][0]
+
+
+def _system_levels(ts_ids: Sequence[int]) -> dict[int, list[int]]:
+    rows = db.session.execute(select(test_system_level.c.test_system_id,
+                                     test_system_level.c.qc_level_id).where(
+        test_system_level.c.test_system_id.in_([int(i) for i in ts_ids]))).all()
+    out: dict[int, list[int]] = {}
+    for ts_id, level_id in rows:
+        out.setdefault(ts_id, []).append(level_id)
+    return out
