@@ -1,8 +1,10 @@
 """Desktop admin pages for the regional QC centre (Flask-Admin at /admin), limited to its region.
 
 Endpoints: ``admin.index`` (overview), one ``<model>.index_view`` per maintained entity
-(``hospital``, ``lab``, ``user``, ``instrument``, ``testsystem``, ``analyte``, …) and the CSV
-import ``import_test_systems.index``. Only the ``admin`` and ``center`` roles get in.
+(``hospital``, ``lab``, ``user``, ``instrument``, ``testsystem``, ``analyte``, …), the CSV
+import ``import_test_systems.index`` and the catalogue proposals ``catalogue_proposals.index``.
+Only the ``admin`` and ``center`` roles get in; the shared catalogue (``qcwx.admin.catalogue``)
+only the platform admin changes, a centre proposes changes.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ def configure_babel(app: Flask) -> None:
 def init_admin(app: Flask) -> Admin:
     """Mount the admin at /admin with one view per maintained entity and the CSV import."""
     from qcwx import models as m
+    from qcwx.admin import catalogue as c
     from qcwx.admin import views as v
     from qcwx.admin.importing import ImportTestSystemsView
+    from qcwx.admin.proposals import CatalogueProposalsView
 
     configure_babel(app)
     admin = Admin(
@@ -45,13 +49,15 @@ def init_admin(app: Flask) -> Admin:
         v.UserView(m.User, db, name="用户", category=org),
         v.TestSystemView(m.TestSystem, db, name="检测系统"),
         v.InstrumentView(m.Instrument, db, name="仪器", category=catalogue),
-        v.AnalyteView(m.Analyte, db, name="检验项目", category=catalogue),
-        v.QualitySpecView(m.QualitySpec, db, name="质量规范", category=catalogue),
-        v.MakerNameView(m.Reagent, db, name="试剂", category=catalogue),
-        v.MethodView(m.Method, db, name="方法学", category=catalogue),
-        v.MakerNameView(m.Calibrator, db, name="校准品", category=catalogue),
-        v.MakerNameView(m.QcMaterial, db, name="质控品", category=catalogue),
-        v.QcLotView(m.QcLot, db, name="质控批号与水平", category=catalogue),
+        c.AnalyteView(m.Analyte, db, name="检验项目", category=catalogue),
+        c.QualitySpecView(m.QualitySpec, db, name="质量规范", category=catalogue),
+        c.MakerNameView(m.Reagent, db, name="试剂", category=catalogue),
+        c.MethodView(m.Method, db, name="方法学", category=catalogue),
+        c.MakerNameView(m.Calibrator, db, name="校准品", category=catalogue),
+        c.MakerNameView(m.QcMaterial, db, name="质控品", category=catalogue),
+        c.QcLotView(m.QcLot, db, name="质控批号与水平", category=catalogue),
+        CatalogueProposalsView(name="目录修改建议", endpoint="catalogue_proposals",
+                               url="/admin/proposals", category=catalogue),
         ImportTestSystemsView(name="批量导入", endpoint="import_test_systems",
                               url="/admin/import-test-systems"),
     ):

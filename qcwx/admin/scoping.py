@@ -2,8 +2,9 @@
 
 A platform admin sees everything; a centre sees its own region's hospitals, labs, users,
 instruments and test systems. Shared catalogue entries (analytes, reagents, lots, …) have no
-scope. Every list query, count query, single-object load and relationship dropdown of the admin
-goes through :func:`scope_clause`, so rows outside the region are never loaded.
+scope: every centre reads them, only a platform admin changes them (a centre proposes).
+Every list query, count query, single-object load and relationship dropdown of the admin goes
+through :func:`scope_clause`, so rows outside the region are never loaded.
 """
 
 from __future__ import annotations
@@ -12,10 +13,24 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, false, or_, select, true
 
-from qcwx.catalog.models import Instrument, TestSystem
+from qcwx.catalog.models import (
+    Analyte,
+    Calibrator,
+    Instrument,
+    Method,
+    QcLevel,
+    QcLot,
+    QcMaterial,
+    QualitySpec,
+    Reagent,
+    TestSystem,
+)
 from qcwx.extensions import db
 from qcwx.orgs.models import Hospital, Lab, Region, User
 from qcwx.orgs.scopes import in_scope, lab_ids_in_scope
+
+# Catalogue rows every region shares: read by all, changed by the platform admin only.
+SHARED_MODELS = (Analyte, QualitySpec, Reagent, Calibrator, QcMaterial, Method, QcLot, QcLevel)
 
 
 def hospital_ids_in_region(actor: User) -> Any:
@@ -71,11 +86,15 @@ def region_of(obj: Any) -> int | None:
 
 
 def may_maintain(actor: User, obj: Any) -> bool:
-    """Return whether ``actor`` may create or change ``obj`` (its region is the actor's)."""
+    """Return whether ``actor`` may create or change ``obj``.
+
+    A centre maintains the rows of its own region; shared catalogue rows only a platform
+    admin changes.
+    """
     if actor.role == "admin":
         return True
-    if actor.role != "center":
+    if actor.role != "center" or isinstance(obj, SHARED_MODELS):
         return False
     if isinstance(obj, (Region, Hospital, Lab, Instrument, TestSystem)):
         return region_of(obj) == actor.region_id
-    return True
+    return False

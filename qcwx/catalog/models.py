@@ -7,14 +7,21 @@ levels it runs. Peer groups are formed from these codes, so they are rows, not f
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Column, Double, ForeignKey, String, Table, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import JSON, Column, Double, ForeignKey, String, Table, UniqueConstraint, event
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
+from qcwx.catalog.validation import clamp_decimals, row_problems
+from qcwx.errors import UserError
 from qcwx.extensions import db
-from qcwx.orgs.models import Lab
+from qcwx.orgs.models import Lab, Region, User
 from qcwx.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 
 class Analyte(db.Model):
@@ -34,6 +41,28 @@ class Analyte(db.Model):
 
     def __str__(self) -> str:
         return f"{self.name}（{self.code}）"
+
+
+@event.listens_for(Analyte, "load")
+def _clamp_legacy_decimals(target: Analyte, _context: Any) -> None:
+    """Read a stored decimals outside 0–6 (written around the ORM) as the nearest valid one.
+
+    Every page formats numbers with ``f"{v:.{decimals}f}"``; a negative value would make
+    each of them fail. The row itself is left alone (an admin save writes a checked value).
+    """
+    if "decimals" not in target.__dict__:  # not loaded (deferred or not refreshed)
+        return
+    stored = target.__dict__["decimals"]
+    fixed = clamp_decimals(stored)
+    if stored != fixed:
+        log.warning("analyte %s has invalid decimals %r; using %s", target.id, stored, fixed)
+        set_committed_value(target, "decimals", fixed)
+
+
+@event.listens_for(Analyte, "refresh")
+def _clamp_refreshed_decimals(target: Analyte, context: Any, _attrs: Any) -> None:
+    """Apply :func:`_clamp_legacy_decimals` when an expired analyte is read again."""
+    _clamp_legacy_decimals(target, context)
 
 
 class QualitySpec(db.Model):
@@ -62,10 +91,12 @@ class QualitySpec(db.Model):
     @property
     def tea_text(self) -> str:
         """Return TEa as the standard writes it, e.g. ``0.2 mmol/L (≤3.3)；6%``."""
-        if self.tea_abs is not None:
-            abs_part = f"{self.tea_abs:g} {self.tea_abs_unit} (≤{self.tea_threshold:g})"
-            return f"{abs_part}；{self.tea_pct:g}%"
-        return f"{self.tea_pct:g}%" if self.tea_pct is not None else "—"
+        pct = f"{self.tea_pct:g}%" if self.tea_pct is not None else "—"
+        if self.tea_abs is not None:  # an incomplete legacy row still renders
+            threshold = f"{self.tea_threshold:g}" if self.tea_threshold is not None else "?"
+            unit = self.tea_abs_unit or ""
+            return f"{self.tea_abs:g} {unit} (≤{threshold})；{pct}"
+        return pct
 
 
 class Instrument(db.Model):
@@ -215,3 +246,52 @@ class TestSystem(db.Model):
 
     def __str__(self) -> str:
         return f"{self.title}（{self.qc_lot.lot_number}）"
+
+
+PROPOSAL_STATUSES = {"pending": "待审核", "accepted": "已采纳", "rejected": "未采纳"}
+
+
+class CatalogueProposal(db.Model):
+    """A centre's proposed new row or change of a shared catalogue row, for the platform admin.
+
+    ``proposed_values`` holds the proposed column values as JSON (only the changed ones for
+    an edit). Accepting applies them through the same checks as the admin forms.
+    """
+
+    __tablename__ = "catalogue_proposal"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    table_name: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(8))  # create · update
+    row_id: Mapped[int | None]
+    proposed_values: Mapped[dict] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"), index=True)
+    proposed_by_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
+    decided_at: Mapped[datetime | None]
+    decision_note: Mapped[str | None] = mapped_column(String(500))
+    region: Mapped[Region | None] = relationship()
+    proposed_by: Mapped[User] = relationship(foreign_keys=[proposed_by_id])
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
+
+    @property
+    def status_label(self) -> str:
+        """Return the status in Chinese."""
+        return PROPOSAL_STATUSES.get(self.status, self.status)
+
+
+@event.listens_for(Session, "before_flush")
+def _check_catalogue_rows(session: Session, _ctx: Any, _instances: Any) -> None:
+    """Refuse to store a catalogue row whose numbers would break a computation.
+
+    Every write path flushes, so this is the one check none of them can miss; the admin
+    forms run the same checks earlier to show the message beside the field.
+    """
+    changed = [o for o in session.dirty if session.is_modified(o, include_collections=False)]
+    for obj in [*session.new, *changed]:
+        problems = row_problems(obj)
+        if problems:
+            field, message = problems[0]
+            raise UserError(message, field=field)

@@ -363,8 +363,8 @@ def test_qc_lot_is_created_with_its_levels_inline(world, login):
     assert [(lv.level_index, lv.name) for lv in lot.levels] == [(1, "低值"), (2, "高值")]
 
 
-def test_centre_edits_the_shared_catalogue(world, login):
-    client = login(world.users["center"])
+def test_platform_admin_edits_the_shared_catalogue(world, login):
+    client = login(world.users["admin"])
     resp = client.post("/admin/analyte/new/", data={
         "code": "TST-ALT", "name": "丙氨酸氨基转移酶", "unit": "U/L", "decimals": "0",
         "discipline": "生化", "plausible_low": "0", "plausible_high": "2000"})
@@ -375,7 +375,7 @@ def test_centre_edits_the_shared_catalogue(world, login):
 
 
 def test_duplicates_are_refused_with_a_chinese_message(world, login):
-    client = login(world.users["center"])
+    client = login(world.users["admin"])
     resp = client.post("/admin/method/new/", data={"code": "HK", "name": "重复"})
     assert resp.status_code == 200 and "已经存在" in resp.get_data(as_text=True)
     reagent = world.systems["a"].reagent
