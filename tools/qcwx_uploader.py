@@ -2,27 +2,27 @@
 """qcwx interface program: watch a folder on the LIS PC and send QC exports to qcwx.
 
 The LIS (or an analyser's host software) writes QC exports into a folder; this program
-picks each finished file up, sends it to the qcwx lab-interface API with the lab's key and
-files it under ``sent/``. Nothing is lost while the server or the network is down:
+sends each finished file to the qcwx lab-interface API and files it under ``sent/``.
+Nothing is lost while the server or the network is down:
 
-* a file is first *moved* into the spool (``.qcwx/spool/``, same disk, atomic), so the LIS
-  may write the next file under the same name at once;
-* a journal (``.qcwx/journal.sqlite3``) records every spooled file and its state; after a
-  crash or a reboot the program resumes from it;
+* a file is first *moved* into the spool (``.qcwx/spool/``, atomic), so the LIS may reuse
+  the name at once; a journal (``.qcwx/journal.sqlite3``) records each spooled file and its
+  state, and the program resumes from it after a crash or a reboot;
 * sending is strictly first-in first-out (QC runs must arrive in time order); a failure
   that may heal (no connection, timeout, HTTP 5xx/429/401/408) is retried with exponential
-  back-off, and later files wait behind it;
-* the server refusing a file for good (HTTP 400/404/413/415: unreadable, too big) moves
-  it to ``failed/`` with the reason in ``<name>.error.txt``;
-* re-sending is always safe: qcwx stores each result once (results are deduplicated on
-  the server), so a crash between "sent" and "journal updated" costs nothing.
+  back-off, and later files wait behind it. So is an HTTP 200 whose items include
+  refusals (``status: error``: *not stored* — an unmapped code, a missing level …): the
+  refused items are logged and the file stays spooled until the lab fixes the cause
+  (``duplicate`` items are stored already). After ``--item-retries`` attempts such a file
+  moves to ``failed/`` with the items in ``<name>.error.txt``;
+* a file refused for good (HTTP 400/404/413/415: unreadable, too big) moves to ``failed/``
+  with the reason in ``<name>.error.txt``;
+* re-sending is always safe: qcwx stores each result once.
 
-CSV/XLSX go to ``POST /api/ingest/v1/files``, ASTM/HL7 to ``POST /api/ingest/v1/messages``;
-``.txt`` files are sniffed (HL7 ``MSH|``, ASTM ``H|`` or framing, else CSV). One log line
-per file with the counts (新增/重复/错误) goes to ``qcwx_uploader.log`` in the folder and to
-the console.
-
-Plain Python 3.8+ standard library plus ``requests``; no qcwx code. See README.md.
+CSV/XLSX go to ``POST /api/ingest/v1/files``, ASTM/HL7 to ``POST /api/ingest/v1/messages``
+(``.txt`` is sniffed). One line per file with the counts (新增/重复/错误) goes to
+``qcwx_uploader.log`` in the folder and to the console. Python 3.8+ standard library plus
+``requests``; no qcwx code. See README.md.
 """
 
 from __future__ import annotations
@@ -51,22 +51,11 @@ API_PATH = "/api/ingest/v1"
 #: Answers that may heal by themselves: retry later, keep the file in the spool.
 RETRY_STATUSES = {401, 403, 408, 409, 423, 425, 429, 500, 502, 503, 504}
 STATE_DIR = ".qcwx"
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    spool TEXT NOT NULL UNIQUE,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_try REAL NOT NULL DEFAULT 0,
-    last_error TEXT,
-    result TEXT,
-    added_at REAL NOT NULL,
-    done_at REAL
-)
-"""
+SCHEMA = """CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, spool TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL, size INTEGER NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0, last_error TEXT,
+    result TEXT, added_at REAL NOT NULL, done_at REAL)"""
 
 
 @dataclass
@@ -81,16 +70,15 @@ class Config:
     max_backoff: float = 300.0
     timeout: float = 120.0
     once: bool = False
+    item_retries: int = 50
 
 
-# ---------------------------------------------------------------- journal
 class Journal:
     """The spool's memory: one row per file taken in, in intake order."""
 
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(SCHEMA)
+        self.db.execute("PRAGMA journal_mode=WAL").execute(SCHEMA)
 
     def add(self, name: str, spool: Path, digest: str, size: int) -> None:
         """Record a file moved into the spool (ignored when already known)."""
@@ -103,9 +91,8 @@ class Journal:
 
     def pending(self) -> list:
         """Return pending rows (id, name, spool, attempts, next_try) in intake order."""
-        return list(self.db.execute(
-            "SELECT id, name, spool, attempts, next_try FROM files WHERE state = 'pending'"
-            " ORDER BY id"))
+        return list(self.db.execute("SELECT id, name, spool, attempts, next_try FROM files"
+                                    " WHERE state = 'pending' ORDER BY id"))
 
     def retry(self, row_id: int, attempts: int, next_try: float, error: str) -> None:
         """Remember a failed attempt and when to try again."""
@@ -119,7 +106,6 @@ class Journal:
                         (state, result[:20000], error, time.time(), row_id))
 
 
-# ---------------------------------------------------------------- files
 def file_digest(path: Path) -> str:
     """Return the SHA-256 of a file (kept in the journal to trace what was sent)."""
     h = sha256()
@@ -147,11 +133,9 @@ def kind_of(path: Path, head: bytes) -> tuple:
 def unique_target(folder: Path, name: str) -> Path:
     """Return a path in ``folder`` for ``name`` that does not exist yet (timestamp-prefixed)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = folder / f"{stamp}_{name}"
-    n = 1
+    target, n = folder / f"{stamp}_{name}", 1
     while target.exists():
-        target = folder / f"{stamp}_{n}_{name}"
-        n += 1
+        target, n = folder / f"{stamp}_{n}_{name}", n + 1
     return target
 
 
@@ -174,7 +158,6 @@ class Uploader:
         self.stopping = False
         self.recover()
 
-    # ------------------------------------------------------------ intake
     def recover(self) -> None:
         """Journal spool files a crash left unrecorded (moved, but not yet written down)."""
         known = self.journal.known()
@@ -189,9 +172,8 @@ class Uploader:
         now = time.time()
         out = []
         for path in self.cfg.folder.iterdir():
-            if not path.is_file() or path.name.startswith((".", "~$")):
-                continue
-            if path.suffix.lower() not in EXTENSIONS or path.name == "qcwx_uploader.log":
+            if (not path.is_file() or path.name.startswith((".", "~$"))
+                    or path.suffix.lower() not in EXTENSIONS):
                 continue
             try:
                 stat = path.stat()
@@ -224,9 +206,7 @@ class Uploader:
 
     def post(self, name: str, path: Path) -> requests.Response:
         """Send one spooled file to the endpoint its kind calls for."""
-        with path.open("rb") as fh:
-            head = fh.read(64)
-        endpoint, fmt = kind_of(Path(name), head)
+        endpoint, fmt = kind_of(Path(name), path.read_bytes()[:64])
         url = self.cfg.url.rstrip("/") + f"{API_PATH}/{endpoint}"
         timeout = (10, self.cfg.timeout)
         with path.open("rb") as fh:
@@ -251,8 +231,15 @@ class Uploader:
             except requests.RequestException as exc:
                 self._retry(row_id, name, attempts, f"无法连接服务器：{type(exc).__name__}")
                 break
-            if resp.status_code == 200:
-                self._done(row_id, name, path, resp)
+            body = _body(resp) if resp.status_code == 200 else {}
+            refused = [i for i in body.get("items") or [] if i.get("status") == "error"]
+            if refused and attempts + 1 < self.cfg.item_retries:  # not stored: keep, retry
+                self._retry(row_id, name, attempts, _items_text(refused))
+                break
+            if refused:
+                self._refused(row_id, name, path, resp, _items_text(refused))
+            elif resp.status_code == 200:
+                self._done(row_id, name, path, body)
                 sent += 1
             elif resp.status_code in RETRY_STATUSES or resp.status_code >= 500:
                 self._retry(row_id, name, attempts, f"HTTP {resp.status_code}：{_message(resp)}")
@@ -266,18 +253,12 @@ class Uploader:
         self.journal.retry(row_id, attempts + 1, time.time() + wait, error)
         LOG.warning("发送失败 %s（第 %d 次）：%s；%.0f 秒后重试", name, attempts + 1, error, wait)
 
-    def _done(self, row_id: int, name: str, path: Path, resp: requests.Response) -> None:
-        try:
-            body = resp.json()
-            counts = body.get("counts", {})
-        except ValueError:
-            body, counts = {}, {}
+    def _done(self, row_id: int, name: str, path: Path, body: dict) -> None:
+        counts = body.get("counts") or {}
         target = unique_target(self.sent, name)
         os.replace(path, target)
-        if counts.get("error"):
-            problems = [i for i in body.get("items", []) if i.get("status") == "error"]
-            report = {"counts": counts, "errors": problems, "parse_errors":
-                      body.get("parse_errors", [])}
+        if body.get("parse_errors"):  # unreadable rows: resending the same bytes cannot help
+            report = {"counts": counts, "parse_errors": body["parse_errors"]}
             target.with_name(target.name + ".result.json").write_text(
                 json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
         self.journal.finish(row_id, "sent", json.dumps(counts, ensure_ascii=False))
@@ -285,28 +266,45 @@ class Uploader:
                  counts.get("stored", 0), counts.get("duplicate", 0), counts.get("error", 0),
                  body.get("batch_id"))
 
-    def _refused(self, row_id: int, name: str, path: Path, resp: requests.Response) -> None:
-        message = f"HTTP {resp.status_code}：{_message(resp)}"
+    def _refused(self, row_id: int, name: str, path: Path, resp: requests.Response,
+                 message: str = "") -> None:
+        message = message or f"HTTP {resp.status_code}：{_message(resp)}"
         target = unique_target(self.failed, name)
         os.replace(path, target)
         target.with_name(target.name + ".error.txt").write_text(message + "\n", encoding="utf-8")
         self.journal.finish(row_id, "failed", "", message)
         LOG.error("服务器拒收 %s：%s（已移至 failed/）", name, message)
 
-    # ------------------------------------------------------------ loop
     def run(self) -> None:
         """Take in and send until stopped (or once, with ``--once``)."""
-        LOG.info("qcwx 接口程序 %s 启动：监视 %s，发送到 %s", __version__, self.cfg.folder,
-                 self.cfg.url)
+        cfg = self.cfg
+        LOG.info("qcwx 接口程序 %s 启动：监视 %s，发送到 %s", __version__, cfg.folder, cfg.url)
         while not self.stopping:
             self.take_in()
             self.send_due()
-            if self.cfg.once:
+            if cfg.once:
                 break
-            deadline = time.monotonic() + self.cfg.interval
+            deadline = time.monotonic() + cfg.interval
             while not self.stopping and time.monotonic() < deadline:
-                time.sleep(min(0.2, self.cfg.interval))
+                time.sleep(min(0.2, cfg.interval))
         LOG.info("qcwx 接口程序停止；待发文件 %d 个", len(self.journal.pending()))
+
+
+def _body(resp: requests.Response) -> dict:
+    """Return the JSON object of an answer ({} when it is not one)."""
+    with contextlib.suppress(ValueError):
+        body = resp.json()
+        if isinstance(body, dict):
+            body["items"] = [i for i in body.get("items") or [] if isinstance(i, dict)]
+            return body
+    return {}
+
+
+def _items_text(items: list) -> str:
+    """Describe refused items for the log and the journal: where and why, one per item."""
+    parts = [f"{i.get('position') or i.get('index')}：{i.get('error')}" for i in items[:20]]
+    more = f"；另有 {len(items) - 20} 条" if len(items) > 20 else ""
+    return f"{len(items)} 条结果未保存：" + "；".join(parts) + more
 
 
 def _message(resp: requests.Response) -> str:
@@ -315,24 +313,22 @@ def _message(resp: requests.Response) -> str:
     return (resp.text or resp.reason or "")[:300]
 
 
-# ---------------------------------------------------------------- process
 def parse_args(argv: Optional[list] = None) -> Config:
     """Read the configuration from arguments, falling back to QCWX_* environment variables."""
     env = os.environ
     parser = argparse.ArgumentParser(description="qcwx 质控数据接口程序（监视文件夹并上传）")
-    parser.add_argument("--folder", default=env.get("QCWX_FOLDER"),
-                        help="LIS 导出质控文件的文件夹（或环境变量 QCWX_FOLDER）")
-    parser.add_argument("--url", default=env.get("QCWX_URL"),
-                        help="平台地址，如 https://qc.example.cn（或 QCWX_URL）")
-    parser.add_argument("--api-key", default=env.get("QCWX_API_KEY"),
-                        help="实验室接口密钥 qcwx_…（或 QCWX_API_KEY；建议用环境变量）")
-    parser.add_argument("--interval", type=float, default=float(env.get("QCWX_INTERVAL", 10)),
-                        help="扫描间隔秒数（默认 10）")
-    parser.add_argument("--settle", type=float, default=2.0,
-                        help="文件最后修改后等待多少秒才发送（默认 2，避免读到未写完的文件）")
-    parser.add_argument("--max-backoff", type=float, default=300.0,
-                        help="重试间隔上限秒数（默认 300）")
-    parser.add_argument("--timeout", type=float, default=120.0, help="单次上传超时秒数")
+    for flag, kind, default, text in (
+        ("--folder", str, env.get("QCWX_FOLDER"), "LIS 导出质控文件的文件夹（或 QCWX_FOLDER）"),
+        ("--url", str, env.get("QCWX_URL"), "平台地址，如 https://qc.example.cn（或 QCWX_URL）"),
+        ("--api-key", str, env.get("QCWX_API_KEY"),
+         "实验室接口密钥 qcwx_…（或 QCWX_API_KEY；建议用环境变量）"),
+        ("--interval", float, float(env.get("QCWX_INTERVAL", 10)), "扫描间隔秒数（默认 10）"),
+        ("--settle", float, 2.0, "文件最后修改后等待多少秒才发送（默认 2，避免读到未写完的文件）"),
+        ("--max-backoff", float, 300.0, "重试间隔上限秒数（默认 300）"),
+        ("--timeout", float, 120.0, "单次上传超时秒数"),
+        ("--item-retries", int, 50, "有结果未保存时重发的次数上限，之后移至 failed/（默认 50）"),
+    ):
+        parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--once", action="store_true", help="处理一轮后退出（供计划任务调用）")
     parser.add_argument("--verbose", action="store_true", help="输出调试信息")
     args = parser.parse_args(argv)
@@ -347,7 +343,7 @@ def parse_args(argv: Optional[list] = None) -> Config:
         parser.error(f"文件夹不存在：{folder}")
     logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)
     return Config(folder, args.url, args.api_key.strip(), args.interval, args.settle,
-                  args.max_backoff, args.timeout, args.once)
+                  args.max_backoff, args.timeout, args.once, max(1, args.item_retries))
 
 
 def setup_logging(folder: Path) -> None:
@@ -370,11 +366,9 @@ def single_instance(state: Path):
     try:
         if os.name == "nt":
             import msvcrt
-
             msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
         else:
             import fcntl
-
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         fh.close()

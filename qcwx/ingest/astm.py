@@ -1,23 +1,15 @@
-"""ASTM E1394 / CLSI LIS2-A2 records, framed (LIS1-A) or bare.
+"""ASTM E1394 / CLSI LIS2-A2 records, framed (LIS1-A, :mod:`.astm_transport`) or bare.
 
-Transport (LIS1-A): ``STX FN text ETB|ETX C1 C2 CR LF``; the checksum is the sum of the
-bytes from FN through ETB/ETX inclusive, modulo 256, as two hex digits.  Intermediate
-(ETB) frames are concatenated with the next frame.  ENQ/ACK/NAK/EOT between frames are
-link noise and ignored.  Real captures bend the rules, and all of these are accepted:
-frames holding several CR-separated records, frames longer than 247 characters, frame
-numbers out of sequence, frames ended by CR, LF, CR LF or nothing.
+The measurement time is R-13, else R-12, O-23, O-8, O-7 and finally H-14. The analyser
+(``instrument``) is R-14 instrument identification, else O-25 instrument section id, else
+the H-5 sender name (its components — name, software version, serial — joined by spaces).
 
-A frame whose checksum is wrong is reported (naming the frame) and its text dropped,
-together with the rest of the record it belonged to; a retransmission of the same frame
-number right after it replaces it silently.
-
-The measurement time is R-13, else R-12, O-23, O-8, O-7 and finally H-14.
-
-QC identification (any of): header processing ID H-12 ``Q``; order action code O-12
-``Q``; specimen descriptor O-16 whose first component is ``CTRL``/``QC``/``CONTROL``
-(the level is then the last component without that word: ``CTRL^^CTRL MEDIUM`` →
-``MEDIUM``); a sample id matching ``qc_sample_id_pattern``; an Abbott ARCHITECT control
-lot (10th component of the test id).  Everything else is returned with ``is_qc=False``.
+QC identification is the ASTM markers of :mod:`qcwx.ingest.dialects`: header processing ID
+H-12 ``Q``; order action code O-12 ``Q``; specimen descriptor O-16 whose first component
+is ``CTRL``/``QC``/``CONTROL`` (the level is then the last component without that word:
+``CTRL^^CTRL MEDIUM`` → ``MEDIUM``); an Abbott ARCHITECT control lot (10th component of
+the test id). Failing those, a sample id matching ``qc_sample_id_pattern``. Everything else
+is returned with ``is_qc=False``.
 
 Field numbers below are the standard's 1-based ones (``R-4`` is ``fields[3]``).
 """
@@ -31,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .astm_transport import decode, deframe, detect, split_records
+from .dialects import SAMPLE_ID_MARKER, classify, compile_qc_pattern, sample_id_level
 from .numbers import normalize_level, parse_compact_datetime, parse_range, parse_value
 from .records import IssueLog, ParsedRecord, ParseError, ParseResult, SourceRef, truncate_raw
 from .registry import register
@@ -39,172 +33,10 @@ __all__ = ["deframe", "detect", "parse", "split_records"]
 
 logger = logging.getLogger(__name__)
 
-STX, ETX, ETB, ENQ, ACK, NAK, EOT = 0x02, 0x03, 0x17, 0x05, 0x06, 0x15, 0x04
-CR, LF = 0x0D, 0x0A
-_LINK_NOISE = frozenset({ENQ, ACK, NAK, EOT, CR, LF, 0x00, 0x09, 0x20})
-_HEX = frozenset(b"0123456789ABCDEFabcdef")
-_FRAME_NUMBERS = frozenset(b"01234567")
-_BARE_HEADER = re.compile(rb"[0-7]?H[^\w\s][^\w\s][^\w\s][^\w\s]")
 _RECORD_TYPES = frozenset("HPOR CQLMS".replace(" ", ""))
 _QC_DESCRIPTORS = frozenset({"CTRL", "QC", "CONTROL", "CONTROLS", "QCTRL"})
-DEFAULT_QC_SAMPLE_ID = r"(?i)^(?:QC|CTRL|CONTROL)(?:[-_ ]|\d|$)"
 _LOINC = re.compile(r"\d{1,7}-\d")
 _ROCHE_CODE = re.compile(r"(\d+)/\S*")
-
-
-def detect(data: bytes) -> bool:
-    r"""Say whether ``data`` looks like ASTM: ENQ/STX framing or a bare ``H|\^&`` header."""
-    head = data.lstrip(bytes(_LINK_NOISE))[:16]
-    if head[:1] == bytes([STX]):
-        return True
-    return bool(_BARE_HEADER.match(head))
-
-
-# ---------------------------------------------------------------- transport layer
-
-
-@dataclass
-class _Deframer:
-    data: bytes
-    issues: IssueLog
-    records: list[tuple[bytes, int]] = field(default_factory=list)
-    pending: bytearray = field(default_factory=bytearray)
-    pending_frame: int = 0
-    resync: bool = False
-    ordinal: int = 0
-    stray: int = 0
-
-    def run(self) -> list[tuple[bytes, int]]:
-        data, pos, end = self.data, 0, len(self.data)
-        while pos < end:
-            nxt = data.find(STX, pos)
-            if nxt < 0:
-                self._count_stray(data[pos:])
-                break
-            self._count_stray(data[pos:nxt])
-            pos = self._frame(nxt)
-        if self.pending and not self.resync:
-            self._emit_tail()
-        if self.stray:
-            note = f"帧之外有 {self.stray} 个字节无法识别，已忽略"
-            self.issues.add(SourceRef("astm"), None, note)
-        return self.records
-
-    def _count_stray(self, chunk: bytes) -> None:
-        self.stray += sum(1 for b in chunk if b not in _LINK_NOISE)
-
-    def _frame(self, start: int) -> int:
-        data = self.data
-        self.ordinal += 1
-        where = SourceRef("astm", frame=self.ordinal)
-        limit = data.find(STX, start + 1)
-        limit = len(data) if limit < 0 else limit
-        stop = _find_any(data, start + 1, (ETX, ETB), limit)
-        if stop < 0:
-            self.issues.add(where, None, "帧不完整（缺少 ETX/ETB 结束符），该帧已丢弃")
-            self._drop_pending()
-            return limit
-        body = data[start + 1 : stop]
-        number = body[:1] if body[:1] and body[0] in _FRAME_NUMBERS else b""
-        text = body[len(number) :]
-        given = data[stop + 1 : stop + 3]
-        after = stop + 1
-        has_sum = len(given) == 2 and all(b in _HEX for b in given)
-        if has_sum:
-            after += 2
-        after += 1 if data[after : after + 1] == b"\r" else 0
-        after += 1 if data[after : after + 1] == b"\n" else 0
-        expected = sum(data[start + 1 : stop + 1]) % 256
-        if has_sum and int(given, 16) != expected:
-            if number and self._next_frame_number(after) == number:
-                logger.debug("ASTM frame %s retransmitted after a bad checksum", self.ordinal)
-                return after
-            label = f"（帧号 {number.decode()}）" if number else ""
-            self.issues.add(
-                where,
-                "checksum",
-                f"帧{label}校验和错误：应为 {expected:02X}，收到 {given.decode('ascii')}；"
-                "该帧数据已丢弃",
-            )
-            self._drop_pending()
-            self.resync = data[stop] == ETB
-            return after
-        self._take(text, final=data[stop] == ETX)
-        return after
-
-    def _next_frame_number(self, pos: int) -> bytes:
-        data = self.data
-        while pos < len(data) and data[pos] in _LINK_NOISE:
-            pos += 1
-        if pos + 1 < len(data) and data[pos] == STX:
-            return data[pos + 1 : pos + 2]
-        return b""
-
-    def _take(self, text: bytes, *, final: bool) -> None:
-        if self.resync:
-            cut = _find_any(text, 0, (CR, LF))
-            if cut < 0:
-                self.resync = not final
-                return
-            text = text[cut:]
-            self.resync = False
-        if not self.pending:
-            self.pending_frame = self.ordinal
-        self.pending += text
-        if CR in text or LF in text:
-            self._emit_complete()
-        if final:
-            self._emit_tail()
-
-    def _emit_complete(self) -> None:
-        parts = re.split(rb"\r\n|\r|\n", bytes(self.pending))
-        for part in parts[:-1]:
-            if part.strip():
-                self.records.append((part, self.pending_frame))
-        self.pending = bytearray(parts[-1])
-        if len(parts) > 1:
-            self.pending_frame = self.ordinal
-
-    def _emit_tail(self) -> None:
-        if bytes(self.pending).strip():
-            self.records.append((bytes(self.pending), self.pending_frame))
-        self.pending = bytearray()
-
-    def _drop_pending(self) -> None:
-        self.pending = bytearray()
-
-
-def _find_any(data: bytes, start: int, needles: tuple[int, ...], end: int | None = None) -> int:
-    stop = len(data) if end is None else end
-    hits = [i for i in (data.find(n, start, stop) for n in needles) if i >= 0]
-    return min(hits) if hits else -1
-
-
-def deframe(data: bytes, issues: IssueLog | None = None) -> list[tuple[bytes, int | None]]:
-    """Return ``(record bytes, first frame ordinal)`` pairs from framed or bare ASTM.
-
-    Bare input (no STX) is split at CR, LF or CR LF; the frame ordinal is then None.
-    """
-    log = issues if issues is not None else IssueLog("astm")
-    if STX in data:
-        return list(_Deframer(data, log).run())
-    noise = bytes([ENQ, ACK, NAK, EOT, 0x00])
-    lines = re.split(rb"\r\n|\r|\n", data.translate(None, noise))
-    return [(line, None) for line in lines if line.strip()]
-
-
-def _decode(raw: bytes, encoding: str | None) -> str:
-    for enc in ([encoding] if encoding else []) + ["utf-8", "gb18030"]:
-        try:
-            return raw.decode(enc)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return raw.decode("latin-1")
-
-
-def split_records(data: bytes, encoding: str | None = None) -> list[str]:
-    """Return the record lines of framed or bare ASTM (a helper for tests and tools)."""
-    return [_decode(raw, encoding) for raw, _ in deframe(data)]
 
 
 # ---------------------------------------------------------------- record layer
@@ -251,8 +83,9 @@ class _Message:
 @dataclass
 class _Order:
     sample_id: str | None = None
-    qc: bool = False
+    marks: dict[str, str] = field(default_factory=dict)
     level: str | None = None
+    instrument: str | None = None
     requested_at: datetime | None = None
     collected_at: datetime | None = None
     reported_at: datetime | None = None
@@ -288,7 +121,7 @@ class _Parser:
     def run(self, data: bytes) -> ParseResult:
         lines = deframe(data, self.issues)
         for raw, frame in lines:
-            self.line(_decode(raw, self.encoding), frame)
+            self.line(decode(raw, self.encoding), frame)
         self.finish_result()
         if not self.messages and not self.records and not lines:
             first = self.issues.items[0].message_zh if self.issues.items else ""
@@ -354,7 +187,7 @@ class _Parser:
             self.issues.add(where, "H-2", "消息头中的分隔符定义无效，按默认分隔符解析")
         fields = text.split(msg.delims.field)
         sender = [c.strip() for c in msg.delims.components(_get(fields, 5)) if c.strip()]
-        msg.instrument = " ".join(sender) or None
+        msg.instrument = _joined(sender)
         msg.abbott = bool(sender) and sender[0].upper().startswith("ARCHITECT")
         msg.processing_id = msg.delims.components(_get(fields, 12))[0].strip().upper()
         msg.sent_at = self.timestamp(_get(fields, 14), where, "H-14")
@@ -379,17 +212,25 @@ class _Parser:
             if ids:
                 order.sample_id = ids[0]
                 break
-        action = d.components(_get(fields, 12))[0].strip().upper()
         descriptor = [c.strip() for c in d.components(_get(fields, 16))]
+        order.marks = {"O-12": d.components(_get(fields, 12))[0], "O-16": descriptor[0]}
         order.requested_at = self.timestamp(_get(fields, 7), where, "O-7")
         order.collected_at = self.timestamp(_get(fields, 8), where, "O-8")
         order.reported_at = self.timestamp(_get(fields, 23), where, "O-23")
-        by_descriptor = bool(descriptor) and descriptor[0].upper() in _QC_DESCRIPTORS
-        if by_descriptor:
+        order.instrument = _joined(d.components(_get(fields, 25)))
+        if descriptor[0].upper() in _QC_DESCRIPTORS:
             order.level = _level_from_descriptor(descriptor)
-        by_sample = bool(order.sample_id and self.qc_sample.search(order.sample_id))
-        order.qc = action == "Q" or by_descriptor or by_sample
         self.order = order
+
+    def is_qc(self, msg: _Message, order: _Order, control_lot: str | None
+              ) -> tuple[bool, str | None, str | None]:
+        """Return (is QC, deciding marker, level from a sample-id pattern group)."""
+        marks = {"H-12": msg.processing_id[:1], "R-3.10": control_lot or "", **order.marks}
+        verdict = classify("astm", marks)
+        if verdict.is_qc is not None:
+            return verdict.is_qc, verdict.name, None
+        hit, level = sample_id_level(self.qc_sample, order.sample_id)
+        return hit, (SAMPLE_ID_MARKER if hit else None), level
 
     # -- results -----------------------------------------------------------------
 
@@ -409,7 +250,7 @@ class _Parser:
             self.issues.add(where, "R-3", "结果记录缺少项目代码，已忽略")
             return None
         code, name, loinc, reagent_lot, control_lot = ident
-        qc = msg.processing_id.startswith("Q") or order.qc or bool(control_lot)
+        qc, marker, pattern_level = self.is_qc(msg, order, control_lot)
         values = [c.strip() for c in d.components(_get(f, 4)) if c.strip()]
         value_text = values[0] if values else ""
         if not value_text:
@@ -433,7 +274,7 @@ class _Parser:
         control_name, flags = _split_comments(order_comments, qc)
         if qc and control_name is None and order.comments and self.patient_comments:
             control_name, _ = _split_comments(self.patient_comments, qc)
-        level = order.level if qc else None
+        level = (order.level or pattern_level) if qc else None
         return ParsedRecord(
             test_code=code,
             test_name=name,
@@ -448,13 +289,14 @@ class _Parser:
             control_name=control_name,
             measured_at=measured,
             is_qc=qc,
+            qc_marker=marker,
             target_low=bounds[0] if bounds else None,
             target_high=bounds[1] if bounds else None,
             reference_range=range_text,
             abnormal_flag=d.unescape(_get(f, 7)).strip() or None,
             result_status=d.unescape(_get(f, 9)).strip() or None,
             instrument_flags=tuple(flags + result.comments),
-            instrument=msg.instrument,
+            instrument=_joined(d.components(_get(f, 14))) or order.instrument or msg.instrument,
             reagent_lot=reagent_lot,
             sample_id=order.sample_id,
             source=where,
@@ -472,9 +314,14 @@ class _Parser:
 
 def _compile_pattern(pattern: Any) -> re.Pattern[str]:
     try:
-        return re.compile(pattern if pattern is not None else DEFAULT_QC_SAMPLE_ID)
-    except (re.error, TypeError) as exc:
-        raise ParseError("选项 qc_sample_id_pattern 不是有效的正则表达式") from exc
+        return compile_qc_pattern(pattern)
+    except ParseError as exc:
+        raise ParseError(f"选项 qc_sample_id_pattern 无效：{exc.message_zh}") from exc
+
+
+def _joined(parts: list[str]) -> str | None:
+    """Return the non-empty components joined by spaces (the analyser as sent), or None."""
+    return " ".join(p.strip() for p in parts if p.strip()) or None
 
 
 def _level_from_descriptor(parts: list[str]) -> str | None:

@@ -1,21 +1,25 @@
 """HL7 v2 result messages (ORU^R01, OUL^R22), with or without MLLP framing.
 
-MLLP blocks (``VT … FS CR``) are unwrapped; segments may be separated by CR, LF or
-CR LF; several messages may follow each other.  Each message is parsed with the ``hl7``
-library; one that cannot be read, or lacks a needed segment, becomes a per-message issue.
+Transport and field access live in :mod:`.hl7_segments`. Each message is parsed with the
+``hl7`` library; one that cannot be read, or lacks a needed segment, becomes a per-message
+issue. QC is recognised by the HL7 markers of :mod:`qcwx.ingest.dialects`:
 
-QC is recognised by
+* ``MSH-16`` = ``2`` (Mindray, Getein and other Chinese analysers: 0 patient,
+  1 calibration, 2 QC). Their QC message carries no OBX: the OBR holds it — OBR-3 test,
+  OBR-13 control name, OBR-14 lot, OBR-15 expiry, OBR-17 level, OBR-18 target mean, OBR-19
+  target SD, OBR-20 result, OBR-21 unit, OBR-6/7 time. Several levels may be sent in one
+  OBR as ``~`` repetitions or ``^`` components of OBR-12…21; each position gives one
+  record (a field with one value applies to all).
+* ``OBR-4`` = ``LQC`` (PixCell HemoScreen; ``OBS`` patient, ``PRF`` proficiency testing):
+  the control's id is PID-2 (kept as sample id, control name and level text), its range
+  OBX-7, the device serial OBX-15.
+* ``SPM-11`` specimen role ``Q`` (control specimen, HL7 table 0369; ``P`` patient).
+* failing any marker, a sample id (SPM-2, OBR-2, OBR-3) matching ``qc_sample_id_pattern``.
 
-* ``MSH-16`` = ``2`` (dialect of Mindray, Getein and other Chinese analysers, where
-  MSH-16 is 0 patient, 1 calibration, 2 QC).  Their QC message carries no OBX: the OBR
-  holds it — OBR-3 test, OBR-13 control name, OBR-14 lot, OBR-15 expiry, OBR-17 level,
-  OBR-18 target mean, OBR-19 target SD, OBR-20 result, OBR-21 unit, OBR-6/7 time.
-  Several levels may be sent in one OBR as ``~`` repetitions or ``^`` components of
-  OBR-12…21; each position gives one record (a field with one value applies to all).
-* ``SPM-11`` specimen role ``Q`` (control specimen, HL7 table 0369), or a sample id
-  matching ``qc_sample_id_pattern``; results are then read from OBX: OBX-3 code
-  (LOINC when the coding system is ``LN``), OBX-5 value, OBX-6 unit, OBX-7 range,
-  OBX-8 flags, OBX-11 status, OBX-14 time, OBX-18 equipment.
+QC results in OBX: OBX-3 code (LOINC when the coding system is ``LN``), OBX-5 value,
+OBX-6 unit, OBX-7 range, OBX-8 flags, OBX-11 status, OBX-14 time. The analyser
+(``instrument``) is OBX-18 equipment instance identifier, else the dialect's own field
+(Mindray OBR-4 maker^model, HemoScreen OBX-15 serial), else MSH-3 and MSH-4.
 
 Other results are returned with ``is_qc=False``.
 """
@@ -31,7 +35,9 @@ from typing import Any
 
 import hl7
 
-from .astm import DEFAULT_QC_SAMPLE_ID
+from .dialects import SAMPLE_ID_MARKER, QcMarker, classify, compile_qc_pattern, sample_id_level
+from .hl7_segments import Message as _Message
+from .hl7_segments import detect, observation_value, separators, split_messages
 from .numbers import (
     normalize_level,
     parse_compact_datetime,
@@ -47,69 +53,7 @@ __all__ = ["detect", "parse", "split_messages"]
 
 logger = logging.getLogger(__name__)
 
-VT, FS = b"\x0b", b"\x1c"
-_HEAD = re.compile(rb"(?:MSH|FHS|BHS)[^\w\s]")
 _SUPPORTED = {"ORU", "OUL"}
-_BATCH_SEGMENTS = {"FHS", "FTS", "BHS", "BTS"}
-_CHARSETS = {
-    "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "GB 18030-2000": "gb18030",
-    "GB18030": "gb18030", "GBK": "gb18030", "GB2312": "gb18030", "8859/1": "latin-1",
-}
-
-
-def detect(data: bytes) -> bool:
-    """Say whether ``data`` is HL7 v2: an MLLP block or text starting with ``MSH|``."""
-    head = data.lstrip(b"\x00\r\n\t ")[:8]
-    return head[:1] == VT or bool(_HEAD.match(head))
-
-
-def _blocks(data: bytes) -> list[bytes]:
-    if VT not in data:
-        return [data]
-    parts = data.split(VT)
-    blocks = [parts[0]] if b"MSH" in parts[0] else []
-    blocks += [part.split(FS, 1)[0] for part in parts[1:]]
-    return [b for b in blocks if b.strip()]
-
-
-def _decode(block: bytes, forced: str | None) -> str:
-    declared = None
-    match = re.search(rb"MSH(.)", block)
-    if match:
-        fields = block[match.start() :].split(b"\r", 1)[0].split(match.group(1))
-        if len(fields) > 17:
-            name = fields[17].decode("latin-1").strip().upper()
-            declared = _CHARSETS.get(name)
-    for enc in [e for e in (forced, declared) if e] + ["utf-8", "gb18030"]:
-        try:
-            return block.decode(enc)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return block.decode("latin-1")
-
-
-def split_messages(data: bytes, encoding: str | None = None) -> list[list[str]]:
-    """Return each message as its list of segment strings (MLLP and batch headers removed)."""
-    messages: list[list[str]] = []
-    for block in _blocks(data):
-        text = _decode(block, encoding).replace("\r\n", "\r").replace("\n", "\r")
-        for segment in text.split("\r"):
-            segment = segment.strip("\x00\t \x0b\x1c")
-            if not segment or segment[:3] in _BATCH_SEGMENTS:
-                continue
-            if segment.startswith("MSH") or not messages:
-                messages.append([segment])
-            else:
-                messages[-1].append(segment)
-    return messages
-
-
-@dataclass
-class _Seps:
-    component: str
-    repeat: str
-    escape: str
-    sub: str
 
 
 @dataclass
@@ -118,39 +62,27 @@ class _Group:
     index: int
     obx: list[tuple[Any, int, list[str]]] = field(default_factory=list)
     spm: Any = None
+    pid: Any = None
 
 
-class _Message:
-    """One parsed message with safe field accessors (1-based HL7 field numbers)."""
+@dataclass
+class _Context:
+    number: int
+    msh16: str
+    instrument: str | None
+    sent_at: datetime | None
+    spm_first: bool
 
-    def __init__(self, msg: Any, seps: _Seps) -> None:
-        self.msg, self.seps = msg, seps
 
-    def raw(self, seg: Any, number: int) -> str:
-        return str(seg[number]) if 0 < number < len(seg) else ""
+@dataclass
+class _Kind:
+    """How one OBR group was classified, and what its dialect adds to each record."""
 
-    def unescape(self, text: str) -> str:
-        if self.seps.escape not in text:
-            return text
-        try:
-            return str(self.msg.unescape(text))
-        except Exception:  # a malformed escape keeps the text as sent
-            return text
-
-    def values(self, seg: Any, number: int) -> list[str]:
-        """Return the repetitions of a field, or its components when not repeated."""
-        text = self.raw(seg, number)
-        reps = text.split(self.seps.repeat)
-        parts = reps if len(reps) > 1 else text.split(self.seps.component)
-        return [self.unescape(p.split(self.seps.sub)[0]).strip() for p in parts]
-
-    def components(self, seg: Any, number: int, rep: int = 0) -> list[str]:
-        reps = self.raw(seg, number).split(self.seps.repeat)
-        text = reps[rep] if rep < len(reps) else ""
-        return [self.unescape(c).strip() for c in text.split(self.seps.component)]
-
-    def first(self, seg: Any, number: int) -> str:
-        return self.components(seg, number)[0].split(self.seps.sub)[0].strip()
+    qc: bool
+    marker: QcMarker | None = None
+    marker_name: str | None = None
+    control: str | None = None
+    level: str | None = None
 
 
 class _Parser:
@@ -158,11 +90,10 @@ class _Parser:
         self.issues = IssueLog("hl7")
         self.records: list[ParsedRecord] = []
         self.encoding = options.get("encoding")
-        pattern = options.get("qc_sample_id_pattern")
         try:
-            self.qc_sample = re.compile(pattern if pattern is not None else DEFAULT_QC_SAMPLE_ID)
-        except (re.error, TypeError) as exc:
-            raise ParseError("选项 qc_sample_id_pattern 不是有效的正则表达式") from exc
+            self.qc_sample = compile_qc_pattern(options.get("qc_sample_id_pattern"))
+        except ParseError as exc:
+            raise ParseError(f"选项 qc_sample_id_pattern 无效：{exc.message_zh}") from exc
 
     def run(self, data: bytes) -> ParseResult:
         messages = split_messages(data, self.encoding)
@@ -177,7 +108,7 @@ class _Parser:
         if not segments[0].startswith("MSH"):
             self.issues.add(where, "MSH", "缺少 MSH 消息头，该消息已忽略")
             return
-        seps = _separators(segments[0])
+        seps = separators(segments[0])
         if seps is None:
             self.issues.add(where, "MSH-2", "MSH 段的分隔符定义无效，该消息已忽略")
             return
@@ -201,7 +132,7 @@ class _Parser:
             return
         ctx = _Context(
             number=number,
-            mindray_kind=m.first(msh, 16),
+            msh16=m.first(msh, 16),
             instrument=" ".join(p for p in (m.first(msh, 3), m.first(msh, 4)) if p) or None,
             sent_at=self.timestamp(m, msh, 7, where, "MSH-7"),
             spm_first=code == "OUL",
@@ -215,11 +146,14 @@ class _Parser:
 
     def groups(self, m: _Message, ctx: _Context) -> list[_Group]:
         groups: list[_Group] = []
-        pending_spm = None
+        pending_spm = pid = None
         for index, seg in enumerate(m.msg, start=1):
             name = str(seg[0]).strip().upper() if len(seg) else ""
-            if name == "OBR":
-                groups.append(_Group(seg, index, spm=pending_spm if ctx.spm_first else None))
+            if name == "PID":
+                pid = seg
+            elif name == "OBR":
+                groups.append(_Group(seg, index, spm=pending_spm if ctx.spm_first else None,
+                                     pid=pid))
                 pending_spm = None
             elif name == "SPM":
                 if ctx.spm_first or not groups:
@@ -245,26 +179,38 @@ class _Parser:
         where = SourceRef("hl7", message=ctx.number, index=group.index, segment="OBR")
         sample_id = (m.first(group.spm, 2) if group.spm is not None else "") or m.first(obr, 2)
         sample_id = sample_id or m.first(obr, 3)
-        role = m.first(group.spm, 11).upper() if group.spm is not None else ""
-        qc = (
-            ctx.mindray_kind == "2"
-            or role == "Q"
-            or bool(sample_id and self.qc_sample.search(sample_id))
-        )
+        kind = self.classify(m, ctx, group, sample_id)
+        instrument = ctx.instrument
+        if kind.marker is not None and kind.marker.instrument_field == "OBR-4":
+            instrument = m.joined(obr, 4) or instrument
         base = {
-            "sample_id": sample_id or None,
-            "instrument": " ".join(p for p in m.components(obr, 4) if p) or ctx.instrument,
+            "sample_id": kind.control or sample_id or None,
+            "instrument": instrument,
             "measured_at": self.timestamp(m, obr, 7, where, "OBR-7")
             or self.timestamp(m, obr, 6, where, "OBR-6")
             or ctx.sent_at,
+            "qc_marker": kind.marker_name,
         }
         if group.obx:
             for seg, index, notes in group.obx:
-                self.observation(m, ctx, seg, index, notes, qc, base)
-        elif qc and any(m.raw(obr, n).strip() for n in range(13, 22)):
+                self.observation(m, ctx, seg, index, notes, kind, base)
+        elif kind.qc and any(m.raw(obr, n).strip() for n in range(13, 22)):
             self.obr_levels(m, ctx, obr, where, base)
-        elif ctx.mindray_kind != "1":
+        elif ctx.msh16 != "1":
             self.issues.add(where, "OBX", "OBR 段之后没有 OBX 结果段")
+
+    def classify(self, m: _Message, ctx: _Context, group: _Group, sample_id: str) -> _Kind:
+        """Ask the HL7 markers, then the sample-id pattern, whether the group is QC."""
+        marks = {"MSH-16": ctx.msh16, "OBR-4": m.first(group.obr, 4),
+                 "SPM-11": m.first(group.spm, 11) if group.spm is not None else ""}
+        verdict = classify("hl7", marks)
+        if verdict.is_qc is not None:
+            control = None
+            if verdict.is_qc and verdict.marker.control_field == "PID-2" and group.pid:
+                control = m.first(group.pid, 2) or None
+            return _Kind(verdict.is_qc, verdict.marker, verdict.name, control, control)
+        hit, level = sample_id_level(self.qc_sample, sample_id)
+        return _Kind(hit, None, SAMPLE_ID_MARKER if hit else None, None, level)
 
     def obr_levels(
         self, m: _Message, ctx: _Context, obr: Any, where: SourceRef, base: dict[str, Any]
@@ -324,9 +270,10 @@ class _Parser:
         seg: Any,
         index: int,
         notes: list[str],
-        qc: bool,
+        kind: _Kind,
         base: dict[str, Any],
     ) -> None:
+        qc = kind.qc
         where = SourceRef("hl7", message=ctx.number, index=index, segment="OBX")
         ident = m.components(seg, 3) + [""] * 6
         code = ident[0].split(m.seps.sub)[0].strip()
@@ -338,7 +285,7 @@ class _Parser:
         sub_id = m.first(seg, 4)
         if not name and sub_id and not re.fullmatch(r"[\d.]+", sub_id):
             name = sub_id
-        value_text = _observation_value(m, seg)
+        value_text = observation_value(m, seg)
         if not value_text:
             if qc:
                 self.issues.add(where, "OBX-5", f"项目 {code} 的质控结果为空，已忽略")
@@ -348,11 +295,12 @@ class _Parser:
             self.issues.add(where, "OBX-5", f"项目 {code} 的结果“{value_text}”不是数值")
         range_text = m.first(seg, 7) or None
         bounds = parse_range(range_text) if (qc and range_text) else None
-        equipment = m.first(seg, 18)
         fields = dict(base)
         fields["measured_at"] = self.timestamp(m, seg, 14, where, "OBX-14") or base["measured_at"]
-        if equipment:
-            fields["instrument"] = equipment
+        dialect_field = kind.marker.instrument_field if kind.marker else None
+        serial = m.first(seg, 15) if dialect_field == "OBX-15" else ""
+        fields["instrument"] = m.first(seg, 18) or serial or base["instrument"]
+        level = kind.level if qc else None
         self.records.append(
             ParsedRecord(
                 test_code=code,
@@ -363,6 +311,9 @@ class _Parser:
                 censored=censored,
                 unit=m.first(seg, 6) or None,
                 is_qc=qc,
+                level=level,
+                level_norm=normalize_level(level),
+                control_name=kind.control,
                 target_low=bounds[0] if bounds else None,
                 target_high=bounds[1] if bounds else None,
                 reference_range=range_text,
@@ -397,36 +348,6 @@ class _Parser:
         except ValueError as exc:
             self.issues.add(where, label, f"{label} 时间无效：{exc}")
             return None
-
-
-@dataclass
-class _Context:
-    number: int
-    mindray_kind: str
-    instrument: str | None
-    sent_at: datetime | None
-    spm_first: bool
-
-
-def _separators(msh: str) -> _Seps | None:
-    if len(msh) < 8:
-        return None
-    sep = msh[3]
-    enc = msh[4:].split(sep, 1)[0]
-    chars = sep + enc
-    if len(enc) < 3 or len(set(chars)) != len(chars):
-        return None
-    if any(c.isalnum() or c.isspace() for c in chars):
-        return None
-    return _Seps(enc[0], enc[1], enc[2], enc[3] if len(enc) > 3 else "&")
-
-
-def _observation_value(m: _Message, seg: Any) -> str:
-    first_rep = m.raw(seg, 5).split(m.seps.repeat)[0]
-    comps = [m.unescape(c).strip() for c in first_rep.split(m.seps.component)]
-    if m.first(seg, 2).upper() == "SN" and len(comps) > 1:
-        return "".join(c for c in comps[:2] if c)
-    return next((c for c in comps if c), "")
 
 
 def parse(data: bytes, options: Mapping[str, Any]) -> ParseResult:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -38,23 +37,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from qcwx.catalog.models import Analyte, QcLot, TestSystem
-from qcwx.errors import Conflict, Forbidden, NotFound, UserError
+from qcwx.catalog.models import Instrument, QcLot, TestSystem
+from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
-from qcwx.ingest.models import LevelCodeMapping, TestCodeMapping
+from qcwx.ingest.instruments import describe_instrument, match_instruments
+from qcwx.ingest.models import InstrumentMapping, LevelCodeMapping, TestCodeMapping
 from qcwx.ingest.numbers import fold_text, normalize_level
-from qcwx.orgs.models import Lab, User
-from qcwx.orgs.scopes import can_access_lab
+from qcwx.orgs.models import Lab
 from qcwx.timeutil import DEFAULT_TZ, to_utc
 
-__all__ = [
-    "Candidate", "LabMapper", "MappedRecord", "MAPPING_ROLES", "add_level_mapping",
-    "add_test_code_mapping", "delete_level_mapping", "delete_test_code_mapping",
-    "derive_client_id", "level_mappings", "test_code_mappings",
-]
+__all__ = ["Candidate", "LabMapper", "MappedRecord", "derive_client_id", "fold_key"]
 
-#: Roles that may edit a lab's code mappings (the lab's QC owner and those above it).
-MAPPING_ROLES = {"supervisor", "director", "center", "admin"}
 MAX_CLIENT_ID = 64
 _HIGH_WORDS = {"P", "PATH", "PATHOLOGICAL", "病理", "病理值"}
 _NORMAL_WORDS = {"N", "NORMAL", "正常", "正常值"}
@@ -65,7 +58,8 @@ class Candidate:
     """One QC value from any channel before mapping (a CSV row, an API item, an OBR level).
 
     ``position`` names the place in the user's words (``第 3 行``, ``第 2 条消息 …``);
-    ``measured_at`` may be naive (lab-local wall time, as instruments send it) or aware.
+    ``measured_at`` may be naive (lab-local wall time, as instruments send it) or aware;
+    ``instrument`` is the analyser as the sender named it (serial, name or model).
     """
 
     index: int
@@ -80,6 +74,7 @@ class Candidate:
     run_no: str | int | None = None
     client_id: str | None = None
     row: int | None = None
+    instrument: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,8 +106,12 @@ def _fold_cached(text: str) -> str:
     return fold_text(text).strip().upper()
 
 
-def _fold(text: str | None) -> str:
+def fold_key(text: str | None) -> str:
+    """Fold a code, level or name for lookups: width, case and surrounding blanks."""
     return _fold_cached(str(text or ""))
+
+
+_fold = fold_key
 
 
 def derive_client_id(lab_id: int, ts_id: int, run_date: date, run_no: int, level_index: int,
@@ -146,13 +145,17 @@ def _run_no(raw) -> int:
 
 
 class LabMapper:
-    """Resolve codes, lots and levels of one lab's records against data loaded once.
+    """Resolve codes, lots, instruments and levels of one lab's records against data loaded once.
 
-    Test code → test system, in this order: a :class:`TestCodeMapping` for the code *and*
-    the record's QC lot; one for the code alone; else the lab's active test systems whose
-    analyte code (or name) equals the code, case-insensitively — narrowed by the QC lot
-    number when several match. Anything still ambiguous is refused with a hint to add a
-    mapping, never guessed.
+    Test code → candidate test systems: a :class:`TestCodeMapping` for the code *and* the
+    record's QC lot, else one for the code alone (the mapped system, plus its siblings —
+    same analyte and QC lot — on the lab's other instruments); else the lab's active test
+    systems whose analyte code (or name) equals the code, case-insensitively, narrowed by
+    the QC lot number. Then the **instrument** narrows them: the lab's
+    :class:`InstrumentMapping` for the sent name, else its serial, name or model
+    (:func:`qcwx.ingest.instruments.match_instruments`). A mapped system that survives wins;
+    otherwise exactly one must remain. Anything still ambiguous is refused naming the test
+    systems and instruments it could not tell apart, never guessed.
     """
 
     def __init__(self, lab: Lab) -> None:
@@ -162,6 +165,7 @@ class LabMapper:
         systems = db.session.scalars(
             select(TestSystem).where(TestSystem.lab_id == lab.id).options(
                 selectinload(TestSystem.levels), selectinload(TestSystem.analyte),
+                selectinload(TestSystem.instrument),
                 selectinload(TestSystem.qc_lot).selectinload(QcLot.levels))).all()
         self.systems = {ts.id: ts for ts in systems}
         self.code_map: dict[tuple[str, str], int] = {}
@@ -172,6 +176,12 @@ class LabMapper:
             _fold(row.source_level): row.level_index
             for row in db.session.scalars(select(LevelCodeMapping)
                                           .where(LevelCodeMapping.lab_id == lab.id))}
+        self.instruments = {i.id: i for i in db.session.scalars(
+            select(Instrument).where(Instrument.lab_id == lab.id))}
+        self.instrument_map = {
+            _fold(" ".join(row.source_instrument.split())): row.instrument_id
+            for row in db.session.scalars(select(InstrumentMapping)
+                                          .where(InstrumentMapping.lab_id == lab.id))}
         self.by_analyte: dict[str, list[TestSystem]] = defaultdict(list)
         for ts in systems:
             if ts.active:
@@ -191,14 +201,14 @@ class LabMapper:
             raise copy.copy(found)  # a fresh instance: no traceback piles up on a shared one
         return found
 
-    def test_system(self, code: str | None, qc_lot: str | None,
-                    ts_id: int | None = None) -> TestSystem:
-        """Return the lab's test system for an id, or for a code (and optional QC lot)."""
-        return self._remember(("ts", code, qc_lot, ts_id),
-                              lambda: self._test_system(code, qc_lot, ts_id))
+    def test_system(self, code: str | None, qc_lot: str | None, ts_id: int | None = None,
+                    instrument: str | None = None) -> TestSystem:
+        """Return the lab's test system for an id, or for a code (QC lot, instrument optional)."""
+        return self._remember(("ts", code, qc_lot, ts_id, instrument),
+                              lambda: self._test_system(code, qc_lot, ts_id, instrument))
 
-    def _test_system(self, code: str | None, qc_lot: str | None,
-                     ts_id: int | None) -> TestSystem:
+    def _test_system(self, code: str | None, qc_lot: str | None, ts_id: int | None,
+                     instrument: str | None) -> TestSystem:
         if ts_id is not None:
             ts = self.systems.get(ts_id)
             if ts is None:  # another lab's, or none at all: the same answer on purpose
@@ -212,10 +222,13 @@ class LabMapper:
         if mapped is None:
             mapped = self.code_map.get((key, ""))
         if mapped is not None and mapped in self.systems:
-            return self.systems[mapped]
-        return self._by_analyte(code, key, qc_lot)
+            chosen = self.systems[mapped]
+            found = [chosen] + [ts for ts in self.by_analyte.get(_fold(chosen.analyte.code), [])
+                                if ts is not chosen and ts.qc_lot_id == chosen.qc_lot_id]
+            return self._by_instrument(code, qc_lot, instrument, found, chosen)
+        return self._by_instrument(code, qc_lot, instrument, self._by_analyte(code, key, qc_lot))
 
-    def _by_analyte(self, code: str | None, key: str, qc_lot: str | None) -> TestSystem:
+    def _by_analyte(self, code: str | None, key: str, qc_lot: str | None) -> list[TestSystem]:
         found = self.by_analyte.get(key, [])
         if not found:
             raise UserError(f"项目代码“{code}”未对应到本实验室的检测系统，请先在“项目映射”中添加",
@@ -228,10 +241,37 @@ class LabMapper:
                 raise UserError(f"项目“{code}”的质控批号“{str(qc_lot).strip()}”与本实验室检测系统的"
                                 f"批号（{lots}）不一致", field="qc_lot")
             found = narrowed
-        if len(found) > 1:
-            raise UserError(f"项目代码“{code}”对应多个检测系统，请填写质控批号或在“项目映射”中指定",
-                            field="test_code")
-        return found[0]
+        return found
+
+    def instruments_named(self, sent: str | None) -> list[Instrument]:
+        """Return the lab's instruments a sent name means: saved mapping, serial, name, model."""
+        return self._remember(("inst", sent), lambda: self._instruments_named(sent))
+
+    def _instruments_named(self, sent: str | None) -> list[Instrument]:
+        mapped = self.instrument_map.get(_fold(" ".join(sent.split()))) if sent else None
+        if mapped is not None and mapped in self.instruments:
+            return [self.instruments[mapped]]
+        return match_instruments(sent, self.instruments.values())[0]
+
+    def _by_instrument(self, code: str | None, qc_lot: str | None, sent: str | None,
+                       found: list[TestSystem], preferred: TestSystem | None = None
+                       ) -> TestSystem:
+        sent = (sent or "").strip() or None
+        named = self.instruments_named(sent) if sent else []
+        if named:
+            ids = {inst.id for inst in named}
+            on = [ts for ts in found if ts.instrument_id in ids]
+            if not on:
+                raise UserError(f"项目“{code}”在仪器“{sent}”（{_instruments_text(named)}）上没有"
+                                f"检测系统（本实验室该项目在：{_instruments_text(_on(found))}）",
+                                field="instrument")
+            found = on
+        if preferred is not None and preferred in found:
+            return preferred
+        if len(found) == 1:
+            return found[0]
+        raise UserError(_ambiguous(code, qc_lot, sent, named, found),
+                        field="instrument" if len(_on(found)) > 1 else "test_code")
 
     # ------------------------------------------------------------ level
     def level_index(self, ts: TestSystem, level: str | None) -> int:
@@ -282,7 +322,7 @@ class LabMapper:
     # ------------------------------------------------------------ whole record
     def map(self, item: Candidate) -> MappedRecord:
         """Resolve one candidate; raise ``UserError`` naming the field that cannot be mapped."""
-        ts = self.test_system(item.test_code, item.qc_lot, item.test_system_id)
+        ts = self.test_system(item.test_code, item.qc_lot, item.test_system_id, item.instrument)
         level_index = self.level_index(ts, item.level)
         run_date, measured_utc = self._moment(item)
         run_no = _run_no(item.run_no)
@@ -312,111 +352,29 @@ class LabMapper:
         return measured.date(), measured_utc
 
 
-# ---------------------------------------------------------------- mapping maintenance
-def _check_editor(actor: User, lab_id: int | None) -> Lab:
-    if actor.role not in MAPPING_ROLES:
-        raise Forbidden("只有质控主管及以上角色可以维护映射")
-    lab = db.session.get(Lab, lab_id) if lab_id else None
-    if lab is None or not can_access_lab(actor, lab.id):
-        raise NotFound("实验室不存在或无权访问", field="lab_id")
-    return lab
+def _on(systems: list[TestSystem]) -> list[Instrument]:
+    """Return the distinct instruments of ``systems`` in their order."""
+    return list({ts.instrument_id: ts.instrument for ts in systems}.values())
 
 
-def test_code_mappings(actor: User, lab_id: int) -> list[TestCodeMapping]:
-    """Return the lab's test code mappings (404 outside the actor's scope)."""
-    if not can_access_lab(actor, lab_id):
-        raise NotFound("实验室不存在或无权访问", field="lab_id")
-    return list(db.session.scalars(
-        select(TestCodeMapping).where(TestCodeMapping.lab_id == lab_id)
-        .options(selectinload(TestCodeMapping.test_system).selectinload(TestSystem.analyte))
-        .order_by(TestCodeMapping.source_code, TestCodeMapping.qc_lot_number)))
+def _instruments_text(instruments: list[Instrument]) -> str:
+    return "、".join(describe_instrument(i) for i in instruments)
 
 
-def level_mappings(actor: User, lab_id: int) -> list[LevelCodeMapping]:
-    """Return the lab's level mappings (404 outside the actor's scope)."""
-    if not can_access_lab(actor, lab_id):
-        raise NotFound("实验室不存在或无权访问", field="lab_id")
-    return list(db.session.scalars(select(LevelCodeMapping)
-                                   .where(LevelCodeMapping.lab_id == lab_id)
-                                   .order_by(LevelCodeMapping.source_level)))
-
-
-def add_test_code_mapping(actor: User, lab_id: int, source_code: str, test_system_id,
-                          qc_lot_number: str | None = None) -> TestCodeMapping:
-    """Map an instrument/LIS code (optionally only for one QC lot) to a test system of the lab."""
-    lab = _check_editor(actor, lab_id)
-    code = (source_code or "").strip()
-    if not code:
-        raise UserError("请填写仪器/LIS 项目代码", field="source_code")
-    if len(code) > 64:
-        raise UserError("项目代码过长（最多64个字符）", field="source_code")
-    lot = (qc_lot_number or "").strip()
-    if len(lot) > 64:
-        raise UserError("质控批号过长（最多64个字符）", field="qc_lot_number")
-    try:
-        ts_id = int(test_system_id)
-    except (TypeError, ValueError):
-        raise UserError("请选择检测系统", field="test_system_id") from None
-    ts = db.session.get(TestSystem, ts_id)
-    if ts is None or ts.lab_id != lab.id:
-        raise NotFound("检测系统不存在或不属于该实验室", field="test_system_id")
-    taken = {(_fold(r.source_code), _fold(r.qc_lot_number)) for r in db.session.scalars(
-        select(TestCodeMapping).where(TestCodeMapping.lab_id == lab.id))}
-    if (_fold(code), _fold(lot)) in taken:  # lookups fold case, so must the uniqueness
-        raise Conflict(f"项目代码“{code}”{'（批号 ' + lot + '）' if lot else ''}已有映射，"
-                       "请先删除原映射", field="source_code")
-    row = TestCodeMapping(lab_id=lab.id, source_code=code, qc_lot_number=lot, test_system_id=ts.id)
-    db.session.add(row)
-    db.session.flush()
-    return row
-
-
-def add_level_mapping(actor: User, lab_id: int, source_level: str, level_index) -> LevelCodeMapping:
-    """Map a level name as the lab's instruments send it to a level index 1..3."""
-    lab = _check_editor(actor, lab_id)
-    text = (source_level or "").strip()
-    if not text:
-        raise UserError("请填写仪器发送的水平名称", field="source_level")
-    if len(text) > 32:
-        raise UserError("水平名称过长（最多32个字符）", field="source_level")
-    try:
-        index = int(level_index)
-    except (TypeError, ValueError):
-        raise UserError("水平序号必须是 1、2 或 3", field="level_index") from None
-    if index not in (1, 2, 3):
-        raise UserError("水平序号必须是 1、2 或 3", field="level_index")
-    taken = {_fold(r.source_level) for r in db.session.scalars(
-        select(LevelCodeMapping).where(LevelCodeMapping.lab_id == lab.id))}
-    if _fold(text) in taken:
-        raise Conflict(f"水平“{text}”已有映射，请先删除原映射", field="source_level")
-    row = LevelCodeMapping(lab_id=lab.id, source_level=text, level_index=index)
-    db.session.add(row)
-    db.session.flush()
-    return row
-
-
-def delete_test_code_mapping(actor: User, mapping_id: int) -> None:
-    """Delete one test code mapping of a lab in scope (404 otherwise)."""
-    row = db.session.get(TestCodeMapping, mapping_id)
-    if row is None:
-        raise NotFound("映射不存在或无权访问")
-    _check_editor(actor, row.lab_id)
-    db.session.delete(row)  # through the ORM, so the audit log records it
-    db.session.flush()
-
-
-def delete_level_mapping(actor: User, mapping_id: int) -> None:
-    """Delete one level mapping of a lab in scope (404 otherwise)."""
-    row = db.session.get(LevelCodeMapping, mapping_id)
-    if row is None:
-        raise NotFound("映射不存在或无权访问")
-    _check_editor(actor, row.lab_id)
-    db.session.delete(row)
-    db.session.flush()
-
-
-def lab_systems(lab_id: int) -> Iterable[TestSystem]:
-    """Return a lab's test systems for mapping forms, by analyte code."""
-    return db.session.scalars(select(TestSystem).join(Analyte)
-                              .where(TestSystem.lab_id == lab_id)
-                              .order_by(Analyte.code, TestSystem.id))
+def _ambiguous(code: str | None, qc_lot: str | None, sent: str | None,
+               named: list[Instrument], found: list[TestSystem]) -> str:
+    """Say which test systems (and instruments) a record could not be told apart among."""
+    lot = f"（质控批号 {str(qc_lot).strip()}）" if qc_lot and str(qc_lot).strip() else ""
+    systems = "；".join(f"{ts.analyte.name} · {describe_instrument(ts.instrument)}"
+                       for ts in found)
+    head = f"项目代码“{code}”{lot}对应多个检测系统：{systems}。"
+    if len(_on(found)) == 1:
+        return head + "它们在同一台仪器上，请在“项目映射”中指定"
+    if not sent:
+        return head + ("记录中没有仪器信息，无法区分；请在文件中填写“仪器”列"
+                       "（序列号、名称或型号），或在“仪器映射”中指定")
+    if not named:
+        return head + f"仪器“{sent}”与本实验室的仪器都对不上；请在“仪器映射”中把“{sent}”" \
+                      "对应到一台仪器"
+    return head + f"仪器“{sent}”同时匹配 {_instruments_text(named)}；请使用仪器序列号，" \
+                  "或在“仪器映射”中指定"

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from qcwx.catalog.models import TestSystem
+from qcwx.catalog.models import Instrument, TestSystem
 from qcwx.extensions import db
 from qcwx.timeutil import utcnow
 
@@ -40,6 +40,33 @@ class LevelCodeMapping(db.Model):
     lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"), index=True)
     source_level: Mapped[str] = mapped_column(String(32))
     level_index: Mapped[int]
+
+
+class InstrumentMapping(db.Model):
+    """An analyser as a lab's messages or files name it (``H500 910YOXH02826``) → instrument.
+
+    Used by the mapping after code and QC lot, when one code and lot have test systems on
+    several instruments and the sent name matches no serial, name or model by itself.
+    """
+
+    __tablename__ = "instrument_mapping"
+    __table_args__ = (UniqueConstraint("lab_id", "source_instrument"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"), index=True)
+    source_instrument: Mapped[str] = mapped_column(String(128))
+    instrument_id: Mapped[int] = mapped_column(ForeignKey("instrument.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    instrument: Mapped[Instrument] = relationship()
+
+
+class IngestSetting(db.Model):
+    """A lab's import settings: the sample-id pattern of QC from analysers that mark nothing."""
+
+    __tablename__ = "ingest_setting"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"), unique=True)
+    qc_sample_id_pattern: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ColumnMapping(db.Model):

@@ -73,7 +73,10 @@ class ParsedRecord:
     (``MEDIUM``, ``H``, ``水平1``), ``level_norm`` a normalised token (``L``/``M``/``H``
     or a digit string) to help the mapping.  ``target_*`` are only filled for QC records
     (reference ranges of patient results stay in ``reference_range``).  ``measured_at``
-    is naive local time as sent; a date without a time gives midnight.
+    is naive local time as sent; a date without a time gives midnight. ``instrument`` is
+    the analyser as the sender names it (serial, model or name; see each parser).
+    ``qc_marker`` names the :mod:`qcwx.ingest.dialects` marker that decided ``is_qc``
+    (None when nothing did: a sample-id pattern may still make it QC at import).
     """
 
     test_code: str
@@ -104,6 +107,7 @@ class ParsedRecord:
     sample_id: str | None = None
     run_no: str | None = None
     client_id: str | None = None
+    qc_marker: str | None = None
     raw: str = ""
 
 

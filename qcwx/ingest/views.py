@@ -26,7 +26,15 @@ from flask_login import current_user, login_required
 
 from qcwx.errors import UserError
 from qcwx.extensions import db
-from qcwx.ingest import apikeys, mapping, services, tabular, template_csv, template_xlsx, uploads
+from qcwx.ingest import (
+    apikeys,
+    mapping_admin,
+    services,
+    tabular,
+    template_csv,
+    template_xlsx,
+    uploads,
+)
 
 bp = Blueprint("ingest", __name__, url_prefix="/ingest")
 
@@ -195,7 +203,7 @@ def delete_columns(mapping_id: int):
     return redirect(url_for("ingest.upload", lab_id=lab_id))
 
 
-# ---------------------------------------------------------------- code and level mappings
+# ---------------------------------------------------------------- code, level, instrument mappings
 def _mapping_lab(actor):
     labs = services.uploadable_labs(actor) if actor.role != "center" else apikeys.key_labs(actor)
     if not labs:
@@ -207,25 +215,38 @@ def _mapping_lab(actor):
     return lab, labs
 
 
+def _save_mapping(actor, lab, form) -> str:
+    """Apply one mapping form (by its ``kind``); return the flash message."""
+    kind = form.get("kind")
+    if kind == "level":
+        mapping_admin.add_level_mapping(actor, lab.id, form.get("source_level"),
+                                        form.get("level_index"))
+    elif kind == "instrument":
+        mapping_admin.add_instrument_mapping(actor, lab.id, form.get("source_instrument"),
+                                             form.get("instrument_id"))
+    elif kind == "qc_pattern":
+        mapping_admin.set_qc_sample_pattern(actor, lab.id, form.get("qc_sample_id_pattern"))
+        return "已保存质控样本号规则"
+    else:
+        mapping_admin.add_test_code_mapping(actor, lab.id, form.get("source_code"),
+                                            form.get("test_system_id"),
+                                            form.get("qc_lot_number"))
+    return "已添加映射"
+
+
 @bp.route("/mappings", methods=["GET", "POST"])
 @login_required
 def mappings():
-    """Show and edit a lab's test code and level mappings (supervisor and above edit)."""
+    """Show and edit a lab's code, level and instrument mappings and its QC sample-id rule."""
     actor = _actor()
     lab, labs = _mapping_lab(actor)
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
-        form = request.form
         try:
-            if form.get("kind") == "level":
-                mapping.add_level_mapping(actor, lab.id, form.get("source_level"),
-                                          form.get("level_index"))
-            else:
-                mapping.add_test_code_mapping(actor, lab.id, form.get("source_code"),
-                                              form.get("test_system_id"), form.get("qc_lot_number"))
+            message = _save_mapping(actor, lab, request.form)
             db.session.commit()
-            flash("已添加映射")
+            flash(message)
             return redirect(url_for("ingest.mappings", lab_id=lab.id))
         except UserError as exc:
             db.session.rollback()
@@ -233,22 +254,28 @@ def mappings():
             status = exc.status
     return render_template(
         "ingest/mappings.html", lab=lab, labs=labs, errors=errors, form=request.form,
-        codes=mapping.test_code_mappings(actor, lab.id),
-        levels=mapping.level_mappings(actor, lab.id), systems=list(mapping.lab_systems(lab.id)),
-        can_edit=actor.role in mapping.MAPPING_ROLES), status
+        codes=mapping_admin.test_code_mappings(actor, lab.id),
+        levels=mapping_admin.level_mappings(actor, lab.id),
+        instruments=mapping_admin.instrument_mappings(actor, lab.id),
+        lab_instruments=list(mapping_admin.lab_instruments(lab.id)),
+        qc_pattern=mapping_admin.qc_sample_pattern(actor, lab.id),
+        systems=list(mapping_admin.lab_systems(lab.id)),
+        can_edit=actor.role in mapping_admin.MAPPING_ROLES), status
+
+
+_DELETERS = {"level": mapping_admin.delete_level_mapping,
+             "code": mapping_admin.delete_test_code_mapping,
+             "instrument": mapping_admin.delete_instrument_mapping}
 
 
 @bp.post("/mappings/<kind>/<int:mapping_id>/delete")
 @login_required
 def delete_mapping(kind: str, mapping_id: int):
-    """Delete one test code or level mapping."""
-    actor = _actor()
-    if kind == "level":
-        mapping.delete_level_mapping(actor, mapping_id)
-    elif kind == "code":
-        mapping.delete_test_code_mapping(actor, mapping_id)
-    else:
+    """Delete one test code, level or instrument mapping."""
+    deleter = _DELETERS.get(kind)
+    if deleter is None:
         raise UserError("映射类型无效", field="kind", status=404)
+    deleter(_actor(), mapping_id)
     db.session.commit()
     flash("已删除映射")
     return redirect(url_for("ingest.mappings", lab_id=request.form.get("lab_id")))
