@@ -48,7 +48,9 @@ from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.ingest import ParseError, ParseResult, detect_format, parse_bytes
+from qcwx.ingest.dialects import apply_lab_pattern
 from qcwx.ingest.mapping import Candidate, LabMapper, MappedRecord, derive_client_id
+from qcwx.ingest.mapping_admin import lab_qc_pattern
 from qcwx.ingest.models import UploadBatch
 from qcwx.iqc import services as iqc
 from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
@@ -657,18 +659,26 @@ def _compact_verdicts(run_ids: Sequence[int]) -> dict[int, dict]:
 
 
 # ---------------------------------------------------------------- channels → candidates
-def candidates_from_parse(result: ParseResult) -> tuple[list[Candidate], int]:
-    """Turn a parse result's QC records into candidates; return them and the non-QC count."""
+def candidates_from_parse(result: ParseResult, lab: Lab | None = None
+                          ) -> tuple[list[Candidate], int]:
+    """Turn a parse result's QC records into candidates; return them and the non-QC count.
+
+    With ``lab``, records no dialect marked either way become QC when their sample id
+    matches the lab's own QC sample-id pattern (:func:`mapping_admin.lab_qc_pattern`).
+    """
+    records = result.records
+    if lab is not None:
+        records = apply_lab_pattern(records, lab_qc_pattern(lab.id))
     items = []
-    for rec in result.records:
+    for rec in records:
         if not rec.is_qc:
             continue
         items.append(Candidate(
             index=len(items), position=rec.source.describe(), value_text=rec.value_text,
             test_code=rec.test_code, level=rec.level, qc_lot=rec.qc_lot,
             measured_at=rec.measured_at, run_no=rec.run_no, client_id=rec.client_id,
-            row=rec.source.row))
-    return items, len(result.records) - len(items)
+            row=rec.source.row, instrument=rec.instrument))
+    return items, len(records) - len(items)
 
 
 def parse_issues(result: ParseResult) -> list[dict]:
@@ -724,7 +734,8 @@ def _json_item(index: int, item: Any) -> Candidate:
                      test_code=code, test_system_id=ts_id,
                      level=_text(item.get("level"), "level", 32),
                      qc_lot=_text(item.get("qc_lot"), "qc_lot", 64), measured_at=measured_at,
-                     run_date=run_date, run_no=run_no, client_id=client_id)
+                     run_date=run_date, run_no=run_no, client_id=client_id,
+                     instrument=_text(item.get("instrument"), "instrument", 128))
 
 
 def _json_moment(item: Mapping) -> tuple[datetime | None, date | None]:
@@ -804,7 +815,7 @@ def parse_upload(data: bytes, *, fmt: str | None = None, columns: Mapping | None
 def import_parsed(actor: User, lab: Lab, result: ParseResult, *, channel: str,
                   dry_run: bool = False) -> ImportReport:
     """Import the QC records of a parse result; non-QC (patient) records are only counted."""
-    items, skipped = candidates_from_parse(result)
+    items, skipped = candidates_from_parse(result, lab)
     outcomes = import_candidates(actor, lab, items, channel=channel, dry_run=dry_run)
     return ImportReport(result.format, outcomes, parse_issues(result), skipped, dry_run)
 
