@@ -36,23 +36,24 @@ SEED = 20240611
 # Reference: one pass over the runs, each rule checked on the windows ending in run r.
 _EACH = (("1-2s", 2.0), ("1-2.5s", 2.5), ("1-3s", 3.0), ("1-3.5s", 3.5))
 _NX = (("6x", 6), ("8x", 8), ("9x", 9), ("10x", 10), ("12x", 12))
+TOL = 1e-9  # QC_SPEC 1.1: |z| >= k - 1e-9 is beyond k SD; |z| < 1e-9 counts as 0
 
 
 def _all_beyond(win, k):
-    return all(v >= k for v in win) or all(v <= -k for v in win)
+    return all(v >= k - TOL for v in win) or all(v <= -(k - TOL) for v in win)
 
 
 def _two_of_three(win):
-    return sum(v >= 2 for v in win) >= 2 or sum(v <= -2 for v in win) >= 2
+    return sum(v >= 2 - TOL for v in win) >= 2 or sum(v <= -2 + TOL for v in win) >= 2
 
 
 def _same_side(win):
-    return all(v > 0 for v in win) or all(v < 0 for v in win)
+    return all(v >= TOL for v in win) or all(v <= -TOL for v in win)
 
 
 def _trend(win):
     pairs = list(zip(win[:-1], win[1:], strict=True))
-    return all(b > a for a, b in pairs) or all(b < a for a, b in pairs)
+    return all(b - a >= TOL for a, b in pairs) or all(a - b >= TOL for a, b in pairs)
 
 
 def _sequence_rules(win_of, fired, scope):
@@ -80,9 +81,9 @@ def reference_rules_fired(z):
         present = [(lv, v) for lv, v in enumerate(row) if not math.isnan(v)]
         fired = set()
         for _, v in present:
-            fired.update(code for code, k in _EACH if abs(v) >= k)
+            fired.update(code for code, k in _EACH if abs(v) >= k - TOL)
         values = [v for _, v in present]
-        if len(values) >= 2 and max(values) - min(values) >= 4:
+        if len(values) >= 2 and max(values) - min(values) >= 4 - TOL:
             fired.add("R-4s")
         for lv, v in present:
             by_level[lv].append(v)

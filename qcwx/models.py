@@ -14,6 +14,7 @@ from qcwx.catalog.models import (
     Reagent,
     TestSystem,
 )
+from qcwx.ingest.models import ColumnMapping, LevelCodeMapping, TestCodeMapping, UploadBatch
 from qcwx.iqc.models import (
     ControlLimit,
     CorrectiveAction,
@@ -23,7 +24,6 @@ from qcwx.iqc.models import (
     Submission,
     Violation,
 )
-from qcwx.ingest.models import ColumnMapping, LevelCodeMapping, TestCodeMapping, UploadBatch
 from qcwx.orgs.models import ApiKey, Hospital, Lab, Region, User
 from qcwx.peer.models import (
     PeerLabDay,

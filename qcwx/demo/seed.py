@@ -3,8 +3,8 @@
 Everything is drawn from one seeded ``numpy`` generator family, so the same call on an empty
 database always stores the same values. The organisation and catalogue are created through
 the ORM (and so audited row by row); runs, submissions and results (~54 000 runs and
-~108 000 results for the default 120 days) go in as bulk inserts with one ``seed`` audit row
-instead, and are then judged by :func:`qcwx.iqc.services.evaluate_all` like submitted runs.
+~108 000 results for the default 120 days) go through the one write path every capture
+channel takes (:func:`qcwx.iqc.services.prepare_runs` / ``store_runs``) and are judged there.
 
 Simulation of one test system × level (QC_SPEC §2, §5): the QC material's true concentration
 × (1 + method bias + lab bias) plus noise with the lab's CV (30 % of the variance shared by
@@ -24,8 +24,7 @@ from datetime import date, datetime, timedelta
 from datetime import time as dtime
 
 import numpy as np
-from sqlalchemy import bindparam, func, insert, select, text, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, func, select, text, update
 
 from qcwx.audit.models import AuditLog
 from qcwx.catalog.models import (
@@ -458,7 +457,7 @@ def _rounded(sp: SystemPlan) -> np.ndarray:
 
 
 def _establish(systems: list[SystemPlan], dates: list[date]) -> None:
-    """Set each test system's first limits: provisional from its first 20 results, or fixed.
+    """Set each test system's first limits: provisional from its earliest results, or fixed.
 
     Both apply from the first day of the period; provisional limits are entered the day the
     20th result is in (and then judge those 20 runs too).
@@ -467,10 +466,11 @@ def _establish(systems: list[SystemPlan], dates: list[date]) -> None:
         idx = np.flatnonzero(sp.present)
         sp.first_free = int(idx[ESTABLISH_N - 1]) + 1 if idx.size >= ESTABLISH_N else len(dates)
         if sp.lab.limit_kind == "established" and idx.size >= ESTABLISH_N:
-            first = idx[:ESTABLISH_N]
-            values = _rounded(sp)[first]
-            est = [qclimits.provisional_limits(values[:, j], [dates[k] for k in first])
+            # QC_SPEC §2: the earliest results, one more whenever a ±3 SD drop leaves < 20.
+            values = _rounded(sp)[idx]
+            est = [qclimits.provisional_limits(values[:, j], [dates[k] for k in idx])
                    for j in range(2)]
+            sp.first_free = int(idx[max(e.n_taken for e in est) - 1]) + 1
             sp.limits = [LimitVersion(
                 0, "established", np.array([e.mean for e in est]), np.array([e.sd for e in est]),
                 (est[0].n_used, est[1].n_used), ESTABLISHED_REASON, sp.first_free - 1)]
@@ -676,13 +676,18 @@ def _texts(values: np.ndarray, decimals: int) -> list[str]:
     return [f"{v:.{decimals}f}" for v in values]
 
 
-def _insert_results(systems: list[SystemPlan], dates: list[date],
-                    rng: np.random.Generator) -> tuple[int, int]:
-    """Bulk-insert runs, submissions and results (ids of runs and submissions assigned here)."""
-    run_id = (db.session.scalar(select(func.max(QcRun.id))) or 0) + 1
-    sub_id = (db.session.scalar(select(func.max(Submission.id))) or 0) + 1
+def _store_results(systems: list[SystemPlan], dates: list[date], rng: np.random.Generator,
+                   admin: User) -> tuple[int, int]:
+    """Store every lab's runs through the one write path, as the labs would have sent them.
+
+    ``prepare_runs`` checks them and ``store_runs`` writes runs, submissions and results
+    with Core inserts and judges each test system once from its first run — the same code
+    a phone entry or an upload takes, with the entry times the simulation drew. Labs
+    without a named technician are entered by the platform admin (the demo loader).
+    """
     midnight = [to_utc(datetime(day.year, day.month, day.day)) for day in dates]
-    runs, subs, results = [], [], []
+    by_lab: dict[int, tuple[LabPlan, list]] = {}
+    n_results = 0
     for sp in systems:
         idx = np.flatnonzero(sp.present)
         rounded = _rounded(sp)[idx]
@@ -690,61 +695,38 @@ def _insert_results(systems: list[SystemPlan], dates: list[date],
         start = 390 if sp.slot else 450  # emergency analysers run QC earlier
         minutes = rng.uniform(start, start + 100, size=idx.size)
         delay = rng.uniform(3, 40, size=idx.size)
-        levels = list(sp.ts.levels)
-        user = sp.lab.technician.id if sp.lab.technician else None
-        channel = sp.lab.channel
+        api = sp.lab.channel == "api"
+        rows = by_lab.setdefault(id(sp.lab), (sp.lab, []))[1]
         for k, day in enumerate(idx):
             measured = midnight[day] + timedelta(minutes=float(minutes[k]))
-            entered = measured + timedelta(minutes=1.0 if channel == "api" else float(delay[k]))
-            pair = {lv: (texts[j][k], float(texts[j][k])) for j, lv in enumerate(levels)}
-            runs.append({"id": run_id, "test_system_id": sp.ts.id, "run_date": dates[day],
-                         "run_no": 1, "status": "pending", "created_at": entered})
-            subs.append({"id": sub_id, "run_id": run_id, "channel": channel, "actor_id": user,
-                         "client_id": f"demo-{sp.ts.id}-{dates[day]:%Y%m%d}-1",
-                         "payload_hash": iqc_services.payload_hash(sp.ts.id, dates[day], 1, pair),
-                         "created_at": entered})
-            for lv, (value_text, value) in pair.items():
-                results.append({"run_id": run_id, "qc_level_id": lv.id, "version": 1,
-                                "is_current": True, "value_text": value_text, "value": value,
-                                "measured_at": measured, "entered_at": entered,
-                                "entered_by_id": user, "submission_id": sub_id})
-            run_id += 1
-            sub_id += 1
-    db.session.execute(insert(QcRun.__table__), runs)
-    db.session.execute(insert(Submission.__table__), subs)
-    db.session.execute(insert(QcResult.__table__), results)
+            entered = measured + timedelta(minutes=1.0 if api else float(delay[k]))
+            rows.append(iqc_services.RunInput(
+                sp.ts.id, dates[day], {"1": texts[0][k], "2": texts[1][k]}, 1,
+                f"demo-{sp.ts.id}-{dates[day]:%Y%m%d}-1", measured, entered))
+            n_results += 2
+    n_runs = 0
+    for lab, rows in by_lab.values():
+        actor = lab.technician or admin
+        prepared = iqc_services.prepare_runs(actor, lab.channel, rows)
+        refused = [p.error for p in prepared if p.error is not None]
+        if refused:
+            raise RuntimeError(f"demo rows refused: {refused[0].message}")
+        iqc_services.store_runs(actor, lab.channel, prepared)
+        n_runs += len(rows)
     _refresh_statistics()
-    return len(runs), len(results)
+    return n_runs, n_results
 
 
 def _refresh_statistics() -> None:
-    """Let SQLite's planner see the new row counts (MariaDB keeps InnoDB statistics itself).
+    """Let SQLite's planner see the new row counts for the pages that read them next.
 
     Without statistics SQLite reads ``qc_result`` through the barely selective
-    ``is_current`` index instead of ``run_id`` — 17 ms instead of 0.3 ms per test system
-    in ``evaluate_all``. (``ANALYZE TABLE`` on MariaDB would commit implicitly, so no.)
+    ``is_current`` index instead of ``run_id`` (17 ms instead of 0.3 ms per test system).
+    (``ANALYZE TABLE`` on MariaDB would commit implicitly, so no.)
     """
     if db.session.get_bind().dialect.name == "sqlite":
         for table in (QcRun.__tablename__, QcResult.__tablename__, Submission.__tablename__):
             db.session.execute(text(f"ANALYZE {table}"))
-
-
-# ---------------------------------------------------------------------------- evaluation
-def _evaluate(systems: list[SystemPlan]) -> None:
-    """Judge every run of every test system with the real service, one pass per system.
-
-    Each system's runs are loaded first with their (empty) violation lists so the service
-    finds them in the identity map instead of lazy-loading one list per run; autoflush is
-    off while it works and one flush per system writes statuses and violations.
-    """
-    for sp in systems:
-        with db.session.no_autoflush:
-            preloaded = list(db.session.scalars(
-                select(QcRun).where(QcRun.test_system_id == sp.ts.id)
-                .options(selectinload(QcRun.violations))))
-            iqc_services.evaluate_all(sp.ts, notify=False)
-        db.session.flush()
-        del preloaded
 
 
 _CAUSES = {
@@ -828,10 +810,8 @@ def seed(days: int = 120, *, seed_value: int = 20261125, end: date | None = None
     n_limits = _store_limits(systems, users, dates)
     custom = _store_rule_sets(systems, users)
     clock.lap("simulation, limits")
-    n_runs, n_results = _insert_results(systems, dates, rngs["times"])
-    clock.lap("bulk insert")
-    _evaluate(systems)
-    clock.lap("evaluate_all")
+    n_runs, n_results = _store_results(systems, dates, rngs["times"], users["admin"])
+    clock.lap("store and judge runs")
     actions = _close_old_actions(systems, end)
     status = Counter(dict(db.session.execute(
         select(QcRun.status, func.count()).join(TestSystem, TestSystem.id == QcRun.test_system_id)

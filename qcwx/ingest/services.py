@@ -9,17 +9,14 @@ interface program's file posts) ends in :func:`import_candidates`:
 2. **deduplicate** against results already stored and inside the upload (same run and
    level: same value → duplicate, another value → conflict; a re-upload stores nothing);
 3. **group** the records of one run (test system, date, run number) so the levels are
-   judged together, and store the runs of each test system **in time order**, each in its
-   own savepoint: a failing run never leaves a partial write and never undoes the others.
+   judged together, and hand the runs to the one write path every channel takes,
+   ``qcwx.iqc.services.prepare_runs`` / ``store_runs``: the same checks as a phone entry,
+   one transaction, Core inserts, then one re-judge per test system from its earliest new
+   run — the same verdicts as typing the runs in one after another
+   (``tests/integration/test_ingest_bulk.py`` proves it), at bulk speed.
 
-Recent runs (the last :data:`NOTIFY_DAYS` lab-local days) go through
-``qcwx.iqc.services.submit_run`` one by one, with alerts, exactly as if typed on a phone.
-A history import (≥ :data:`BULK_MIN_RUNS` older runs of one test system) is stored in bulk
-— the same validation helpers, one flush, then ``evaluate_from`` over the first new run in
-one vectorised pass — which gives the same statuses and violations as submitting run after
-run (the Westgard rules only look back; ``tests/integration/test_ingest_bulk.py`` proves it)
-at a fraction of the cost. Old runs page nobody; every reject still opens its
-out-of-control record.
+Runs of the last :data:`NOTIFY_DAYS` lab-local days alert like live entry; older runs (a
+history import) page nobody, and every reject still opens its out-of-control record.
 
 A *dry run* (the upload preview) does all of the above inside a savepoint and rolls it
 back, so the preview is exactly what the commit will do, predicted verdicts included.
@@ -39,12 +36,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy import select
 
-from qcwx.audit.services import record_bulk_inserts
-from qcwx.catalog.models import QcLevel, TestSystem
+from qcwx.catalog.models import QcLevel
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.ingest import ParseError, ParseResult, detect_format, parse_bytes
@@ -53,17 +47,15 @@ from qcwx.ingest.mapping import Candidate, LabMapper, MappedRecord, derive_clien
 from qcwx.ingest.mapping_admin import lab_qc_pattern
 from qcwx.ingest.models import UploadBatch
 from qcwx.iqc import services as iqc
-from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
+from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Violation
 from qcwx.orgs.models import ApiKey, Hospital, Lab, User
 from qcwx.orgs.scopes import can_access_lab, scoped
-from qcwx.timeutil import local_today, utcnow
+from qcwx.timeutil import local_today
 
 log = logging.getLogger(__name__)
 
 #: Runs dated within this many lab-local days (today included) alert like live entry.
 NOTIFY_DAYS = 3
-#: A test system with at least this many older runs in one import is stored in bulk.
-BULK_MIN_RUNS = 20
 #: Up to this many runs get full verdicts (rules explained); beyond, a compact summary.
 FULL_VERDICT_LIMIT = 500
 #: Items in one JSON batch.
@@ -353,258 +345,37 @@ def _group_client_id(members: Sequence[tuple[Outcome, MappedRecord]]) -> str:
 
 def _store(actor: User, lab: Lab, groups: Mapping[tuple[int, date, int], list],
            channel: str) -> None:
-    """Store each test system's runs in time order: history in bulk, recent ones one by one."""
-    notify_from = local_today(lab.timezone) - timedelta(days=NOTIFY_DAYS - 1)
-    by_ts: dict[int, list] = defaultdict(list)
-    for key, members in groups.items():
-        by_ts[key[0]].append((key, members))
-    for runs in by_ts.values():
-        runs.sort(key=lambda kv: (kv[0][1], kv[0][2], min(
-            (rec.measured_at or datetime.min for _, rec in kv[1]), default=datetime.min)))
-        ts = runs[0][1][0][1].test_system
-        old = [kv for kv in runs if kv[0][1] < notify_from]
-        recent = [kv for kv in runs if kv[0][1] >= notify_from]
-        if len(old) >= BULK_MIN_RUNS:
-            _store_bulk(actor, ts, old, channel)
-        else:
-            for key, members in old:
-                _submit_one(actor, ts, key, members, channel, notify=False)
-        for key, members in recent:
-            _submit_one(actor, ts, key, members, channel, notify=True)
-        _release_runs()
+    """Store the runs through the one write path; each item gets its run or its error.
 
-
-def _release_runs() -> None:
-    """Flush, then drop stored QC rows from the session: later autoflushes stay cheap.
-
-    Every autoflush walks the identity map; after a few thousand runs that walk dominated
-    the import. Outcomes keep only ids, so nothing later needs these objects.
+    Runs dated within the last :data:`NOTIFY_DAYS` lab-local days alert like live entry;
+    older ones (a history import) page nobody, but every reject still opens its record.
     """
-    db.session.flush()
-    for obj in list(db.session.identity_map.values()):
-        if isinstance(obj, (QcRun, Violation, CorrectiveAction, QcResult, Submission)):
-            db.session.expunge(obj)
+    keys = list(groups)
+    rows = [iqc.RunInput(key[0], key[1], {str(rec.level_index): rec.value_text
+                                          for _, rec in groups[key]},
+                         key[2], _group_client_id(groups[key]), _earliest(groups[key]))
+            for key in keys]
+    if not rows:
+        return
+    try:
+        prepared = iqc.prepare_runs(actor, channel, rows)
+    except UserError as exc:  # role or channel: the whole batch
+        for members in groups.values():
+            for out, _ in members:
+                out.fail(exc)
+        return
+    iqc.store_runs(actor, channel, prepared,
+                   notify_from=local_today(lab.timezone) - timedelta(days=NOTIFY_DAYS - 1))
+    for key, p in zip(keys, prepared, strict=True):
+        for out, _ in groups[key]:
+            if p.error is not None:
+                out.fail(p.error)
+            else:
+                out.store(p.run_id, duplicate=p.duplicate)
 
 
 def _earliest(members) -> datetime | None:
     return min((rec.measured_at for _, rec in members if rec.measured_at), default=None)
-
-
-def _submit_one(actor: User, ts: TestSystem, key: tuple[int, date, int], members: list,
-                channel: str, *, notify: bool) -> None:
-    """Submit one run through submit_run inside its own savepoint."""
-    _, run_date, run_no = key
-    try:
-        with db.session.begin_nested():
-            verdict = iqc.submit_run(
-                actor, test_system_id=ts.id, run_date=run_date, run_no=run_no,
-                values={str(rec.level_index): rec.value_text for _, rec in members},
-                client_id=_group_client_id(members), channel=channel,
-                measured_at=_earliest(members), notify=notify)
-    except UserError as exc:
-        for out, _ in members:
-            out.fail(exc)
-        return
-    except IntegrityError:
-        log.warning("concurrent write on run %s/%s/%s", ts.id, run_date, run_no)
-        for out, _ in members:
-            out.fail(Conflict("该批次正在被同时写入，请稍后重试", field="run_no"))
-        return
-    for out, _ in members:
-        out.store(verdict.run_id, duplicate=verdict.duplicate)
-
-
-@dataclass
-class _Prepared:
-    key: tuple[int, date, int]
-    members: list
-    resolved: dict
-    client_id: str
-    digest: str
-
-
-def _store_bulk(actor: User, ts: TestSystem, runs: list, channel: str) -> None:
-    """Store many older runs of one test system at once, judged as live entry would judge them.
-
-    Same checks as submit_run (its helpers), one flush for runs and submissions, one for
-    results, then ``evaluate_from`` the earliest new run: every later run is re-judged in one
-    vectorised pass with the same look-back window, which is what submitting them one after
-    another in time order ends with. A concurrent writer (integrity error) sends the runs
-    back through the one-by-one path.
-    """
-    try:
-        iqc.load_test_system(actor, ts.id)
-        if actor.role not in iqc.SUBMITTER_ROLES:
-            raise Forbidden("当前角色不能录入质控结果")
-    except UserError as exc:
-        for _, members in runs:
-            for out, _ in members:
-                out.fail(exc)
-        return
-    prepared: list[_Prepared] = []
-    for key, members in runs:
-        # each record passed submit_run's checks alone (_validate_alone) and _plan left one
-        # record per level, which is all resolve_levels checks for a whole run
-        resolved = {out.checked[0]: out.checked[1:] for out, _ in members}
-        digest = iqc.payload_hash(ts.id, key[1], key[2], resolved)
-        prepared.append(_Prepared(key, members, resolved, _group_client_id(members), digest))
-    if not prepared:
-        return
-    try:
-        with db.session.begin_nested():
-            stored = _write_bulk(actor, ts, prepared, channel)
-    except IntegrityError:
-        log.warning("bulk import of test system %s raced a writer; storing run by run", ts.id)
-        for p in prepared:
-            _submit_one(actor, ts, p.key, p.members, channel, notify=False)
-        return
-    for p, run_id, duplicate in stored:
-        for out, _ in p.members:
-            out.store(run_id, duplicate=duplicate)
-
-
-def _write_bulk(actor: User, ts: TestSystem, prepared: list[_Prepared], channel: str) -> list:
-    """Insert runs, submissions and results with executemany, then judge them in one pass.
-
-    Core inserts skip the ORM unit of work (its per-object cost made 100,000 rows take
-    minutes), so the audit rows the session listener would write are written here, in its
-    exact format (:func:`_audit_inserts`). The judging is ``evaluate_from`` itself, run with
-    autoflush off (everything it reads is already inserted) over runs preloaded with their
-    violations.
-    """
-    now = utcnow()
-    priors = _submissions([p.client_id for p in prepared])
-    existing = _run_levels(ts.id, [p.key[1] for p in prepared])
-    stored, todo, new_runs = [], [], []
-    for p in prepared:
-        prior = priors.get(p.client_id)
-        if prior is not None:
-            if prior.payload_hash != p.digest:
-                _fail_all(p, Conflict("该记录编号已用于另一组结果，请勿重复使用",
-                                      field="client_id"))
-            else:
-                stored.append((p, prior.run_id, True))
-            continue
-        known = existing.get(p.key[1:])
-        if known is None:
-            new_runs.append({"test_system_id": ts.id, "run_date": p.key[1], "run_no": p.key[2],
-                             "status": "pending", "evaluated_at": None, "created_at": now})
-        else:
-            clash = [lv.name for lv in p.resolved if lv.id in known[1]]
-            if clash:
-                _fail_all(p, Conflict(f"该批次已有{'、'.join(clash)}的结果；"
-                                      "如需修改请使用“更正”并填写原因", field="values"))
-                continue
-        todo.append(p)
-    if not todo:
-        return stored
-    run_ids = _insert_runs(ts.id, new_runs, existing, [p.key[1] for p in todo])
-    subs = [{"client_id": p.client_id, "payload_hash": p.digest, "channel": channel,
-             "run_id": run_ids[p.key[1:]], "actor_id": actor.id, "created_at": now}
-            for p in todo]
-    sub_ids = _insert_returning_ids(Submission, subs, "client_id")
-    results = []
-    for p in todo:
-        measured = _earliest(p.members)
-        for level, (text, value) in p.resolved.items():
-            results.append({"run_id": run_ids[p.key[1:]], "qc_level_id": level.id, "version": 1,
-                            "is_current": True, "value_text": text, "value": value, "z": None,
-                            "control_limit_id": None, "measured_at": measured, "entered_at": now,
-                            "entered_by_id": actor.id,
-                            "submission_id": sub_ids[p.client_id], "reason": None})
-    _insert_results(results)
-    _judge_from(ts, min(p.key[1:] for p in todo))
-    return stored + [(p, run_ids[p.key[1:]], False) for p in todo]
-
-
-def _run_levels(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], tuple[int, set]]:
-    """Return {(date, run no): (run id, current level ids)} of stored runs in the date span."""
-    out: dict[tuple[date, int], tuple[int, set]] = {}
-    rows = db.session.execute(
-        select(QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id, QcResult.is_current)
-        .outerjoin(QcResult, QcResult.run_id == QcRun.id)
-        .where(QcRun.test_system_id == ts_id, QcRun.run_date >= min(dates),
-               QcRun.run_date <= max(dates)))
-    for run_id, run_date, run_no, level_id, current in rows:
-        entry = out.setdefault((run_date, run_no), (run_id, set()))
-        if level_id is not None and current:
-            entry[1].add(level_id)
-    return out
-
-
-def _insert_runs(ts_id: int, rows: list[dict], existing: Mapping, dates: Sequence[date]
-                 ) -> dict[tuple[date, int], int]:
-    ids = {key: value[0] for key, value in existing.items()}
-    if rows:
-        db.session.execute(insert(QcRun.__table__), rows)
-        fresh = db.session.execute(
-            select(QcRun.id, QcRun.run_date, QcRun.run_no)
-            .where(QcRun.test_system_id == ts_id, QcRun.run_date >= min(dates),
-                   QcRun.run_date <= max(dates)))
-        for run_id, run_date, run_no in fresh:
-            ids.setdefault((run_date, run_no), run_id)
-        record_bulk_inserts(QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
-    return ids
-
-
-def _insert_returning_ids(model, rows: list[dict], key: str) -> dict[Any, int]:
-    """Insert ``rows`` and return {row[key]: new id}, read back by that unique key."""
-    db.session.execute(insert(model.__table__), rows)
-    column = model.__table__.c[key]
-    ids: dict[Any, int] = {}
-    values = [r[key] for r in rows]
-    for i in range(0, len(values), _CHUNK):
-        for row_id, value in db.session.execute(
-                select(model.__table__.c.id, column).where(column.in_(values[i:i + _CHUNK]))):
-            ids[value] = row_id
-    record_bulk_inserts(model, [r | {"id": ids[r[key]]} for r in rows])
-    return ids
-
-
-def _insert_results(rows: list[dict]) -> None:
-    db.session.execute(insert(QcResult.__table__), rows)
-    ids: dict[tuple[int, int], int] = {}
-    subs = sorted({r["submission_id"] for r in rows})
-    for i in range(0, len(subs), _CHUNK):
-        for row_id, sub_id, level_id in db.session.execute(
-                select(QcResult.id, QcResult.submission_id, QcResult.qc_level_id)
-                .where(QcResult.submission_id.in_(subs[i:i + _CHUNK]))):
-            ids[(sub_id, level_id)] = row_id
-    record_bulk_inserts(QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]}
-                              for r in rows])
-
-
-def _judge_from(ts: TestSystem, first: tuple[date, int]) -> None:
-    """Re-judge the test system from run ``first`` on, as submitting in time order ends with.
-
-    The runs are preloaded with their violations (one query per 500, not one per run) and
-    autoflush is off while ``evaluate_from`` reads what was just inserted; afterwards the
-    run objects leave the session so later autoflushes stay cheap.
-    """
-    day, number = first
-    with db.session.no_autoflush:
-        runs = db.session.scalars(
-            select(QcRun).where(QcRun.test_system_id == ts.id,
-                                (QcRun.run_date > day) | and_(QcRun.run_date == day,
-                                                              QcRun.run_no >= number))
-            .order_by(QcRun.run_date, QcRun.run_no)
-            .options(selectinload(QcRun.violations))).all()
-        iqc.evaluate_from(ts, runs[0], notify=False)
-    _release_runs()
-
-
-def _fail_all(p: _Prepared, exc: UserError) -> None:
-    for out, _ in p.members:
-        out.fail(exc)
-
-
-def _submissions(client_ids: Sequence[str]) -> dict[str, Submission]:
-    found: dict[str, Submission] = {}
-    for i in range(0, len(client_ids), _CHUNK):
-        chunk = client_ids[i:i + _CHUNK]
-        for sub in db.session.scalars(select(Submission).where(Submission.client_id.in_(chunk))):
-            found[sub.client_id] = sub
-    return found
 
 
 def _settle_copies(outcomes: Iterable[Outcome]) -> None:

@@ -89,12 +89,16 @@ class Submission(db.Model):
     """One accepted request from a capture channel, keyed by the client's own id.
 
     A retry with the same ``client_id`` finds this row and returns the stored verdict, so a
-    phone that resends after a timeout never creates a duplicate.
+    phone that resends after a timeout never creates a duplicate. The id is unique per lab,
+    never across the platform: two labs whose LIS both number runs 1, 2, 3 must not refuse
+    each other, and no one may probe whether an id exists in another lab.
     """
 
     __tablename__ = "submission"
+    __table_args__ = (UniqueConstraint("lab_id", "client_id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"))
+    client_id: Mapped[str] = mapped_column(String(64))
     payload_hash: Mapped[str] = mapped_column(String(64))
     channel: Mapped[str] = mapped_column(String(16))
     run_id: Mapped[int] = mapped_column(ForeignKey("qc_run.id"), index=True)

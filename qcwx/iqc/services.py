@@ -1,193 +1,283 @@
-"""Submit and evaluate QC runs: the one path every capture channel takes.
+"""Store QC runs through one write path, whatever the channel, and judge them.
 
-``submit_run`` validates, stores the results (idempotent on the client's id), evaluates the
-Westgard rule set over the recent window, stores violations and the run status, opens an
-out-of-control record on reject and writes an outbox row for warnings and rejects — all in
-the caller's transaction (services flush, the request or task commits), so either all of it
-is stored or none of it is.
+Every channel — phone form, QR scan, mini-program, CSV/XLSX upload, the lab-interface API,
+the demo seed — parses its input into plain :class:`RunInput` rows and calls
+
+1. :func:`prepare_runs` — every check, for one run or 100,000: role, scope, channel (set by
+   the route, never by the client), test system active, date, run number, levels, values
+   and their plausible range, the client id (idempotent per lab: the same id and payload is a
+   duplicate, another payload a conflict), and conflicts with stored results and within the
+   batch. Each row gets its own error, so one bad row never blocks the others;
+2. :func:`store_runs` — one transaction (savepoint per test system): Core inserts of runs,
+   submissions and results, then **one re-judge per test system from its earliest changed
+   run** (:func:`qcwx.iqc.evaluation.evaluate_from`), which equals judging from scratch.
+   Alerts for the runs that should page someone go to the outbox in the same transaction.
+
+:func:`submit_run` is the one-run form of the two. Services flush, never commit.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 import logging
-import math
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-import numpy as np
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from qcwx.alerts.models import OutboxMessage
-from qcwx.alerts.services import dispatch_after_commit
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
-from qcwx.iqc import targets
+from qcwx.iqc import bulk
+from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API of this package)
+    STATUS_LABEL,
+    STATUS_SUMMARY,
+    FiredRule,
+    LevelValue,
+    RunVerdict,
+    evaluate_all,
+    evaluate_from,
+    verdict_for,
+)
 from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
+from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of this package)
+    CHANNELS,
+    MAX_CLIENT_ID,
+    MAX_VALUE_TEXT,
+    SUBMITTER_ROLES,
+    check_plausible,
+    check_run_date,
+    check_run_no,
+    level_keys,
+    load_test_system,
+    parse_value,
+    payload_hash,
+    resolve_levels,
+)
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import can_access_lab
-from qcwx.peer import services as peer_services
-from qcwx.qcstats import westgard
-from qcwx.timeutil import local_today, utcnow
+from qcwx.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-SUBMITTER_ROLES = {"technician", "supervisor", "director", "admin"}
-CHANNELS = {"h5": "手机录入", "scan": "扫码录入", "upload": "文件导入", "api": "接口上传",
-            "mp": "小程序"}
-MAX_VALUE_TEXT = 32
 ERROR_KIND_HINT = {"随机误差": "random", "系统误差": "systematic"}
+RACE_MESSAGE = "该批次正在被同时写入，请稍后重试"
 
 
-# ---------------------------------------------------------------- verdict objects
+# ---------------------------------------------------------------- the one write path
 @dataclass(frozen=True)
-class FiredRule:
-    """A rule that fired, explained for the technician."""
+class RunInput:
+    """One run as a channel parsed it: plain values, nothing resolved yet.
 
-    rule: str
-    role: str
-    name: str
-    error: str
-    explanation: str
-    levels: tuple[str, ...]
+    ``values`` maps a level (its id as ``"id:<n>"``, its index ``1..3`` or its name) to
+    the value as typed. ``entered_at`` defaults to now (history loaders set their own).
+    """
 
-
-@dataclass(frozen=True)
-class LevelValue:
-    """One level's stored value with its target and z (None without a target)."""
-
-    level_id: int
-    level_name: str
-    value_text: str
-    value: float
-    target_mean: float | None
-    target_sd: float | None
-    z: float | None
-
-
-@dataclass(frozen=True)
-class RunVerdict:
-    """What a capture channel shows after a submission."""
-
-    run_id: int
     test_system_id: int
     run_date: date
-    run_no: int
-    status: str
-    status_label: str
-    summary: str
-    values: tuple[LevelValue, ...]
-    rules: tuple[FiredRule, ...] = field(default_factory=tuple)
+    values: Mapping
+    run_no: int | str | None = None
+    client_id: str | None = None
+    measured_at: datetime | None = None
+    entered_at: datetime | None = None
+
+
+@dataclass(eq=False)
+class PreparedRun:
+    """A checked :class:`RunInput`: its error, or everything :func:`store_runs` writes."""
+
+    input: RunInput
+    test_system: TestSystem | None = None
+    run_no: int = 1
+    resolved: dict = field(default_factory=dict)
+    client_id: str = ""
+    digest: str = ""
+    error: UserError | None = None
+    run_id: int | None = None
     duplicate: bool = False
-    action_id: int | None = None
+    same_as: PreparedRun | None = None
 
-    def to_dict(self) -> dict:
-        """Return the verdict as JSON-ready data (APIs and the entry page's fetch)."""
-        return {
-            "run_id": self.run_id, "test_system_id": self.test_system_id,
-            "run_date": self.run_date.isoformat(), "run_no": self.run_no,
-            "status": self.status, "status_label": self.status_label, "summary": self.summary,
-            "duplicate": self.duplicate, "action_id": self.action_id,
-            "values": [v.__dict__ for v in self.values],
-            "rules": [r.__dict__ | {"levels": list(r.levels)} for r in self.rules],
-        }
+    @property
+    def key(self) -> tuple[int, date, int]:
+        """Return (test system id, run date, run number)."""
+        return self.test_system.id, self.input.run_date, self.run_no
 
-
-STATUS_LABEL = {"accept": "在控", "warning": "警告", "reject": "失控", "pending": "待评价"}
-STATUS_SUMMARY = {
-    "accept": "质控在控，可以发出本批患者报告。",
-    "warning": "出现警告规则，请复核质控结果与近期趋势后再决定是否发出报告。",
-    "reject": "质控失控！请暂停发出本批患者报告，查找原因并填写失控处理记录。",
-    "pending": "尚未设定靶值和标准差，无法进行规则判断，请联系质控主管设定靶值。",
-}
+    @property
+    def pending(self) -> bool:
+        """Return True while the run still has to be written."""
+        return self.error is None and not self.duplicate and self.same_as is None
 
 
-# ---------------------------------------------------------------- validation
-def parse_value(text: str, field_name: str) -> float:
-    """Parse a value as typed on a phone: full-width digits and commas, spaces; finite only."""
-    if text is None or not str(text).strip():
-        raise UserError("请填写结果", field=field_name)
-    raw = str(text).strip()
-    if len(raw) > MAX_VALUE_TEXT:
-        raise UserError("结果过长", field=field_name)
-    norm = raw.translate(str.maketrans("０１２３４５６７８９．－＋，", "0123456789.-+,")).replace(
-        ",", ".").replace(" ", "")
-    try:
-        value = float(norm)
-    except ValueError:
-        raise UserError(f"结果“{raw}”不是有效数字", field=field_name) from None
-    if not math.isfinite(value):
-        raise UserError(f"结果“{raw}”不是有效数字", field=field_name)
-    return value
+def prepare_runs(actor: User, channel: str, rows: Sequence[RunInput]) -> list[PreparedRun]:
+    """Check ``rows`` as one batch; return one :class:`PreparedRun` each, errors inside.
 
-
-def _check_plausible(ts: TestSystem, value: float, field_name: str) -> None:
-    a = ts.analyte
-    if (a.plausible_low is not None and value < a.plausible_low) or (
-            a.plausible_high is not None and value > a.plausible_high):
-        raise UserError(
-            f"结果 {value:g} 超出{a.name}的合理范围（{a.plausible_low:g}–{a.plausible_high:g} "
-            f"{a.unit}），请核对是否录入错误", field=field_name)
-
-
-def load_test_system(actor: User, ts_id: int) -> TestSystem:
-    """Return the test system if in the actor's scope, else 404 (existence is not revealed)."""
-    ts = db.session.get(TestSystem, ts_id, options=[selectinload(TestSystem.levels)])
-    if ts is None or not can_access_lab(actor, ts.lab_id):
-        raise NotFound("检测系统不存在或无权访问", field="test_system_id")
-    return ts
-
-
-def resolve_levels(ts: TestSystem, values: Mapping) -> dict[QcLevel, tuple[str, float]]:
-    """Map submitted keys (level id, level index or level name) to the test system's levels."""
-    if not values:
-        raise UserError("请至少填写一个水平的结果", field="values")
-    by_key: dict[str, QcLevel] = {}
-    for lv in ts.levels:
-        by_key.update({f"id:{lv.id}": lv, str(lv.level_index): lv, lv.name: lv})
-    out: dict[QcLevel, tuple[str, float]] = {}
-    for key, text in values.items():
-        key_s = str(key).strip()
-        level = by_key.get(key_s)
-        if level is None:
-            raise UserError(f"水平“{key_s}”不属于该检测系统的质控批号 {ts.qc_lot.lot_number}",
-                            field="level")
-        if text is None or str(text).strip() == "":
-            continue  # a level not run today
-        fname = f"level_{level.level_index}"
-        value = parse_value(str(text), fname)
-        _check_plausible(ts, value, fname)
-        if level in out:
-            raise UserError(f"{level.name}重复填写", field=fname)
-        out[level] = (str(text).strip(), value)
-    if not out:
-        raise UserError("请至少填写一个水平的结果", field="values")
+    The role and channel apply to the whole batch (raised); everything else is per row.
+    """
+    if actor.role not in SUBMITTER_ROLES:
+        raise Forbidden("当前角色不能录入质控结果")
+    if channel not in CHANNELS:
+        raise UserError("录入渠道无效", field="channel")
+    systems: dict[object, TestSystem | UserError] = {}
+    keys: dict[int, dict[str, QcLevel]] = {}
+    out = []
+    for row in rows:
+        p = PreparedRun(row)
+        try:
+            p.test_system = _system(actor, row.test_system_id, systems)
+            ts = p.test_system
+            check_run_date(ts, row.run_date)
+            p.run_no = check_run_no(row.run_no)
+            if ts.id not in keys:
+                keys[ts.id] = level_keys(ts)
+            p.resolved = resolve_levels(ts, row.values, keys[ts.id])
+            p.client_id = str(row.client_id or "").strip() or f"srv-{uuid.uuid4()}"
+            if len(p.client_id) > MAX_CLIENT_ID:
+                raise UserError(f"记录编号过长（最多{MAX_CLIENT_ID}个字符）", field="client_id")
+            p.digest = payload_hash(ts.id, row.run_date, p.run_no, p.resolved)
+        except UserError as exc:
+            p.error = exc
+        out.append(p)
+    _check_against_store([p for p in out if p.error is None])
     return out
 
 
-def check_run_date(ts: TestSystem, run_date: date) -> None:
-    if not isinstance(run_date, date):
-        raise UserError("检测日期无效", field="run_date")
-    if run_date > local_today(ts.lab.timezone):
-        raise UserError("检测日期不能晚于今天", field="run_date")
-    if ts.qc_lot.expiry and run_date > ts.qc_lot.expiry:
-        raise UserError(f"质控批号 {ts.qc_lot.lot_number} 已于 {ts.qc_lot.expiry} 过期",
-                        field="run_date")
+def _system(actor: User, ts_id, cache: dict) -> TestSystem:
+    if ts_id not in cache:
+        try:
+            ts = load_test_system(actor, ts_id)
+            if not ts.active:
+                raise UserError("该检测系统已停用", field="test_system_id")
+            cache[ts_id] = ts
+        except UserError as exc:
+            cache[ts_id] = exc
+    found = cache[ts_id]
+    if isinstance(found, UserError):
+        raise copy.copy(found)  # a fresh instance of the same class (404 stays 404)
+    return found
 
 
-def payload_hash(ts_id: int, run_date: date, run_no: int, values: dict) -> str:
-    body = json.dumps({"ts": ts_id, "d": run_date.isoformat(), "n": run_no,
-                       "v": sorted((lv.id, t) for lv, (t, _) in values.items())},
-                      sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(body.encode()).hexdigest()
+def _check_against_store(prepared: list[PreparedRun]) -> None:
+    """Mark resends as duplicates and clashes with stored or earlier rows as conflicts."""
+    by_lab: dict[int, list[PreparedRun]] = defaultdict(list)
+    by_ts: dict[int, list[PreparedRun]] = defaultdict(list)
+    for p in prepared:
+        by_lab[p.test_system.lab_id].append(p)
+    for lab_id, items in by_lab.items():
+        priors = bulk.prior_submissions(lab_id, [p.client_id for p in items])
+        seen: dict[str, PreparedRun] = {}
+        for p in items:
+            prior = priors.get(p.client_id)
+            first = seen.setdefault(p.client_id, p)
+            if prior is not None and prior[0] == p.digest:
+                p.duplicate, p.run_id = True, prior[1]
+            elif prior is not None or first.digest != p.digest:
+                p.error = Conflict("该记录编号已用于另一组结果，请勿重复使用", field="client_id")
+            elif first is not p:
+                p.same_as = first
+            else:
+                by_ts[p.test_system.id].append(p)
+    for ts_id, items in by_ts.items():
+        taken = bulk.current_levels(ts_id, [p.input.run_date for p in items])
+        for p in items:
+            held = taken.setdefault(p.key[1:], set())
+            clash = [lv.name for lv in p.resolved if lv.id in held]
+            if clash:
+                p.error = Conflict(f"该批次已有{'、'.join(clash)}的结果；如需修改请使用“更正”"
+                                   "并填写原因", field="values")
+            else:
+                held.update(lv.id for lv in p.resolved)
 
 
-# ---------------------------------------------------------------- submission
+def store_runs(actor: User, channel: str, prepared: Sequence[PreparedRun], *,
+               notify_from: date | None = None) -> None:
+    """Write the pending runs of ``prepared`` and re-judge each test system once.
+
+    Each test system is stored in its own savepoint; a concurrent writer (an integrity
+    error) sends its runs through one savepoint each, so a race refuses only the raced run,
+    with a 409, never a partial write. New runs dated ``notify_from`` or later alert.
+    """
+    by_ts: dict[int, list[PreparedRun]] = defaultdict(list)
+    for p in prepared:
+        if p.pending:
+            by_ts[p.test_system.id].append(p)
+    for items in by_ts.values():
+        try:
+            with db.session.begin_nested():
+                _store_system(actor, channel, items, notify_from)
+        except IntegrityError:
+            log.warning("runs of test system %s raced a writer; storing run by run",
+                        items[0].test_system.id)
+            for group in _by_run(items).values():
+                try:
+                    with db.session.begin_nested():
+                        _store_system(actor, channel, group, notify_from)
+                except IntegrityError:
+                    for p in group:
+                        p.error = Conflict(RACE_MESSAGE, field="run_no")
+        if len(prepared) > 50:
+            _release_runs()
+    for p in prepared:
+        if p.same_as is not None:
+            p.error, p.run_id, p.duplicate = p.same_as.error, p.same_as.run_id, True
+
+
+def _by_run(items: list[PreparedRun]) -> dict[tuple, list[PreparedRun]]:
+    groups: dict[tuple, list[PreparedRun]] = defaultdict(list)
+    for p in items:
+        groups[p.key].append(p)
+    return groups
+
+
+def _store_system(actor: User, channel: str, items: list[PreparedRun],
+                  notify_from: date | None) -> None:
+    """Insert the runs, submissions and results of one test system, then re-judge it."""
+    ts = items[0].test_system
+    now = utcnow()
+    runs = _by_run(items)
+    ids = bulk.run_ids(ts.id, [key[1] for key in runs])
+    new = [{"test_system_id": ts.id, "run_date": key[1], "run_no": key[2], "status": "pending",
+            "evaluated_at": None, "created_at": min(p.input.entered_at or now for p in group)}
+           for key, group in runs.items() if key[1:] not in ids]
+    ids.update(bulk.insert_runs(ts.id, new))
+    subs = bulk.insert_submissions(ts.lab_id, [
+        {"lab_id": ts.lab_id, "client_id": p.client_id, "payload_hash": p.digest,
+         "channel": channel, "run_id": ids[p.key[1:]], "actor_id": actor.id,
+         "created_at": p.input.entered_at or now} for p in items])
+    results = []
+    for p in items:
+        p.run_id = ids[p.key[1:]]
+        for level, (text, value) in p.resolved.items():
+            results.append({"run_id": p.run_id, "qc_level_id": level.id, "version": 1,
+                            "is_current": True, "value_text": text, "value": value, "z": None,
+                            "control_limit_id": None, "measured_at": p.input.measured_at,
+                            "entered_at": p.input.entered_at or now, "entered_by_id": actor.id,
+                            "submission_id": subs[p.client_id], "reason": None})
+    bulk.insert_results(results)
+    first_key = min(runs)[1:]
+    first = db.session.get(QcRun, ids[first_key])
+    if first in db.session:
+        db.session.expire(first, ["results"])
+    alert = {ids[key[1:]] for key in runs if notify_from is not None and key[1] >= notify_from}
+    evaluate_from(ts, first, notify=alert, actor=actor)
+
+
+def _release_runs() -> None:
+    """Flush, then drop stored QC rows from the session: later autoflushes stay cheap.
+
+    Every autoflush walks the identity map; after a few thousand runs that walk dominated
+    an import. Callers keep only ids, so nothing later needs these objects.
+    """
+    db.session.flush()
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, (QcRun, Violation, CorrectiveAction, QcResult, Submission)):
+            db.session.expunge(obj)
+
+
+# ---------------------------------------------------------------- one run
 def submit_run(
     actor: User,
     *,
@@ -202,69 +292,16 @@ def submit_run(
 ) -> RunVerdict:
     """Validate, store and evaluate one run of one test system; return its verdict.
 
-    ``values`` maps a level (its id as ``"id:<n>"``, its index ``1..3`` or its name) to the
-    value as typed. Resending the same ``client_id`` returns the stored verdict and stores
+    Resending the same ``client_id`` (per lab) returns the stored verdict and stores
     nothing; the same id with different values is a conflict (409).
     """
-    if actor.role not in SUBMITTER_ROLES:
-        raise Forbidden("当前角色不能录入质控结果")
-    if channel not in CHANNELS:
-        raise UserError("录入渠道无效", field="channel")
-    ts = load_test_system(actor, test_system_id)
-    if not ts.active:
-        raise UserError("该检测系统已停用", field="test_system_id")
-    check_run_date(ts, run_date)
-    run_no = _check_run_no(run_no)
-    resolved = resolve_levels(ts, values)
-    client_id = (client_id or "").strip() or f"srv-{uuid.uuid4()}"
-    if len(client_id) > 64:
-        raise UserError("记录编号过长（最多64个字符）", field="client_id")
-    digest = payload_hash(ts.id, run_date, run_no, resolved)
-    prior = db.session.scalar(select(Submission).where(Submission.client_id == client_id))
-    if prior is not None:
-        if prior.payload_hash != digest:
-            raise Conflict("该记录编号已用于另一组结果，请勿重复使用", field="client_id")
-        return verdict_for(prior.run, duplicate=True)
-    run = _get_or_create_run(ts, run_date, run_no)
-    taken = {r.qc_level_id for r in run.results if r.is_current}
-    clash = [lv.name for lv in resolved if lv.id in taken]
-    if clash:
-        raise Conflict(f"该批次已有{'、'.join(clash)}的结果；如需修改请使用“更正”并填写原因",
-                       field="values")
-    sub = Submission(client_id=client_id, payload_hash=digest, channel=channel, run=run,
-                     actor_id=actor.id)
-    db.session.add(sub)
-    db.session.flush()
-    for level, (text, value) in resolved.items():
-        db.session.add(QcResult(run=run, qc_level_id=level.id, version=1, is_current=True,
-                                value_text=text, value=value, measured_at=measured_at,
-                                entered_by_id=actor.id, submission_id=sub.id))
-    db.session.flush()
-    evaluate_from(ts, run, notify=notify, actor=actor)
-    return verdict_for(run)
-
-
-def _check_run_no(run_no) -> int:
-    if run_no in (None, ""):
-        return 1
-    try:
-        n = int(run_no)
-    except (TypeError, ValueError):
-        raise UserError("批次号必须是正整数", field="run_no") from None
-    if not 1 <= n <= 99:
-        raise UserError("批次号必须在 1–99 之间", field="run_no")
-    return n
-
-
-def _get_or_create_run(ts: TestSystem, run_date: date, run_no: int) -> QcRun:
-    run = db.session.scalar(select(QcRun).where(
-        QcRun.test_system_id == ts.id, QcRun.run_date == run_date, QcRun.run_no == run_no)
-        .options(selectinload(QcRun.results)))
-    if run is None:
-        run = QcRun(test_system_id=ts.id, run_date=run_date, run_no=run_no, status="pending")
-        db.session.add(run)
-        db.session.flush()
-    return run
+    (p,) = prepare_runs(actor, channel, [RunInput(test_system_id, run_date, values, run_no,
+                                                  client_id, measured_at)])
+    if p.error is None and not p.duplicate:
+        store_runs(actor, channel, [p], notify_from=run_date if notify else None)
+    if p.error is not None:
+        raise p.error
+    return verdict_for(db.session.get(QcRun, p.run_id), duplicate=p.duplicate)
 
 
 def next_run_no(ts: TestSystem, run_date: date) -> int:
@@ -287,7 +324,7 @@ def correct_result(actor: User, result_id: int, value_text: str, reason: str) ->
         raise UserError("更正结果必须填写原因", field="reason")
     ts = old.run.test_system
     value = parse_value(value_text, "value")
-    _check_plausible(ts, value, "value")
+    check_plausible(ts, value, "value")
     old.is_current = False
     new = QcResult(run_id=old.run_id, qc_level_id=old.qc_level_id, version=old.version + 1,
                    is_current=True, value_text=str(value_text).strip(), value=value,
@@ -296,164 +333,3 @@ def correct_result(actor: User, result_id: int, value_text: str, reason: str) ->
     db.session.flush()
     evaluate_from(ts, old.run, notify=True, actor=actor)
     return verdict_for(old.run)
-
-
-# ---------------------------------------------------------------- evaluation
-def _series(ts: TestSystem, runs: Sequence[QcRun]) -> np.ndarray:
-    """Return the z matrix (runs × levels) of the current results of ``runs``."""
-    levels = list(ts.levels)
-    col = {lv.id: j for j, lv in enumerate(levels)}
-    row = {run.id: i for i, run in enumerate(runs)}
-    values = np.full((len(runs), len(levels)), np.nan)
-    if runs:
-        rows = db.session.execute(
-            select(QcResult.run_id, QcResult.qc_level_id, QcResult.value)
-            .where(QcResult.run_id.in_(list(row)), QcResult.is_current)).all()
-        for run_id, level_id, value in rows:
-            if level_id in col:
-                values[row[run_id], col[level_id]] = value
-    timeline = targets.limit_timeline(ts)
-    dates = [r.run_date for r in runs]
-    z = np.full_like(values, np.nan)
-    for lv in levels:
-        j = col[lv.id]
-        z[:, j] = targets.z_scores(values[:, j], dates, timeline.get(lv.id, []))
-    return z
-
-
-def _runs_window(ts: TestSystem, run: QcRun, before: int) -> list[QcRun]:
-    """Return up to ``before`` runs preceding ``run`` plus ``run`` and every later run."""
-    order_key = (QcRun.run_date, QcRun.run_no)
-    earlier = list(db.session.scalars(
-        select(QcRun).where(QcRun.test_system_id == ts.id,
-                            (QcRun.run_date < run.run_date) | and_(
-                                QcRun.run_date == run.run_date, QcRun.run_no < run.run_no))
-        .order_by(*(c.desc() for c in order_key)).limit(before)))
-    later = list(db.session.scalars(
-        select(QcRun).where(QcRun.test_system_id == ts.id,
-                            (QcRun.run_date > run.run_date) | and_(
-                                QcRun.run_date == run.run_date, QcRun.run_no >= run.run_no))
-        .order_by(*order_key)))
-    return earlier[::-1] + later
-
-
-def evaluate_from(ts: TestSystem, run: QcRun, *, notify: bool, actor: User | None = None) -> None:
-    """Re-judge ``run`` and every later run of the test system, reading a bounded lookback.
-
-    The newest run usually is ``run`` itself, so this reads the last ~12 runs: the cost of
-    evaluating one submission does not grow with the history. A back-dated entry or a
-    correction re-judges the runs after it too (their windows now contain it).
-    """
-    rule_set = targets.current_rule_set(ts)
-    before = westgard.MAX_LOOKBACK
-    while True:
-        runs = _runs_window(ts, run, before)
-        z = _series(ts, runs)
-        first_target = runs.index(run)
-        need = min(westgard.lookback_start(z[: first_target + 1]), westgard.lookback_start(z))
-        if need > 0 or first_target < before:
-            break
-        before *= 2  # missing levels: more runs are needed to hold 12 results per level
-    evaluation = westgard.evaluate(z, rule_set)
-    peer_services.refresh_after_commit(ts.id)  # peer statistics follow every change of a run
-    for i in range(first_target, len(runs)):
-        has_target = not np.isnan(z[i]).all()
-        _store_verdict(ts, runs[i], evaluation[i] if has_target else None, runs,
-                       notify=notify and runs[i].id == run.id, actor=actor)
-
-
-def evaluate_all(ts: TestSystem, *, notify: bool = False) -> int:
-    """Re-judge every run of a test system in one vectorised pass (seeding, limit changes)."""
-    runs = list(db.session.scalars(select(QcRun).where(QcRun.test_system_id == ts.id)
-                                   .order_by(QcRun.run_date, QcRun.run_no)))
-    if not runs:
-        return 0
-    z = _series(ts, runs)
-    evaluation = westgard.evaluate(z, targets.current_rule_set(ts))
-    for i, run in enumerate(runs):
-        has_target = not np.isnan(z[i]).all()
-        _store_verdict(ts, run, evaluation[i] if has_target else None, runs, notify=notify)
-    return len(runs)
-
-
-def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *, notify: bool,
-                   actor: User | None = None) -> None:
-    """Write status and violations of one run, replacing (deactivating) stale violations."""
-    status = result.status if result is not None else "pending"
-    levels = list(ts.levels)
-    new = {(v.rule, v.role, tuple(levels[j].id for j in v.levels),
-            tuple((runs[r].id, levels[j].id) for r, j in v.points))
-           for v in (result.violations if result is not None else ())}
-    old_rows = [v for v in run.violations if v.active]
-    old = {(v.rule_code, v.role, tuple(v.levels), tuple(tuple(p) for p in v.points))
-           for v in old_rows}
-    if new != old:
-        for v in old_rows:
-            v.active = False
-        for rule, role, lv_ids, points in sorted(new):
-            db.session.add(Violation(run=run, rule_code=rule, role=role, levels=list(lv_ids),
-                                     points=[list(p) for p in points]))
-    changed = run.status != status
-    run.status = status
-    run.evaluated_at = utcnow()
-    if status == "reject":
-        _open_action(run)
-    if notify and status in ("warning", "reject") and (changed or new != old):
-        _write_outbox(ts, run, status)
-
-
-def _open_action(run: QcRun) -> None:
-    exists = db.session.scalar(select(CorrectiveAction.id).where(CorrectiveAction.run_id == run.id))
-    if exists is None:
-        db.session.add(CorrectiveAction(run_id=run.id, status="open"))
-
-
-def _write_outbox(ts: TestSystem, run: QcRun, status: str) -> None:
-    """Queue an alert in the same transaction (delivered by workers after commit)."""
-    db.session.flush()
-    verdict = verdict_for(run)
-    n = db.session.scalar(select(func.count()).select_from(OutboxMessage)
-                          .where(OutboxMessage.run_id == run.id)) or 0
-    db.session.add(outbox := OutboxMessage(
-        kind=f"run_{status}", lab_id=ts.lab_id, run_id=run.id,
-        dedupe_key=f"run-{run.id}-{status}-{n + 1}",
-        payload={
-            "test_system_id": ts.id, "lab_id": ts.lab_id, "analyte": ts.analyte.name,
-            "analyte_code": ts.analyte.code, "unit": ts.unit, "run_id": run.id,
-            "run_date": run.run_date.isoformat(), "run_no": run.run_no, "status": status,
-            "status_label": STATUS_LABEL[status],
-            "values": [{"level": v.level_name, "value": v.value_text, "z": v.z}
-                       for v in verdict.values],
-            "rules": [r.rule for r in verdict.rules],
-            "at": utcnow().isoformat(),
-        }))
-    dispatch_after_commit(outbox)  # enqueue delivery once the run is committed
-
-
-def verdict_for(run: QcRun, duplicate: bool = False) -> RunVerdict:
-    """Build the verdict of a stored run (current values, active violations, explanations)."""
-    ts = run.test_system
-    if run in db.session:
-        db.session.refresh(run, ["results", "violations"])
-    steps = targets.limit_timeline(ts)
-    names = {lv.id: lv.name for lv in ts.levels}
-    values = []
-    for r in sorted((r for r in run.results if r.is_current), key=lambda r: r.level.level_index):
-        mean = sd = z = None
-        for start, m, s in steps.get(r.qc_level_id, []):
-            if start <= run.run_date:
-                mean, sd = m, s
-        if mean is not None:
-            z = (r.value - mean) / sd
-        values.append(LevelValue(r.qc_level_id, names.get(r.qc_level_id, r.level.name),
-                                 r.value_text, r.value, mean, sd, z))
-    order = {c: i for i, c in enumerate(westgard.RULE_CODES)}
-    rules = []
-    for v in sorted((v for v in run.violations if v.active), key=lambda v: order[v.rule_code]):
-        info = westgard.RULE_INFO[v.rule_code]
-        rules.append(FiredRule(v.rule_code, v.role, info.name, info.error, info.explanation,
-                               tuple(names.get(i, str(i)) for i in v.levels)))
-    action = db.session.scalar(select(CorrectiveAction.id).where(CorrectiveAction.run_id == run.id))
-    return RunVerdict(run.id, ts.id, run.run_date, run.run_no, run.status,
-                      STATUS_LABEL[run.status], STATUS_SUMMARY[run.status], tuple(values),
-                      tuple(rules), duplicate, action)

@@ -8,8 +8,12 @@ run. Two sequences are read from it:
 * the **within-level sequence** of a level: its z in run order, NaN skipped;
 * the **across-level sequence**: every non-NaN z in (run, level index) order.
 
-A result is beyond a ``k`` SD limit when ``|z| >= k`` (for every ``k``); ``z > 0`` is
-above the mean, ``z < 0`` below and ``z == 0`` breaks an ``n``-x run.
+A result is beyond a ``k`` SD limit when ``|z| >= k - TOLERANCE`` (for every ``k``):
+a value typed exactly at ``mu + 3 sigma`` gives ``z = 2.9999999999999982`` in float64
+(``(4.3 - 4.0) / 0.1``), and QC_SPEC 1.1 counts it as beyond. The sign tests use the same
+tolerance: ``z >= TOLERANCE`` is above the mean, ``z <= -TOLERANCE`` below, and
+``|z| < TOLERANCE`` counts as ``z == 0``, which breaks an ``n``-x run. ``7T`` counts a
+step as a rise (fall) when it exceeds the tolerance.
 
 A rule fires at run ``r`` when a window that satisfies it contains a result of run
 ``r`` and lies in a sequence named in the rule's scope. Runs are judged as they are
@@ -39,6 +43,7 @@ import numpy as np
 __all__ = [
     "MAX_LOOKBACK",
     "ROLES",
+    "TOLERANCE",
     "RULE_CODES",
     "RULE_INFO",
     "Evaluation",
@@ -50,6 +55,7 @@ __all__ = [
     "evaluate_last",
     "fired_matrix",
     "lookback_start",
+    "rejudge_start",
     "rules_fired",
     "sigma_rule_set",
     "validate_rule_set",
@@ -69,6 +75,10 @@ ROLES: tuple[str, ...] = ("off", "warning", "reject")
 MAX_LOOKBACK = 12
 """Longest window in results (``12x``): the newest run needs at most this many results
 of each level present in it, i.e. 12 runs when no level is missing."""
+
+TOLERANCE = 1e-9
+"""Absolute tolerance on z for every limit and sign test (QC_SPEC 1.1): ``|z| >= k - 1e-9``
+is beyond ``k`` SD, so values entered exactly at a limit are never missed to rounding."""
 
 _STATUS = np.array(["accept", "warning", "reject"])
 
@@ -317,18 +327,24 @@ class _Context:
 
 
 def _flag(z: np.ndarray, kind: str, k: float) -> np.ndarray:
+    """Return where ``z`` is beyond ``+k`` (ge) or ``-k`` (le), or rises / falls, with tolerance.
+
+    ``k`` is a limit in SD (the tolerance is subtracted) or 0 for the sign tests, where
+    ``z >= TOLERANCE`` is above the mean.
+    """
+    edge = k - TOLERANCE if k > 0 else TOLERANCE
     if kind == "ge":
-        return z >= k
+        return z >= edge
     if kind == "le":
-        return z <= -k
+        return z <= -edge
     if kind == "up":
-        return np.diff(z) > 0
-    return np.diff(z) < 0  # "down"
+        return np.diff(z) >= TOLERANCE
+    return np.diff(z) <= -TOLERANCE  # "down"
 
 
 def _beyond(k: float) -> Callable[[_Context, _Seq], tuple[np.ndarray, int]]:
-    """Window test: one result with ``|z| >= k``."""
-    return lambda ctx, seq: (np.flatnonzero(np.abs(seq.z) >= k), 1)
+    """Window test: one result with ``|z| >= k`` (within `TOLERANCE`)."""
+    return lambda ctx, seq: (np.flatnonzero(np.abs(seq.z) >= k - TOLERANCE), 1)
 
 
 def _consecutive_beyond(k: float, w: int) -> Callable[[_Context, _Seq], tuple[np.ndarray, int]]:
@@ -345,7 +361,8 @@ def _m_of_w_beyond(k: float, m: int, w: int) -> Callable[[_Context, _Seq], tuple
     """Window test: at least ``m`` of ``w`` consecutive results beyond the same ``k`` limit."""
 
     def test(ctx: _Context, seq: _Seq) -> tuple[np.ndarray, int]:
-        hit = (_window_count(seq.z >= k, w) >= m) | (_window_count(seq.z <= -k, w) >= m)
+        hit = ((_window_count(_flag(seq.z, "ge", k), w) >= m)
+               | (_window_count(_flag(seq.z, "le", k), w) >= m))
         return np.flatnonzero(hit) + (w - 1), w
 
     return test
@@ -358,9 +375,12 @@ def _window_count(flag: np.ndarray, w: int) -> np.ndarray:
 
 
 def _same_side(n: int) -> Callable[[_Context, _Seq], tuple[np.ndarray, int]]:
-    """Window test: ``n`` consecutive results all ``> 0`` or all ``< 0``; 0 breaks a run."""
-    # z >= the smallest positive double is z > 0 (and z <= minus it is z < 0).
-    return _consecutive_beyond(float(np.nextafter(0.0, 1.0)), n)
+    """Window test: ``n`` consecutive results all above or all below the mean.
+
+    ``k = 0`` makes `_flag` test ``z >= TOLERANCE`` / ``z <= -TOLERANCE``, so a result
+    within the tolerance of the mean counts as 0 and breaks the run.
+    """
+    return _consecutive_beyond(0.0, n)
 
 
 def _trend(w: int) -> Callable[[_Context, _Seq], tuple[np.ndarray, int]]:
@@ -391,10 +411,11 @@ def _range_windows(ctx: _Context) -> list[_Windows]:
     Each result that is at least 4 SD from the run's minimum or maximum is reported as
     a window of width 1, so the run is the run of its points.
     """
-    rows = np.flatnonzero(np.fmax.reduce(ctx.z, axis=1) - np.fmin.reduce(ctx.z, axis=1) >= 4.0)
+    edge = 4.0 - TOLERANCE
+    rows = np.flatnonzero(np.fmax.reduce(ctx.z, axis=1) - np.fmin.reduce(ctx.z, axis=1) >= edge)
     z = ctx.z[rows]
     hi, lo = np.fmax.reduce(z, axis=1)[:, None], np.fmin.reduce(z, axis=1)[:, None]
-    fired_row, lv = np.nonzero((hi - z >= 4.0) | (z - lo >= 4.0))
+    fired_row, lv = np.nonzero((hi - z >= edge) | (z - lo >= edge))
     runs = rows[fired_row]
     seq = _Seq(z[fired_row, lv], runs, lv)
     return [(seq, np.arange(runs.size), 1)]
@@ -488,7 +509,8 @@ def rules_fired(z: object, rules: Iterable[str] | str | None = None) -> list[fro
     A rule fires at run ``r`` when a window satisfying it contains a result of run ``r``
     and lies in a sequence of its scope; windows are taken over the results of runs
     ``0..r``, so a window counts for the run of its newest result (QC_SPEC 1.2).
-    Beyond a ``k`` SD limit means ``|z| >= k``; ``z == 0`` breaks an ``n``-x run.
+    Beyond a ``k`` SD limit means ``|z| >= k - TOLERANCE``; ``|z| < TOLERANCE`` counts as
+    ``z == 0`` and breaks an ``n``-x run.
 
     ========  ==========================================  ===============================
     code      fires when                                  scope
@@ -718,6 +740,55 @@ def lookback_start(z: object) -> int:
     if any(r is None for r in rows):
         return start
     return n - 1 - int(max(rows))
+
+
+def rejudge_start(z: object, first: int) -> int:
+    """Return the first row the evaluations of rows ``first`` … ``n - 1`` all depend on.
+
+    Re-judging from ``first`` (a correction, a back-dated run, a limit change) must equal
+    judging from scratch for *every* re-judged row, not only for ``first`` and the newest
+    (QC_SPEC 1.2). A row's windows hold at most `MAX_LOOKBACK` results of each level present
+    in it, and a level's earliest occurrence at or after ``first`` needs the most history of
+    that level, so the answer is the minimum over levels of the row of the `MAX_LOOKBACK`-th
+    last result of the level up to that occurrence. A level run once a week therefore pulls
+    in weeks of history, however many daily runs lie between.
+
+    Parameters
+    ----------
+    z : array_like, shape (n_runs, n_levels) or (n_runs,)
+        Control z-scores, oldest run first, NaN where a level was not run or has no target.
+    first : int
+        Index of the first row to re-judge.
+
+    Returns
+    -------
+    int
+        Row index ``<= first``; 0 when the rows given may not reach back far enough (the
+        caller then reads more history, or all of it).
+
+    Examples
+    --------
+    >>> nan = float("nan")
+    >>> z = [[0.1, 2.2]] + [[0.1, nan]] * 13 + [[0.1, 2.3]]
+    >>> rejudge_start(z, 13)  # the sparse level's previous result is at row 0
+    0
+    >>> rejudge_start([[0.1]] * 30, 25)
+    14
+    """
+    arr = _as_z(z)
+    n = arr.shape[0]
+    if not 0 <= first <= n:
+        raise ValueError(f"first must be within 0..{n}, got {first}")
+    start = first
+    for j in range(arr.shape[1]):
+        rows = np.flatnonzero(~np.isnan(arr[:, j]))
+        k = int(np.searchsorted(rows, first))  # this level's first occurrence >= first
+        if k == rows.size:
+            continue  # the level does not occur in the re-judged rows
+        if k < MAX_LOOKBACK - 1:
+            return 0  # fewer earlier results than a window may need: read everything
+        start = min(start, int(rows[k - (MAX_LOOKBACK - 1)]))
+    return start
 
 
 def evaluate_last(

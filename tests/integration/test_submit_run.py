@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from qcwx.alerts.models import OutboxMessage
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
-from qcwx.iqc import services, targets
+from qcwx.iqc import evaluation, services, targets
 from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Violation
 from qcwx.timeutil import local_today
 
@@ -193,13 +193,13 @@ def test_evaluation_reads_a_bounded_window(session, world, ts, monkeypatch):
     for d in range(25):
         submit(world, ts, 0.1 * (d % 3), -0.1, day=d)
     seen = []
-    original = services._series
+    original = evaluation._series
 
     def spy(ts_, runs):
         seen.append(len(runs))
         return original(ts_, runs)
 
-    monkeypatch.setattr(services, "_series", spy)
+    monkeypatch.setattr(evaluation, "_series", spy)
     submit(world, ts, 0.0, 0.0, day=26)
     assert seen and max(seen) <= 13
 

@@ -1,0 +1,97 @@
+"""Insert runs, submissions and results with Core ``executemany``, audited like the ORM.
+
+The ORM unit of work costs per object (100,000 results took minutes), so
+:func:`qcwx.iqc.services.store_runs` writes rows with Core inserts for every channel, one run
+or a year of history alike, and writes the audit rows the session listener would have
+written (:func:`qcwx.audit.services.record_bulk_inserts`, same format, same transaction).
+Ids are read back by each table's natural unique key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, select
+
+from qcwx.audit.services import record_bulk_inserts
+from qcwx.extensions import db
+from qcwx.iqc.models import QcResult, QcRun, Submission
+
+CHUNK = 500
+
+
+def run_ids(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], int]:
+    """Return {(date, run no): run id} of the test system's runs within the dates' span."""
+    if not dates:
+        return {}
+    return {(d, n): i for i, d, n in db.session.execute(
+        select(QcRun.id, QcRun.run_date, QcRun.run_no)
+        .where(QcRun.test_system_id == ts_id, QcRun.run_date >= min(dates),
+               QcRun.run_date <= max(dates)))}
+
+
+def current_levels(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], set[int]]:
+    """Return {(date, run no): level ids holding a current result} within the dates' span."""
+    out: dict[tuple[date, int], set[int]] = {}
+    if not dates:
+        return out
+    rows = db.session.execute(
+        select(QcRun.run_date, QcRun.run_no, QcResult.qc_level_id, QcResult.is_current)
+        .join(QcResult, QcResult.run_id == QcRun.id)
+        .where(QcRun.test_system_id == ts_id,
+               QcRun.run_date >= min(dates), QcRun.run_date <= max(dates)))
+    for run_date, run_no, level_id, current in rows:
+        if current:  # filtered here so the planner keeps to the run index
+            out.setdefault((run_date, run_no), set()).add(level_id)
+    return out
+
+
+def insert_runs(ts_id: int, rows: list[dict]) -> dict[tuple[date, int], int]:
+    """Insert new runs of one test system; return {(date, run no): id} of those rows."""
+    if not rows:
+        return {}
+    db.session.execute(insert(QcRun.__table__), rows)
+    ids = run_ids(ts_id, [r["run_date"] for r in rows])
+    record_bulk_inserts(QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
+    return ids
+
+
+def insert_submissions(lab_id: int, rows: list[dict]) -> dict[str, int]:
+    """Insert submissions of one lab; return {client id: id} (unique per lab)."""
+    db.session.execute(insert(Submission.__table__), rows)
+    ids: dict[str, int] = {}
+    wanted = [r["client_id"] for r in rows]
+    for i in range(0, len(wanted), CHUNK):
+        ids.update((c, k) for k, c in db.session.execute(
+            select(Submission.id, Submission.client_id)
+            .where(Submission.lab_id == lab_id, Submission.client_id.in_(wanted[i:i + CHUNK]))))
+    record_bulk_inserts(Submission, [r | {"id": ids[r["client_id"]]} for r in rows])
+    return ids
+
+
+def insert_results(rows: list[dict]) -> None:
+    """Insert results; their ids are read back by (submission, level)."""
+    db.session.execute(insert(QcResult.__table__), rows)
+    ids: dict[tuple[int, int], int] = {}
+    subs = sorted({r["submission_id"] for r in rows})
+    for i in range(0, len(subs), CHUNK):
+        for row_id, sub_id, level_id in db.session.execute(
+                select(QcResult.id, QcResult.submission_id, QcResult.qc_level_id)
+                .where(QcResult.submission_id.in_(subs[i:i + CHUNK]))):
+            ids[(sub_id, level_id)] = row_id
+    record_bulk_inserts(QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]}
+                                   for r in rows])
+
+
+def prior_submissions(lab_id: int, client_ids: Sequence[str]) -> dict[str, Any]:
+    """Return {client id: (payload hash, run id)} of the lab's stored submissions."""
+    found: dict[str, Any] = {}
+    ids = sorted(set(client_ids))
+    for i in range(0, len(ids), CHUNK):
+        for cid, digest, run_id in db.session.execute(
+                select(Submission.client_id, Submission.payload_hash, Submission.run_id)
+                .where(Submission.lab_id == lab_id, Submission.client_id.in_(ids[i:i + CHUNK]))):
+            found[cid] = (digest, run_id)
+    return found

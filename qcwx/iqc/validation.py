@@ -1,0 +1,135 @@
+"""Check what a capture channel sends before anything is stored (one set of rules).
+
+Used by :func:`qcwx.iqc.services.prepare_runs` for every channel and by the import preview,
+so a row's error names its field in the same words wherever it was typed or sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from datetime import date, datetime
+
+from sqlalchemy.orm import selectinload
+
+from qcwx.catalog.models import QcLevel, TestSystem
+from qcwx.errors import NotFound, UserError
+from qcwx.extensions import db
+from qcwx.orgs.models import User
+from qcwx.orgs.scopes import can_access_lab
+from qcwx.timeutil import local_today
+
+SUBMITTER_ROLES = {"technician", "supervisor", "director", "admin"}
+CHANNELS = {"h5": "手机录入", "scan": "扫码录入", "upload": "文件导入", "api": "接口上传",
+            "mp": "小程序"}
+MAX_VALUE_TEXT = 32
+MAX_CLIENT_ID = 64
+
+
+
+# ---------------------------------------------------------------- validation
+def parse_value(text: str, field_name: str) -> float:
+    """Parse a value as typed on a phone: full-width digits and commas, spaces; finite only."""
+    if text is None or not str(text).strip():
+        raise UserError("请填写结果", field=field_name)
+    raw = str(text).strip()
+    if len(raw) > MAX_VALUE_TEXT:
+        raise UserError("结果过长", field=field_name)
+    norm = raw.translate(str.maketrans("０１２３４５６７８９．－＋，", "0123456789.-+,")).replace(
+        ",", ".").replace(" ", "")
+    try:
+        value = float(norm)
+    except ValueError:
+        raise UserError(f"结果“{raw}”不是有效数字", field=field_name) from None
+    if not math.isfinite(value):
+        raise UserError(f"结果“{raw}”不是有效数字", field=field_name)
+    return value
+
+
+def check_plausible(ts: TestSystem, value: float, field_name: str) -> None:
+    a = ts.analyte
+    if (a.plausible_low is not None and value < a.plausible_low) or (
+            a.plausible_high is not None and value > a.plausible_high):
+        low = "" if a.plausible_low is None else f"{a.plausible_low:g}"
+        high = "" if a.plausible_high is None else f"{a.plausible_high:g}"
+        raise UserError(f"结果 {value:g} 超出{a.name}的合理范围（{low}–{high} {a.unit}），"
+                        "请核对是否录入错误", field=field_name)
+
+
+def load_test_system(actor: User, ts_id: int) -> TestSystem:
+    """Return the test system if in the actor's scope, else 404 (existence is not revealed)."""
+    try:
+        ts_id = int(ts_id)
+    except (TypeError, ValueError):
+        raise NotFound("检测系统不存在或无权访问", field="test_system_id") from None
+    ts = db.session.get(TestSystem, ts_id, options=[selectinload(TestSystem.levels)])
+    if ts is None or not can_access_lab(actor, ts.lab_id):
+        raise NotFound("检测系统不存在或无权访问", field="test_system_id")
+    return ts
+
+
+def level_keys(ts: TestSystem) -> dict[str, QcLevel]:
+    by_key: dict[str, QcLevel] = {}
+    for lv in ts.levels:
+        by_key.update({f"id:{lv.id}": lv, str(lv.level_index): lv, lv.name: lv})
+    return by_key
+
+
+def resolve_levels(ts: TestSystem, values: Mapping, keys: Mapping[str, QcLevel] | None = None
+                   ) -> dict[QcLevel, tuple[str, float]]:
+    """Map submitted keys (level id, level index or level name) to the test system's levels."""
+    if not values or not isinstance(values, Mapping):
+        raise UserError("请至少填写一个水平的结果", field="values")
+    by_key = keys if keys is not None else level_keys(ts)
+    out: dict[QcLevel, tuple[str, float]] = {}
+    for key, text in values.items():
+        key_s = str(key).strip()
+        level = by_key.get(key_s)
+        if level is None:
+            raise UserError(f"水平“{key_s}”不属于该检测系统的质控批号 {ts.qc_lot.lot_number}",
+                            field="level")
+        if text is None or str(text).strip() == "":
+            continue  # a level not run today
+        fname = f"level_{level.level_index}"
+        value = parse_value(str(text), fname)
+        check_plausible(ts, value, fname)
+        if level in out:
+            raise UserError(f"{level.name}重复填写", field=fname)
+        out[level] = (str(text).strip(), value)
+    if not out:
+        raise UserError("请至少填写一个水平的结果", field="values")
+    return out
+
+
+def check_run_date(ts: TestSystem, run_date: date) -> None:
+    """Refuse a run date in the lab's future or after the QC lot's expiry."""
+    if not isinstance(run_date, date) or isinstance(run_date, datetime):
+        raise UserError("检测日期无效", field="run_date")
+    if run_date > local_today(ts.lab.timezone):
+        raise UserError("检测日期不能晚于今天", field="run_date")
+    if ts.qc_lot.expiry and run_date > ts.qc_lot.expiry:
+        raise UserError(f"质控批号 {ts.qc_lot.lot_number} 已于 {ts.qc_lot.expiry} 过期",
+                        field="run_date")
+
+
+def check_run_no(run_no) -> int:
+    """Return the run number (1 when not given); 1–99."""
+    if run_no in (None, ""):
+        return 1
+    try:
+        n = int(run_no)
+    except (TypeError, ValueError):
+        raise UserError("批次号必须是正整数", field="run_no") from None
+    if not 1 <= n <= 99:
+        raise UserError("批次号必须在 1–99 之间", field="run_no")
+    return n
+
+
+def payload_hash(ts_id: int, run_date: date, run_no: int, values: dict) -> str:
+    """Return the digest that tells a resend (same payload) from a reused client id."""
+    body = json.dumps({"ts": ts_id, "d": run_date.isoformat(), "n": run_no,
+                       "v": sorted((lv.id, t) for lv, (t, _) in values.items())},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode()).hexdigest()
