@@ -91,6 +91,14 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == 'sqlite'
+        if sqlite:
+            # SQLite's ALTER TABLE procedure: batch migrations rebuild tables (copy, drop,
+            # rename), and dropping a table other rows reference fails while foreign keys
+            # are enforced. The pragma only works outside a transaction, so it goes straight
+            # to the driver (qcwx's "begin" hook would wrap an ordinary execute in BEGIN),
+            # and every key is checked after the migrations, before anything is kept.
+            connection.connection.driver_connection.execute('PRAGMA foreign_keys=OFF')
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -99,6 +107,12 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql('PRAGMA foreign_key_check').fetchall()
+                if broken:
+                    raise RuntimeError(f'migration left broken foreign keys: {broken[:5]}')
+        if sqlite:
+            connection.connection.driver_connection.execute('PRAGMA foreign_keys=ON')
 
 
 if context.is_offline_mode():

@@ -39,6 +39,16 @@ def _parse_date(text: str | None, field: str, default: date | None = None) -> da
         raise UserError(f"日期“{text}”格式无效，应为 YYYY-MM-DD", field=field) from None
 
 
+def _phone_channel() -> str:
+    """Return the channel of the phone entry routes: ``scan`` when landed from a QR label.
+
+    The channel is the route's, never the client's: the phone form can only ever be "h5"
+    or "scan" (the label landing adds ``?channel=scan``), so it can never record itself as
+    the lab interface or the mini-program.
+    """
+    return "scan" if request.args.get("channel") == "scan" else "h5"
+
+
 def _values_from_form(form) -> dict[str, str]:
     return {key[len("level_"):]: val for key, val in form.items() if key.startswith("level_")}
 
@@ -60,7 +70,7 @@ def entry(ts_id: int):
                 actor, test_system_id=ts.id,
                 run_date=_parse_date(form.get("run_date"), "run_date", today),
                 run_no=form.get("run_no"), values=_values_from_form(form),
-                client_id=form.get("client_id"), channel=form.get("channel") or "h5")
+                client_id=form.get("client_id"), channel=_phone_channel())
             db.session.commit()
             return redirect(url_for("iqc.run", run_id=verdict.run_id, new=1))
         except UserError as exc:
@@ -70,6 +80,7 @@ def entry(ts_id: int):
     limits = targets.limits_in_force(ts, today)
     return render_template(
         "iqc/entry.html", ts=ts, today=today, limits=limits, errors=errors, form=form,
+        channel=_phone_channel(),
         client_id=form.get("client_id") or uuid.uuid4().hex, verdict=verdict,
         next_run_no=services.next_run_no(ts, today), recent=queries.run_history(ts, 5),
     ), status
@@ -88,7 +99,7 @@ def submit_json(ts_id: int):
         actor, test_system_id=ts.id,
         run_date=_parse_date(body.get("run_date"), "run_date", local_today(ts.lab.timezone)),
         run_no=body.get("run_no"), values=body.get("values") or {},
-        client_id=body.get("client_id"), channel=body.get("channel") or "h5")
+        client_id=body.get("client_id"), channel=_phone_channel())
     db.session.commit()
     body = verdict.to_dict() | {
         "html": render_template("iqc/_verdict.html", verdict=verdict, ts=ts),

@@ -31,7 +31,7 @@
     form.querySelectorAll('input[data-level]').forEach(function (i) { values[i.dataset.level] = i.value; });
     var payload = {
       run_date: form.run_date.value, run_no: form.run_no.value, values: values,
-      client_id: form.client_id.value, channel: form.channel.value
+      client_id: form.client_id.value
     };
     btn.disabled = true; btn.textContent = '正在判断…';
     fetch(form.dataset.api, {
