@@ -36,6 +36,9 @@ _RESULT_ITEM = {
         "level": {"oneOf": [{"type": "string", "maxLength": 32}, {"type": "integer"}],
                   "description": "质控水平：1/2/3、L/M/H、水平1 等"},
         "qc_lot": {"type": "string", "maxLength": 64, "description": "质控品批号（可选）"},
+        "instrument": {"type": "string", "maxLength": 128,
+                       "description": "仪器序列号、名称或型号（同一批号在多台仪器上检测时必填，"
+                                      "用于区分检测系统）"},
         "measured_at": {"type": "string", "format": "date-time",
                         "description": "检测时间 ISO 8601；不带时区按实验室当地时间"},
         "run_date": {"type": "string", "format": "date", "description": "检测日期（当地）"},

@@ -159,9 +159,9 @@ def _estimate(kept: np.ndarray, n_excluded: int, day: pd.DatetimeIndex | None) -
 
 
 def _keep_within_3sd(x: np.ndarray) -> np.ndarray:
-    """Return the mask of ``|x - m0| < 3 * s0`` (all True when ``s0 == 0``)."""
+    """Return the mask of ``|x - m0| / s0 < 3 - 1e-9``: QC_SPEC 1.1's tolerance (s0 = 0: all)."""
     m0, s0 = x.mean(), x.std(ddof=1)
-    return np.abs(x - m0) < OUTLIER_SD * s0 if s0 > 0 else np.ones(x.size, dtype=bool)
+    return np.abs(x - m0) / s0 < OUTLIER_SD - 1e-9 if s0 > 0 else np.ones(x.size, dtype=bool)
 
 
 def provisional_limits(values: object, days: object) -> LimitEstimate:
