@@ -25,7 +25,7 @@ from qcwx.alerts.services import dispatch_after_commit
 from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
 from qcwx.iqc import targets
-from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Violation
+from qcwx.iqc.models import STATUS_LABEL, CorrectiveAction, QcResult, QcRun, Violation
 from qcwx.orgs.models import User
 from qcwx.peer import services as peer_services
 from qcwx.qcstats import westgard
@@ -33,7 +33,6 @@ from qcwx.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-STATUS_LABEL = {"accept": "在控", "warning": "警告", "reject": "失控", "pending": "待评价"}
 STATUS_SUMMARY = {
     "accept": "质控在控，可以发出本批患者报告。",
     "warning": "出现警告规则，请复核质控结果与近期趋势后再决定是否发出报告。",

@@ -17,6 +17,7 @@ from qcwx.orgs.models import User
 from qcwx.timeutil import utcnow
 
 RUN_STATUSES = {"accept": "在控", "warning": "警告", "reject": "失控", "pending": "待评价"}
+STATUS_LABEL = RUN_STATUSES  # the one place run verdicts are named (alerts, pages, APIs)
 
 
 class ControlLimit(db.Model):

@@ -10,11 +10,12 @@ import pandas as pd
 from qcwx import charts
 from qcwx.catalog.models import TestSystem
 from qcwx.iqc import queries, targets
+from qcwx.iqc.models import STATUS_LABEL
 from qcwx.qcstats import limits as qclimits
 from qcwx.qcstats import westgard
 
 NO_LIMIT_HTML = "<div class='qc-empty'>未设定靶值，无法绘制质控图</div>"
-STATUS_ZH = {"accept": "在控", "warning": "警告", "reject": "失控", "pending": "待评价"}
+STATUS_ZH = STATUS_LABEL
 
 
 @dataclass(frozen=True)
