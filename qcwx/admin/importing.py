@@ -19,7 +19,7 @@ from flask_admin import BaseView, expose
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from qcwx.admin.views import AccessMixin, current_actor
+from qcwx.admin.views import AccessMixin
 from qcwx.catalog.services import (
     IMPORT_COLUMNS,
     MAX_IMPORT_BYTES,
@@ -29,6 +29,7 @@ from qcwx.catalog.services import (
 from qcwx.errors import UserError
 from qcwx.extensions import db
 from qcwx.orgs.models import Region
+from qcwx.web.forms import current_actor
 
 log = logging.getLogger(__name__)
 

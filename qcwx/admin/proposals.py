@@ -15,7 +15,7 @@ from flask import abort, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 
 from qcwx.admin import queries
-from qcwx.admin.views import AccessMixin, current_actor
+from qcwx.admin.views import AccessMixin
 from qcwx.catalog.proposals import (
     PROPOSABLE,
     ProposableTable,
@@ -28,6 +28,7 @@ from qcwx.catalog.proposals import (
 )
 from qcwx.errors import UserError
 from qcwx.extensions import db
+from qcwx.web.forms import current_actor
 
 log = logging.getLogger(__name__)
 

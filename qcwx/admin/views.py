@@ -21,6 +21,7 @@ from qcwx.catalog.services import check_test_system, generate_anon_code
 from qcwx.errors import Forbidden, UserError
 from qcwx.extensions import db
 from qcwx.orgs.models import HOSPITAL_LEVELS, HOSPITAL_TYPES, ROLES, Hospital, Lab, Region, User
+from qcwx.web.forms import current_actor
 from qcwx.web.helpers import localtime
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,6 @@ SCOPED_FIELDS = {"region": Region, "hospital": Hospital, "lab": Lab, "instrument
 CONFLICT_MESSAGE = "保存失败：与已有数据冲突（编码或名称重复，或仍被其他记录引用）"
 # Validation messages Flask-Admin's fields raise without a Chinese translation.
 UNTRANSLATED = {"Not a valid choice": "所选项无效或不在您的管理范围内"}
-
-
-def current_actor() -> User:
-    """Return the logged-in user object (not the proxy)."""
-    return current_user._get_current_object()
 
 
 def _region_label(region: Region) -> str:

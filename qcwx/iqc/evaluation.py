@@ -24,7 +24,7 @@ from qcwx.alerts.models import OutboxMessage
 from qcwx.alerts.services import dispatch_after_commit
 from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
-from qcwx.iqc import targets
+from qcwx.iqc import queries
 from qcwx.iqc.models import STATUS_LABEL, CorrectiveAction, QcResult, QcRun, Violation
 from qcwx.orgs.models import User
 from qcwx.peer import services as peer_services
@@ -112,12 +112,12 @@ def _series(ts: TestSystem, runs: Sequence[QcRun]) -> np.ndarray:
         for run_id, level_id, value, current in rows:
             if current and level_id in col:
                 values[row[run_id], col[level_id]] = value
-    timeline = targets.limit_timeline(ts)
+    timeline = queries.limit_timeline(ts)
     dates = [r.run_date for r in runs]
     z = np.full_like(values, np.nan)
     for lv in levels:
         j = col[lv.id]
-        z[:, j] = targets.z_scores(values[:, j], dates, timeline.get(lv.id, []))
+        z[:, j] = queries.z_scores(values[:, j], dates, timeline.get(lv.id, []))
     return z
 
 
@@ -168,7 +168,7 @@ def evaluate_from(ts: TestSystem, run: QcRun, *, notify: bool | Collection[int],
         runs = _runs_from(ts, rejudge_start(ts, run))
         first = next(i for i, r in enumerate(runs) if r.id == run.id)
         z = _series(ts, runs)
-        evaluation = westgard.evaluate(z, targets.current_rule_set(ts))
+        evaluation = westgard.evaluate(z, queries.current_rule_set(ts))
     alert = {run.id} if notify is True else set(notify or ())
     peer_services.refresh_after_commit(ts.id)  # peer statistics follow every change of a run
     for i in range(first, len(runs)):
@@ -246,7 +246,7 @@ def verdict_for(run: QcRun, duplicate: bool = False) -> RunVerdict:
     ts = run.test_system
     if run in db.session:
         db.session.refresh(run, ["results", "violations"])
-    steps = targets.limit_timeline(ts)
+    steps = queries.limit_timeline(ts)
     names = {lv.id: lv.name for lv in ts.levels}
     values = []
     for r in sorted((r for r in run.results if r.is_current), key=lambda r: r.level.level_index):

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
-from qcwx.iqc.models import CorrectiveAction, QcRun
+from qcwx.iqc.models import ControlLimit, CorrectiveAction, QcRun, RuleSet
 from qcwx.orgs.models import Hospital, Lab, User
 from qcwx.orgs.scopes import in_scope
+from qcwx.qcstats import westgard
 
 
 @dataclass(frozen=True)
@@ -218,3 +221,60 @@ def results_frame(ts: TestSystem, end: date | None = None):
     frame["rules"] = [rules.get((r, lv), []) for r, lv in zip(frame.run_id, frame.level_id,
                                                                 strict=True)]
     return frame
+
+
+# ---------------------------------------------------------------- limits and rules in force
+def current_rule_set(ts: TestSystem) -> dict[str, str]:
+    """Return the rule set in force: the newest version, else the default for its levels."""
+    row = db.session.scalar(
+        select(RuleSet).where(RuleSet.test_system_id == ts.id).order_by(RuleSet.version.desc())
+    )
+    if row is not None:
+        return dict.fromkeys(westgard.RULE_CODES, "off") | dict(row.rules)
+    return westgard.default_rule_set(max(1, min(3, len(ts.levels))))
+
+
+def limits_in_force(ts: TestSystem, on: date | None = None) -> dict[int, ControlLimit]:
+    """Return {qc_level_id: ControlLimit} in force on ``on`` (default: newest versions)."""
+    stmt = select(ControlLimit).where(ControlLimit.test_system_id == ts.id)
+    if on is not None:
+        stmt = stmt.where(ControlLimit.effective_from <= on)
+    rows = db.session.scalars(stmt.order_by(ControlLimit.effective_from, ControlLimit.version))
+    return {row.qc_level_id: row for row in rows}
+
+
+def limit_history(ts: TestSystem) -> list[ControlLimit]:
+    """Return every limit version of the test system, newest first."""
+    return list(db.session.scalars(
+        select(ControlLimit).where(ControlLimit.test_system_id == ts.id)
+        .order_by(ControlLimit.version.desc())))
+
+
+def limit_timeline(ts: TestSystem) -> dict[int, list[tuple[date, float, float]]]:
+    """Return per level the (effective_from, mean, sd) steps, in force order."""
+    out: dict[int, list[tuple[date, float, float]]] = {}
+    rows = db.session.scalars(select(ControlLimit).where(ControlLimit.test_system_id == ts.id)
+                              .order_by(ControlLimit.effective_from, ControlLimit.version))
+    for row in rows:
+        out.setdefault(row.qc_level_id, []).append(
+            (row.effective_from, row.target_mean, row.target_sd))
+    return out
+
+
+def z_scores(values: np.ndarray, dates: Iterable[date], steps) -> np.ndarray:
+    """Return z of ``values`` measured on ``dates`` against the step limits in force.
+
+    ``steps`` is one level's list from `limit_timeline`; results before the first step get
+    NaN (no target yet, so no verdict).
+    """
+    dates = list(dates)
+    z = np.full(len(dates), np.nan)
+    if not steps or not dates:
+        return z
+    starts = np.array([s[0].toordinal() for s in steps])
+    idx = np.searchsorted(starts, np.array([d.toordinal() for d in dates]), side="right") - 1
+    ok = idx >= 0
+    means = np.array([s[1] for s in steps])
+    sds = np.array([s[2] for s in steps])
+    z[ok] = (values[ok] - means[idx[ok]]) / sds[idx[ok]]
+    return z

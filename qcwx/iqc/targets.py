@@ -7,7 +7,7 @@ is the newest one whose ``effective_from`` is on or before the run's date.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,7 +17,15 @@ from sqlalchemy import func, select
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import UserError
 from qcwx.extensions import db
+from qcwx.iqc import evaluation
 from qcwx.iqc.models import ControlLimit, QcResult, QcRun, RuleSet
+from qcwx.iqc.queries import (  # noqa: F401  (re-exported: what is in force, for callers)
+    current_rule_set,
+    limit_history,
+    limit_timeline,
+    limits_in_force,
+    z_scores,
+)
 from qcwx.orgs.models import User
 from qcwx.qcstats import limits as qclimits
 from qcwx.qcstats import westgard
@@ -32,16 +40,6 @@ def require_target_editor(actor: User, what: str) -> None:
     """Refuse (403) a change of limits or rules by a role that may not make it."""
     if actor.role not in TARGET_EDITORS:
         raise UserError(f"只有质控主管或科主任可以{what}", field="form", status=403)
-
-
-def current_rule_set(ts: TestSystem) -> dict[str, str]:
-    """Return the rule set in force: the newest version, else the default for its levels."""
-    row = db.session.scalar(
-        select(RuleSet).where(RuleSet.test_system_id == ts.id).order_by(RuleSet.version.desc())
-    )
-    if row is not None:
-        return dict.fromkeys(westgard.RULE_CODES, "off") | dict(row.rules)
-    return westgard.default_rule_set(max(1, min(3, len(ts.levels))))
 
 
 def set_rule_set(actor: User, ts: TestSystem, rules: Mapping[str, str], reason: str) -> RuleSet:
@@ -66,52 +64,6 @@ def _rule_set_message(detail: str) -> str:
     if "nothing" in detail.lower() or "no rule" in detail.lower() or "enable" in detail.lower():
         return "规则设置无效：至少启用一条规则"
     return f"规则设置无效（{detail}）"
-
-
-def limits_in_force(ts: TestSystem, on: date | None = None) -> dict[int, ControlLimit]:
-    """Return {qc_level_id: ControlLimit} in force on ``on`` (default: newest versions)."""
-    stmt = select(ControlLimit).where(ControlLimit.test_system_id == ts.id)
-    if on is not None:
-        stmt = stmt.where(ControlLimit.effective_from <= on)
-    rows = db.session.scalars(stmt.order_by(ControlLimit.effective_from, ControlLimit.version))
-    return {row.qc_level_id: row for row in rows}
-
-
-def limit_history(ts: TestSystem) -> list[ControlLimit]:
-    """Return every limit version of the test system, newest first."""
-    return list(db.session.scalars(
-        select(ControlLimit).where(ControlLimit.test_system_id == ts.id)
-        .order_by(ControlLimit.version.desc())))
-
-
-def limit_timeline(ts: TestSystem) -> dict[int, list[tuple[date, float, float]]]:
-    """Return per level the (effective_from, mean, sd) steps, in force order."""
-    out: dict[int, list[tuple[date, float, float]]] = {}
-    rows = db.session.scalars(select(ControlLimit).where(ControlLimit.test_system_id == ts.id)
-                              .order_by(ControlLimit.effective_from, ControlLimit.version))
-    for row in rows:
-        out.setdefault(row.qc_level_id, []).append(
-            (row.effective_from, row.target_mean, row.target_sd))
-    return out
-
-
-def z_scores(values: np.ndarray, dates: Iterable[date], steps) -> np.ndarray:
-    """Return z of ``values`` measured on ``dates`` against the step limits in force.
-
-    ``steps`` is one level's list from `limit_timeline`; results before the first step get
-    NaN (no target yet, so no verdict).
-    """
-    dates = list(dates)
-    z = np.full(len(dates), np.nan)
-    if not steps or not dates:
-        return z
-    starts = np.array([s[0].toordinal() for s in steps])
-    idx = np.searchsorted(starts, np.array([d.toordinal() for d in dates]), side="right") - 1
-    ok = idx >= 0
-    means = np.array([s[1] for s in steps])
-    sds = np.array([s[2] for s in steps])
-    z[ok] = (values[ok] - means[idx[ok]]) / sds[idx[ok]]
-    return z
 
 
 def set_control_limit(
@@ -139,7 +91,21 @@ def set_control_limit(
                        created_by_id=actor.id)
     db.session.add(row)
     db.session.flush()
+    rejudge_since(ts, effective_from)
     return row
+
+
+def rejudge_since(ts: TestSystem, effective_from: date) -> None:
+    """Re-judge the stored runs a new limit applies to (without alerting again).
+
+    A limit set in the past changes the z of every run on or after its start, so those runs
+    and everything after them are judged again, exactly as from scratch (QC_SPEC 1.2).
+    """
+    first = db.session.scalar(
+        select(QcRun).where(QcRun.test_system_id == ts.id, QcRun.run_date >= effective_from)
+        .order_by(QcRun.run_date, QcRun.run_no).limit(1))
+    if first is not None:
+        evaluation.evaluate_from(ts, first, notify=False)
 
 
 def level_history(ts: TestSystem, level: QcLevel, until: date | None = None):

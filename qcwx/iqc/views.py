@@ -10,7 +10,7 @@ import uuid
 from datetime import date, timedelta
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from qcwx.errors import UserError
 from qcwx.extensions import db
@@ -20,12 +20,9 @@ from qcwx.iqc.models import CAUSE_CATEGORIES, QcRun
 from qcwx.iqc.reports import lj_charts, monthly_summary
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today
+from qcwx.web.forms import current_actor, form_post
 
 bp = Blueprint("iqc", __name__)
-
-
-def _actor():
-    return current_user._get_current_object()
 
 
 def _parse_date(text: str | None, field: str, default: date | None = None) -> date:
@@ -57,7 +54,7 @@ def _values_from_form(form) -> dict[str, str]:
 @login_required
 def entry(ts_id: int):
     """Show today's entry form for one test system; a POST submits and shows the verdict."""
-    actor = _actor()
+    actor = current_actor()
     ts = services.load_test_system(actor, ts_id)
     today = local_today(ts.lab.timezone)
     errors: dict[str, str] = {}
@@ -65,18 +62,14 @@ def entry(ts_id: int):
     verdict = None
     form = request.form
     if request.method == "POST":
-        try:
-            verdict = services.submit_run(
-                actor, test_system_id=ts.id,
-                run_date=_parse_date(form.get("run_date"), "run_date", today),
-                run_no=form.get("run_no"), values=_values_from_form(form),
-                client_id=form.get("client_id"), channel=_phone_channel())
-            db.session.commit()
-            return redirect(url_for("iqc.run", run_id=verdict.run_id, new=1))
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "form"] = exc.message
-            status = exc.status
+        done = form_post(lambda: services.submit_run(
+            actor, test_system_id=ts.id,
+            run_date=_parse_date(form.get("run_date"), "run_date", today),
+            run_no=form.get("run_no"), values=_values_from_form(form),
+            client_id=form.get("client_id"), channel=_phone_channel()))
+        if done.ok:
+            return redirect(url_for("iqc.run", run_id=done.value.run_id, new=1))
+        errors, status = done.errors, done.status
     limits = targets.limits_in_force(ts, today)
     return render_template(
         "iqc/entry.html", ts=ts, today=today, limits=limits, errors=errors, form=form,
@@ -93,7 +86,7 @@ def submit_json(ts_id: int):
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise UserError("请求内容必须是 JSON 对象", field="body")
-    actor = _actor()
+    actor = current_actor()
     ts = services.load_test_system(actor, ts_id)
     verdict = services.submit_run(
         actor, test_system_id=ts.id,
@@ -111,7 +104,7 @@ def submit_json(ts_id: int):
 @login_required
 def run(run_id: int):
     """Show one run's verdict, its values and the fired rules explained."""
-    actor = _actor()
+    actor = current_actor()
     run_obj = db.session.get(QcRun, run_id)
     if run_obj is None:
         abort(404)
@@ -126,7 +119,7 @@ def run(run_id: int):
 @login_required
 def correct(result_id: int):
     """Store a correction as a new version and re-evaluate."""
-    verdict = services.correct_result(_actor(), result_id, request.form.get("value", ""),
+    verdict = services.correct_result(current_actor(), result_id, request.form.get("value", ""),
                                       request.form.get("reason", ""))
     db.session.commit()
     flash("已保存更正并重新判断")
@@ -137,7 +130,7 @@ def correct(result_id: int):
 @login_required
 def chart(ts_id: int):
     """Levey–Jennings per level, Z-score and Youden charts for a period."""
-    ts = services.load_test_system(_actor(), ts_id)
+    ts = services.load_test_system(current_actor(), ts_id)
     today = local_today(ts.lab.timezone)
     days = request.args.get("days", type=int) or 60
     end = _parse_date(request.args.get("end"), "end", today)
@@ -151,7 +144,7 @@ def chart(ts_id: int):
 @login_required
 def summary(ts_id: int):
     """Monthly and cumulative IQC summary per level (QC_SPEC §2)."""
-    ts = services.load_test_system(_actor(), ts_id)
+    ts = services.load_test_system(current_actor(), ts_id)
     month = request.args.get("month") or local_today(ts.lab.timezone).strftime("%Y-%m")
     table = monthly_summary(ts, month)
     return render_template("iqc/summary.html", ts=ts, month=month, table=table)
@@ -161,21 +154,18 @@ def summary(ts_id: int):
 @login_required
 def limits(ts_id: int):
     """Show limit versions; supervisors set fixed targets or establish them from data."""
-    actor = _actor()
+    actor = current_actor()
     ts = services.load_test_system(actor, ts_id)
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
-        try:
-            saved = _save_limit(actor, ts, request.form)
-            db.session.commit()
+        done = form_post(lambda: _save_limit(actor, ts, request.form))
+        if done.ok:
+            saved = done.value
             flash(f"靶值已保存（新版本）：{saved.reason}" if saved.kind == "established"
                   else "靶值已保存（新版本）")
             return redirect(url_for("iqc.limits", ts_id=ts.id))
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "form"] = exc.message
-            status = exc.status
+        errors, status = done.errors, done.status
     return render_template("iqc/limits.html", ts=ts, history=targets.limit_history(ts),
                            in_force=targets.limits_in_force(ts), errors=errors,
                            form=request.form, today=local_today(ts.lab.timezone),
@@ -199,42 +189,28 @@ def _save_limit(actor, ts, form):
     else:
         saved = targets.establish_limits(actor, ts, level, mode=mode, effective_from=effective,
                                          reason=reason)
-    _reevaluate_if_past(ts, effective)
-    return saved
-
-
-def _reevaluate_if_past(ts, effective: date) -> None:
-    """A limit that applies to stored runs re-judges them (without alerting again)."""
-    first = db.session.scalar(
-        db.select(QcRun).where(QcRun.test_system_id == ts.id, QcRun.run_date >= effective)
-        .order_by(QcRun.run_date, QcRun.run_no).limit(1))
-    if first is not None:
-        services.evaluate_from(ts, first, notify=False)
+    return saved  # the targets service re-judged the stored runs the limit applies to
 
 
 @bp.route("/ts/<int:ts_id>/rules", methods=["GET", "POST"])
 @login_required
 def rules(ts_id: int):
     """Rule-set page: each rule off / warning / reject, defaults by number of levels."""
-    actor = _actor()
+    actor = current_actor()
     ts = services.load_test_system(actor, ts_id)
     errors: dict[str, str] = {}
     status = 200
     current = targets.current_rule_set(ts)
     if request.method == "POST":
         proposed = {code: request.form.get(f"rule_{code}", "off") for code in westgard.RULE_CODES}
-        try:
-            if request.form.get("preset") == "default":
-                proposed = westgard.default_rule_set(len(ts.levels))
-            targets.set_rule_set(actor, ts, proposed, request.form.get("reason", ""))
-            db.session.commit()
+        if request.form.get("preset") == "default":
+            proposed = westgard.default_rule_set(len(ts.levels))
+        done = form_post(lambda: targets.set_rule_set(actor, ts, proposed,
+                                                      request.form.get("reason", "")))
+        if done.ok:
             flash("质控规则已保存（新版本）")
             return redirect(url_for("iqc.rules", ts_id=ts.id))
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "form"] = exc.message
-            status = exc.status
-            current = proposed
+        errors, status, current = done.errors, done.status, proposed
     return render_template("iqc/rules.html", ts=ts, current=current, errors=errors,
                            info=westgard.RULE_INFO, codes=westgard.RULE_CODES,
                            default=westgard.default_rule_set(len(ts.levels))), status
@@ -244,7 +220,7 @@ def rules(ts_id: int):
 @login_required
 def actions():
     """Open and awaiting-signature out-of-control records in scope."""
-    actor = _actor()
+    actor = current_actor()
     status = request.args.get("status")
     statuses = (status,) if status in action_service.ACTION_STATUS else ("open", "submitted")
     return render_template("iqc/actions.html", items=queries.open_actions(actor, statuses),
@@ -255,34 +231,33 @@ def actions():
 @login_required
 def action(action_id: int):
     """Fill in (technician) or sign off (supervisor) one out-of-control record."""
-    actor = _actor()
+    actor = current_actor()
     record = action_service.load_action(actor, action_id)
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
-        form = request.form
-        try:
-            if form.get("step") == "sign":
-                action_service.sign_action(actor, record.id, approve=form.get("approve") == "1",
-                                           comment=form.get("comment"))
-                flash("已审核签字" if form.get("approve") == "1" else "已退回")
-            else:
-                action_service.complete_action(
-                    actor, record.id, cause_category=form.get("cause_category", ""),
-                    description=form.get("description"), action_taken=form.get("action_taken"),
-                    rerun_result=form.get("rerun_result"),
-                    patient_impact=form.get("patient_impact"))
-                flash("已提交，等待质控主管审核")
-            db.session.commit()
+        done = form_post(lambda: _act(actor, record.id, request.form))
+        if done.ok:
+            flash(done.value)
             return redirect(url_for("iqc.action", action_id=record.id))
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "form"] = exc.message
-            status = exc.status
-            record = action_service.load_action(actor, action_id)
+        errors, status = done.errors, done.status
+        record = action_service.load_action(actor, action_id)
     verdict = services.verdict_for(record.run)
     return render_template("iqc/action.html", a=record, verdict=verdict, errors=errors,
                            form=request.form, causes=CAUSE_CATEGORIES,
                            labels=action_service.ACTION_STATUS,
                            can_sign=actor.role in action_service.SIGNERS,
                            can_complete=actor.role in action_service.COMPLETERS), status
+
+
+def _act(actor, action_id: int, form) -> str:
+    """Sign off or complete one out-of-control record; return the message to flash."""
+    if form.get("step") == "sign":
+        action_service.sign_action(actor, action_id, approve=form.get("approve") == "1",
+                                   comment=form.get("comment"))
+        return "已审核签字" if form.get("approve") == "1" else "已退回"
+    action_service.complete_action(
+        actor, action_id, cause_category=form.get("cause_category", ""),
+        description=form.get("description"), action_taken=form.get("action_taken"),
+        rerun_result=form.get("rerun_result"), patient_impact=form.get("patient_impact"))
+    return "已提交，等待质控主管审核"

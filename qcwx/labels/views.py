@@ -17,21 +17,18 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from qcwx.errors import UserError
 from qcwx.extensions import db, limiter
 from qcwx.labels import services
 from qcwx.timeutil import local_today
 from qcwx.web.errors import wants_json
+from qcwx.web.forms import current_actor
 
 bp = Blueprint("labels", __name__)
 
 PER_PAGE = 20  # 4 × 5 labels on an A4 page (see static/css/labels.css)
-
-
-def _actor():
-    return current_user._get_current_object()
 
 
 def _entry_url(ts) -> str:
@@ -43,7 +40,7 @@ def _entry_url(ts) -> str:
 def open_label(token: str):
     """Land a scanned label on its test system's entry page, marked as the scan channel."""
     try:
-        ts = services.resolve_label(_actor(), token)
+        ts = services.resolve_label(current_actor(), token)
     except services.LabelRevoked as exc:
         return render_template("labels/revoked.html", message=exc.message), exc.status
     return redirect(_entry_url(ts))
@@ -53,7 +50,7 @@ def open_label(token: str):
 @login_required
 def index():
     """List the labs whose label sheets the actor may print; one lab goes straight to it."""
-    labs = services.labs_for_labels(_actor())
+    labs = services.labs_for_labels(current_actor())
     if len(labs) == 1:
         return redirect(url_for("labels.sheet", lab_id=labs[0][0].id))
     return render_template("labels/index.html", labs=labs)
@@ -63,7 +60,7 @@ def index():
 @login_required
 def sheet(lab_id: int):
     """Show the lab's A4 label sheet (one QR label per active test system), ready to print."""
-    actor = _actor()
+    actor = current_actor()
     data = services.label_sheet(actor, lab_id)
     return render_template(
         "labels/sheet.html", sheet=data, per_page=PER_PAGE, printed_on=local_today(),
@@ -74,7 +71,7 @@ def sheet(lab_id: int):
 @login_required
 def qr_png(ts_id: int):
     """Download one label's code as a PNG for a label printer's own software."""
-    ts = services.printable_test_system(_actor(), ts_id)
+    ts = services.printable_test_system(current_actor(), ts_id)
     body = services.qr_png(services.label_url(ts))
     filename = f"qc-label-{ts.id}-v{ts.label_version}.png"
     return body, 200, {"Content-Type": "image/png",
@@ -85,7 +82,7 @@ def qr_png(ts_id: int):
 @login_required
 def regenerate(ts_id: int):
     """Void every printed copy of a test system's label and issue a new one."""
-    ts = services.regenerate_label(_actor(), ts_id)
+    ts = services.regenerate_label(current_actor(), ts_id)
     db.session.commit()
     flash(f"已作废“{ts.analyte.name}”的旧标签，请打印第 {ts.label_version} 版新标签")
     return redirect(url_for("labels.sheet", lab_id=ts.lab_id, _anchor=f"ts-{ts.id}"))
@@ -108,7 +105,7 @@ def decode():
     origins = {services.origin_of(current_app.config["BASE_URL"]),
                services.origin_of(request.host_url)}
     try:
-        ts = services.resolve_photo(_actor(), data, origins)
+        ts = services.resolve_photo(current_actor(), data, origins)
     except UserError as exc:
         if wants_json():
             raise

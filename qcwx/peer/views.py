@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import click
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from qcwx import charts
 from qcwx.errors import Forbidden, NotFound, UserError
@@ -34,14 +34,11 @@ from qcwx.peer.filters import (
 from qcwx.peer.models import GROUP_LEVEL_LABELS
 from qcwx.qcstats.peer import MIN_LABS
 from qcwx.timeutil import local_today
+from qcwx.web.forms import current_actor
 
 bp = Blueprint("peer", __name__, url_prefix="/peer", cli_group="peer")
 CENTRE_ROLES = services.CENTRE_ROLES
 MATRIX_FILTERS = ("hospital_level", "instrument_maker", "reagent_maker", "method")
-
-
-def _actor():
-    return current_user._get_current_object()
 
 
 def _require_centre(actor) -> None:
@@ -78,7 +75,7 @@ def peer_url(endpoint: str, base: dict | None = None, **changes) -> str:
 def _common(region_id: int) -> dict:
     return {"PERIOD_KINDS": PERIOD_KINDS, "DIMENSIONS": DIMENSIONS,
             "LEVEL_LABELS": GROUP_LEVEL_LABELS, "UNPUBLISHED": queries.UNPUBLISHED,
-            "region_id": region_id, "is_centre": _actor().role in CENTRE_ROLES,
+            "region_id": region_id, "is_centre": current_actor().role in CENTRE_ROLES,
             "today": local_today(), "month_options": recent_months(local_today(), 24)[::-1]}
 
 
@@ -89,7 +86,7 @@ def _common(region_id: int) -> dict:
 @login_required
 def index():
     """Send each role to its comparison home: own lab, hospital list or the centre matrix."""
-    actor = _actor()
+    actor = current_actor()
     if actor.role in CENTRE_ROLES:
         return redirect(url_for("peer.centre"))
     labs = queries.labs_in_scope(actor)
@@ -102,7 +99,7 @@ def index():
 @login_required
 def lab(lab_id: int):
     """A lab's comparison: each analyte × level against its peer group for the period."""
-    actor = _actor()
+    actor = current_actor()
     today = local_today()
     period = parse_period(request.args, today)
     page = labs_q.lab_page(actor, lab_id, period, today)
@@ -134,7 +131,7 @@ def _lot_args(actor, region_id: int):
 @login_required
 def lot():
     """The QC-lot comparison chart page (某批号质控品的用户室间比对图) with stackable filters."""
-    actor = _actor()
+    actor = current_actor()
     today = local_today()
     region_id = queries.region_id_for(actor, int_arg(request.args, "region", "区域"))
     period = parse_period(request.args, today)
@@ -191,7 +188,7 @@ def _lot_charts(actor, region_id: int, view: lot_q.LotView, today):
 @login_required
 def lot_size():
     """Return the group size of a filter stack as JSON (the filter panel's live count)."""
-    actor = _actor()
+    actor = current_actor()
     region_id = queries.region_id_for(actor, int_arg(request.args, "region", "区域"))
     period = parse_period(request.args, local_today())
     filters, level, analyte = _lot_args(actor, region_id)
@@ -212,7 +209,7 @@ def lot_size():
 @login_required
 def save_grouping():
     """Save the lot page's current filters as a named grouping (centre only)."""
-    actor = _actor()
+    actor = current_actor()
     region_id = queries.region_id_for(actor, int_arg(request.form, "region", "区域"))
     grouping = services.save_grouping(actor, region_id, request.form.get("name", ""),
                                       parse_filters(request.form))
@@ -225,7 +222,7 @@ def save_grouping():
 @login_required
 def delete_grouping(grouping_id: int):
     """Delete a saved grouping (centre only)."""
-    actor = _actor()
+    actor = current_actor()
     region_id = queries.region_id_for(actor, int_arg(request.form, "region", "区域"))
     services.delete_grouping(actor, region_id, grouping_id)
     db.session.commit()
@@ -258,7 +255,7 @@ def _centre_args(actor):
 @login_required
 def centre():
     """The centre's labs × analytes matrix of grades / SDI / CVR, with row filters."""
-    actor = _actor()
+    actor = current_actor()
     _require_centre(actor)
     region_id, period, lot_id, choices = _centre_args(actor)
     metric = request.args.get("metric") or "grade"
@@ -281,7 +278,7 @@ def centre():
 @login_required
 def nccl():
     """NCCL-style pass rates per analyte × level (allowable CV, TEa/3, TEa/4, bias)."""
-    actor = _actor()
+    actor = current_actor()
     _require_centre(actor)
     region_id, period, lot_id, choices = _centre_args(actor)
     return render_template("peer/nccl.html", rows=centre_q.nccl_table(region_id, period, lot_id),
@@ -292,7 +289,7 @@ def nccl():
 @login_required
 def exceptions():
     """Exception report: unknown units, unit mismatches, > 5 SD labs, too few results."""
-    actor = _actor()
+    actor = current_actor()
     _require_centre(actor)
     region_id, period, _, _ = _centre_args(actor)
     min_n = int_arg(request.args, "min_n", "最少结果数") or 10
@@ -305,7 +302,7 @@ def exceptions():
 @login_required
 def freeze():
     """Freeze a finished month for the centre's region (never recomputes a frozen one)."""
-    actor = _actor()
+    actor = current_actor()
     _require_centre(actor)
     region_id = queries.region_id_for(actor, int_arg(request.form, "region", "区域"))
     month = (request.form.get("month") or "").strip()

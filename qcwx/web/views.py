@@ -13,6 +13,7 @@ from qcwx.audit.services import reset_actor, set_actor
 from qcwx.extensions import db
 from qcwx.iqc import queries as iqc_queries
 from qcwx.timeutil import local_today
+from qcwx.web.forms import current_actor
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
@@ -35,7 +36,7 @@ def _forget_actor(_exc) -> None:
 def home():
     """Show the role's own home: lab board, hospital/region overview, admin links."""
     today = local_today()
-    user = current_user._get_current_object()
+    user = current_actor()
     context = {"today": today}
     if user.role in ("technician", "supervisor"):
         context["board"] = iqc_queries.today_board(user, today)
