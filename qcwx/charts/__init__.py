@@ -3,7 +3,8 @@
 Builders return a pyecharts chart with an explicit ``chart_id``; :func:`render` turns it into
 an HTML fragment (one ``div`` + one ``<script>``), :func:`options_json` into JSON for APIs.
 Pages must load ``static/`` + :data:`ECHARTS_SCRIPT_PATH` once (served locally, never a CDN).
-No database or Flask imports here: callers query, then pass lists and dicts.
+No queries and no Flask here: callers query, then pass lists and dicts (the verdict names
+come from :data:`qcwx.iqc.models.STATUS_LABEL`, their one place).
 """
 
 from qcwx.charts.common import STATUS_COLOURS, STATUS_LABELS

@@ -18,6 +18,8 @@ from typing import Any
 
 from pyecharts import options as opts
 
+from qcwx.iqc.models import STATUS_LABEL
+
 GREEN = "#07c160"
 AMBER = "#fa9d3b"
 RED = "#fa5151"
@@ -36,7 +38,9 @@ LEVEL_SYMBOLS = ("circle", "rect", "triangle", "roundRect", "pin")
 
 STATUSES = ("accept", "warning", "reject", "pending")
 STATUS_COLOURS = {"accept": GREEN, "warning": AMBER, "reject": RED, "pending": GREY}
-STATUS_LABELS = {"accept": "在控", "warning": "警告", "reject": "失控", "pending": "待评价"}
+#: Chinese names of the verdicts: the one table of :mod:`qcwx.iqc.models`, under the name
+#: the chart builders have always used.
+STATUS_LABELS = STATUS_LABEL
 
 FONT = ('-apple-system, BlinkMacSystemFont, "PingFang SC", "Hiragino Sans GB", '
         '"Microsoft YaHei", "Noto Sans CJK SC", "Noto Sans SC", sans-serif')

@@ -211,3 +211,10 @@ def test_lj_limit_steps_that_never_change_draw_constant_lines_at_the_steps_limit
     opts = build(pts, mean=9.0, sd=1.0, limit_steps=[(0, 5.0, 0.2)])
     assert markline_values(series_named(opts, "测定值")) == pytest.approx(
         [4.4, 4.6, 4.8, 5.0, 5.2, 5.4, 5.6])
+
+
+def test_status_labels_are_the_one_table_of_iqc_models():
+    from qcwx.charts import STATUS_LABELS
+    from qcwx.iqc.models import STATUS_LABEL
+
+    assert STATUS_LABELS is STATUS_LABEL
