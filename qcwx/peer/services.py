@@ -30,9 +30,8 @@ from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import celery, db
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.orgs.models import Hospital, Lab, Region, User
-from qcwx.peer import lot, queries
+from qcwx.peer import queries
 from qcwx.peer.filters import DIMENSIONS, Period, month_end, month_period, parse_filters
-from qcwx.peer.frames import in_control, load_specs
 from qcwx.peer.models import (
     PeerLabDay,
     PeerSnapshot,
@@ -40,6 +39,8 @@ from qcwx.peer.models import (
     PeerTsState,
     SavedGrouping,
 )
+from qcwx.peer.queries import lot
+from qcwx.peer.queries.frames import in_control, load_specs
 from qcwx.timeutil import utcnow
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,6 @@ from qcwx import charts
 from qcwx.errors import Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
-from qcwx.peer import centre as centre_q
-from qcwx.peer import exceptions as exception_report
-from qcwx.peer import labs as labs_q
-from qcwx.peer import lot as lot_q
 from qcwx.peer import queries, services
 from qcwx.peer.filters import (
     DIMENSIONS,
@@ -32,6 +28,10 @@ from qcwx.peer.filters import (
     recent_months,
 )
 from qcwx.peer.models import GROUP_LEVEL_LABELS
+from qcwx.peer.queries import centre as centre_q
+from qcwx.peer.queries import exceptions as exception_report
+from qcwx.peer.queries import labs as labs_q
+from qcwx.peer.queries import lot as lot_q
 from qcwx.qcstats.peer import MIN_LABS
 from qcwx.timeutil import local_today
 from qcwx.web.forms import current_actor

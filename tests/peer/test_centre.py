@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from qcwx.peer import exceptions as exception_report
 from qcwx.peer.filters import month_period
+from qcwx.peer.queries import exceptions as exception_report
 from tests.peer.conftest import (
     add_run,
     elements,

@@ -100,7 +100,7 @@ def test_refresh_writes_only_changed_days_and_matches_the_raw_path(peer_world, s
 
 
 def test_the_celery_task_refreshes_and_commits(peer_world, session):
-    from workers.tasks.peer import refresh
+    from qcwx.peer.tasks import refresh
 
     w = peer_world
     out = refresh.apply(args=[w.systems["b1"].id]).get()

@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from qcwx import models as m
 from qcwx.iqc import services as iqc_services
-from qcwx.peer import exceptions as exception_report
 from qcwx.peer import queries, services
 from qcwx.peer.filters import month_period
 from qcwx.peer.models import PeerLabDay, PeerSnapshotLab, PeerTsState
+from qcwx.peer.queries import exceptions as exception_report
 from tests.peer.conftest import (
     BECKMAN,
     ROCHE,

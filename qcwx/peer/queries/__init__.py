@@ -6,11 +6,11 @@ and only as per-lab aggregates (never their raw results). Which labs count as "o
 highlighted) comes from :func:`qcwx.orgs.scopes.lab_ids_in_scope`; names from
 :func:`qcwx.orgs.scopes.sees_identities`. Objects outside the region answer 404.
 
-Per-system moments come from :mod:`qcwx.peer.frames` (the ``peer_lab_day`` cache, or raw
+Per-system moments come from :mod:`qcwx.peer.queries.frames` (the ``peer_lab_day`` cache, or raw
 results of judged, non-rejected runs); :mod:`qcwx.peer.compute` does the statistics. This
 module holds the region and scope, the compared rows and the lab page; the lot page is in
-:mod:`qcwx.peer.lot`, the centre's matrix and NCCL table in :mod:`qcwx.peer.centre`, the
-exception report in :mod:`qcwx.peer.exceptions`.
+:mod:`qcwx.peer.queries.lot`, the centre's matrix and NCCL table in
+:mod:`qcwx.peer.queries.centre`, the exception report in :mod:`qcwx.peer.queries.exceptions`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from qcwx.peer import compute
 from qcwx.peer.filters import (
     Period,
 )
-from qcwx.peer.frames import load_specs, system_moments, systems_frame
 from qcwx.peer.models import (
     GROUP_LEVEL_LABELS,
     PeerSnapshot,
     PeerSnapshotLab,
 )
+from qcwx.peer.queries.frames import load_specs, system_moments, systems_frame
 from qcwx.qcstats import peer as qpeer
 
 UNPUBLISHED = "比对组实验室不足 5 家或结果不足 20 个，暂不发布统计"

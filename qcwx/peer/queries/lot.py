@@ -35,13 +35,13 @@ from qcwx.peer.filters import (
     describe,
     recent_months,
 )
-from qcwx.peer.frames import load_specs, system_moments, systems_frame
-from qcwx.peer.labs import history
 from qcwx.peer.models import (
     GROUP_LEVEL_LABELS,
     SavedGrouping,
 )
 from qcwx.peer.queries import grade_or_none, int_or_none, num, own_lab_ids
+from qcwx.peer.queries.frames import load_specs, system_moments, systems_frame
+from qcwx.peer.queries.labs import history
 from qcwx.peer.units import unit_key
 from qcwx.qcstats import peer as qpeer
 

@@ -17,12 +17,12 @@ from qcwx.peer import compute
 from qcwx.peer.filters import (
     Period,
 )
-from qcwx.peer.frames import load_specs, systems_frame
-from qcwx.peer.lot import value_names
 from qcwx.peer.models import (
     PeerSnapshot,
 )
 from qcwx.peer.queries import region_results
+from qcwx.peer.queries.frames import load_specs, systems_frame
+from qcwx.peer.queries.lot import value_names
 from qcwx.qcstats import peer as qpeer
 
 

@@ -24,7 +24,7 @@ from qcwx.catalog.models import Analyte, QcLevel, test_system_level
 from qcwx.extensions import db
 from qcwx.peer import compute
 from qcwx.peer.filters import Period
-from qcwx.peer.frames import system_moments, systems_frame
+from qcwx.peer.queries.frames import system_moments, systems_frame
 from qcwx.peer.units import unit_key, unit_known
 
 KINDS = ("unknown_unit", "unit_mismatch", "outlier", "few_results")
