@@ -15,7 +15,7 @@ from datetime import date
 
 from qcwx.catalog.validation import LEVEL_INDEX_MAX
 from qcwx.errors import UserError
-from qcwx.ingest.numbers import fold_text, parse_datetime
+from qcwx.numbers import fold_text, parse_datetime
 from qcwx.orgs.models import HOSPITAL_LEVELS
 
 __all__ = [

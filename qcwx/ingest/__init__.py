@@ -14,10 +14,19 @@ Times in records are naive, as sent; the caller attaches the lab's time zone
 ('csv', 'GLU', 5.62)
 """
 
-from . import astm, hl7v2, tabular  # noqa: F401  (importing registers the formats)
-from .records import ParsedRecord, ParseError, ParseIssue, ParseResult, SourceRef
-from .registry import detect_format, formats, parse_bytes, register
-from .tabular import template_csv, template_xlsx
+from .formats import (
+    ParsedRecord,
+    ParseError,
+    ParseIssue,
+    ParseResult,
+    SourceRef,
+    detect_format,
+    formats,
+    parse_bytes,
+    register,
+    template_csv,
+    template_xlsx,
+)
 
 __all__ = [
     "ParseError",

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from .numbers import fold_text
+from qcwx.numbers import fold_text
 
 __all__ = ["compact", "describe_instrument", "match_instruments", "sent_forms"]
 

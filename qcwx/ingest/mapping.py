@@ -42,7 +42,7 @@ from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
 from qcwx.ingest.instruments import describe_instrument, match_instruments
 from qcwx.ingest.models import InstrumentMapping, LevelCodeMapping, TestCodeMapping
-from qcwx.ingest.numbers import fold_text, normalize_level
+from qcwx.numbers import fold_text, normalize_level
 from qcwx.orgs.models import Lab
 from qcwx.timeutil import DEFAULT_TZ, to_utc
 

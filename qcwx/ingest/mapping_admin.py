@@ -17,7 +17,8 @@ from sqlalchemy.orm import selectinload
 from qcwx.catalog.models import Analyte, Instrument, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
-from qcwx.ingest.dialects import compile_qc_pattern
+from qcwx.ingest.formats.dialects import compile_qc_pattern
+from qcwx.ingest.formats.records import ParseError
 from qcwx.ingest.mapping import fold_key as _fold
 from qcwx.ingest.models import (
     IngestSetting,
@@ -25,7 +26,6 @@ from qcwx.ingest.models import (
     LevelCodeMapping,
     TestCodeMapping,
 )
-from qcwx.ingest.records import ParseError
 from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import utcnow

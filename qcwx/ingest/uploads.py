@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
-from qcwx.ingest import tabular
+from qcwx.ingest.formats import tabular
 from qcwx.ingest.models import ColumnMapping
-from qcwx.ingest.services import check_uploader
+from qcwx.ingest.queries import check_uploader
 from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import can_access_lab
 

@@ -29,12 +29,14 @@ from qcwx.extensions import db
 from qcwx.ingest import (
     apikeys,
     mapping_admin,
+    queries,
+    schemas,
     services,
-    tabular,
     template_csv,
     template_xlsx,
     uploads,
 )
+from qcwx.ingest.formats import tabular
 
 bp = Blueprint("ingest", __name__, url_prefix="/ingest")
 
@@ -88,9 +90,9 @@ def template_xlsx_file():
 # ---------------------------------------------------------------- upload → preview → commit
 def _upload_page(actor, lab, errors=None, status=200):
     return render_template(
-        "ingest/upload.html", lab=lab, labs=services.uploadable_labs(actor),
+        "ingest/upload.html", lab=lab, labs=queries.uploadable_labs(actor),
         saved=uploads.column_mappings(actor, lab.id), errors=errors or {},
-        batches=services.recent_batches(actor, 10)), status
+        batches=queries.recent_batches(actor, 10)), status
 
 
 @bp.route("/upload", methods=["GET", "POST"])
@@ -98,7 +100,7 @@ def _upload_page(actor, lab, errors=None, status=200):
 def upload():
     """Show the upload form; a POST keeps the file and shows its preview."""
     actor = _actor()
-    lab = services.check_uploader(actor, request.values.get("lab_id"))
+    lab = queries.check_uploader(actor, request.values.get("lab_id"))
     if request.method == "GET":
         return _upload_page(actor, lab)
     try:
@@ -130,7 +132,7 @@ def _preview(actor, lab, digest, data, filename, columns):
     return render_template("ingest/preview.html", lab=lab, report=report, digest=digest,
                            filename=filename, columns=columns, rows=PREVIEW_ROWS,
                            columns_json=json.dumps(columns or {}, ensure_ascii=False),
-                           labels=services.PREVIEW_LABEL)
+                           labels=schemas.PREVIEW_LABEL)
 
 
 def _has_headers(data: bytes) -> bool:
@@ -145,7 +147,7 @@ def _has_headers(data: bytes) -> bool:
 def columns(digest: str):
     """Choose which column of the file holds each field; optionally save it for next time."""
     actor = _actor()
-    lab = services.check_uploader(actor, request.values.get("lab_id"))
+    lab = queries.check_uploader(actor, request.values.get("lab_id"))
     data, filename = uploads.load_upload(actor, digest)
     headers = uploads.file_headers(data)
     errors: dict[str, str] = {}
@@ -177,20 +179,20 @@ def columns(digest: str):
 def commit(digest: str):
     """Store the previewed file's valid rows in one transaction and show the result."""
     actor = _actor()
-    lab = services.check_uploader(actor, request.form.get("lab_id"))
+    lab = queries.check_uploader(actor, request.form.get("lab_id"))
     data, filename = uploads.load_upload(actor, digest)
     report = services.commit_file(actor, lab, data, filename=filename, channel="upload",
                                   columns=_columns_from_form(request.form.get("columns")))
     db.session.commit()
     return render_template("ingest/result.html", lab=lab, report=report, filename=filename,
-                           rows=PREVIEW_ROWS, labels=services.STATUS_LABEL)
+                           rows=PREVIEW_ROWS, labels=schemas.STATUS_LABEL)
 
 
 @bp.get("/batches")
 @login_required
 def batches():
     """List recent upload and interface batches of the labs in scope."""
-    return render_template("ingest/batches.html", batches=services.recent_batches(_actor(), 100))
+    return render_template("ingest/batches.html", batches=queries.recent_batches(_actor(), 100))
 
 
 @bp.post("/columns/<int:mapping_id>/delete")
@@ -205,7 +207,7 @@ def delete_columns(mapping_id: int):
 
 # ---------------------------------------------------------------- code, level, instrument mappings
 def _mapping_lab(actor):
-    labs = services.uploadable_labs(actor) if actor.role != "center" else apikeys.key_labs(actor)
+    labs = queries.uploadable_labs(actor) if actor.role != "center" else apikeys.key_labs(actor)
     if not labs:
         raise UserError("当前角色无权查看映射", field="lab_id", status=403)
     wanted = request.values.get("lab_id") or actor.lab_id or labs[0].id

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qcwx.ingest import ParseError, parse_bytes
-from qcwx.ingest.astm import split_records
+from qcwx.ingest.formats.astm import split_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STX, ETX, ETB, ENQ, EOT, ACK = b"\x02", b"\x03", b"\x17", b"\x05", b"\x04", b"\x06"

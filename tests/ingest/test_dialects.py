@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from qcwx.ingest import ParseError, parse_bytes
-from qcwx.ingest.dialects import (
+from qcwx.ingest.formats.dialects import (
     QcMarker,
     apply_lab_pattern,
     compile_qc_pattern,

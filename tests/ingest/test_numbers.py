@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 
-from qcwx.ingest.numbers import (
+from qcwx.numbers import (
     normalize_level,
     parse_compact_datetime,
     parse_datetime,

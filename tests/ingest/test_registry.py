@@ -1,13 +1,11 @@
-"""Format detection, the registry and the package's purity."""
+"""Format detection and the registry (the parsers' purity: test_purity.py)."""
 
-import ast
 from pathlib import Path
 
 import pytest
 
-import qcwx.ingest
 from qcwx.ingest import ParseError, ParseResult, formats, parse_bytes, register, template_xlsx
-from qcwx.ingest.registry import _FORMATS, detect_format
+from qcwx.ingest.formats.registry import _FORMATS, detect_format
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -89,22 +87,3 @@ def test_issue_positions_read_in_chinese():
     assert str(result.errors[0]) == "第 1 条消息：缺少 OBR 段，该消息没有可读取的结果"
     assert result.errors[0].position.describe() == "第 1 条消息"
 
-
-PURE_PARSER_MODULES = ("__init__", "astm", "hl7v2", "numbers", "records", "registry", "tabular")
-
-
-def test_ingest_parsers_import_nothing_of_the_app_or_database():
-    """The parsers stay pure; models/services/views beside them map records to the database."""
-    package = Path(qcwx.ingest.__file__).parent
-    banned = ("flask", "sqlalchemy", "qcwx")
-    for path in (package / f"{name}.py" for name in PURE_PARSER_MODULES):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                assert name.split(".")[0] not in banned, f"{path.name} imports {name}"

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from qcwx.alerts.models import OutboxMessage
 from qcwx.audit.models import AuditLog
 from qcwx.extensions import db
-from qcwx.ingest import services as ingest
+from qcwx.ingest import engine as ingest
 from qcwx.ingest.mapping import Candidate
 from qcwx.iqc import services
 from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation

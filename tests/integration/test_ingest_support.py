@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from qcwx import models as m
 from qcwx.extensions import db
 from qcwx.ingest import apikeys
-from qcwx.ingest.numbers import fold_text
 from qcwx.iqc import targets
 from qcwx.iqc.models import QcResult, QcRun, Submission
+from qcwx.numbers import fold_text
 from tests import factories
 
 FIXTURES = Path(__file__).resolve().parents[1] / "ingest" / "fixtures"

@@ -7,7 +7,7 @@ import re
 from datetime import date, datetime, time
 from typing import Any
 
-from .numbers import fold_text, parse_datetime, parse_excel_serial
+from qcwx.numbers import fold_text, parse_datetime, parse_excel_serial
 
 __all__ = ["cell_datetime", "cell_text", "cell_time", "fold_header", "is_number"]
 

@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .numbers import normalize_level, parse_number, parse_value
+from qcwx.numbers import normalize_level, parse_number, parse_value
+
 from .records import IssueLog, ParsedRecord, ParseError, ParseResult, SourceRef, truncate_raw
 from .registry import register
 from .tabular_cells import cell_datetime, cell_text, cell_time, is_number

@@ -1,7 +1,7 @@
 """Registry of import formats and the single entry point :func:`parse_bytes`.
 
 Each format module calls :func:`register` once at import time (Redash's ``register()``
-pattern); :mod:`qcwx.ingest` imports the built-in ones.  Detection asks the formats in
+pattern); :mod:`qcwx.ingest.formats` imports the built-in ones.  Detection asks the formats in
 ``priority`` order (lower first) and takes the first whose ``detect`` says yes, so the
 permissive CSV fallback is asked last.
 """

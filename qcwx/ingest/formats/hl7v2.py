@@ -2,7 +2,7 @@
 
 Transport and field access live in :mod:`.hl7_segments`. Each message is parsed with the
 ``hl7`` library; one that cannot be read, or lacks a needed segment, becomes a per-message
-issue. QC is recognised by the HL7 markers of :mod:`qcwx.ingest.dialects`:
+issue. QC is recognised by the HL7 markers of :mod:`qcwx.ingest.formats.dialects`:
 
 * ``MSH-16`` = ``2`` (Mindray, Getein and other Chinese analysers: 0 patient,
   1 calibration, 2 QC). Their QC message carries no OBX: the OBR holds it — OBR-3 test,
@@ -35,10 +35,7 @@ from typing import Any
 
 import hl7
 
-from .dialects import SAMPLE_ID_MARKER, QcMarker, classify, compile_qc_pattern, sample_id_level
-from .hl7_segments import Message as _Message
-from .hl7_segments import detect, observation_value, separators, split_messages
-from .numbers import (
+from qcwx.numbers import (
     normalize_level,
     parse_compact_datetime,
     parse_number,
@@ -46,6 +43,10 @@ from .numbers import (
     parse_value,
     to_date,
 )
+
+from .dialects import SAMPLE_ID_MARKER, QcMarker, classify, compile_qc_pattern, sample_id_level
+from .hl7_segments import Message as _Message
+from .hl7_segments import detect, observation_value, separators, split_messages
 from .records import IssueLog, ParsedRecord, ParseError, ParseResult, SourceRef, truncate_raw
 from .registry import register
 

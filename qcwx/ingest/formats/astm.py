@@ -4,7 +4,7 @@ The measurement time is R-13, else R-12, O-23, O-8, O-7 and finally H-14. The an
 (``instrument``) is R-14 instrument identification, else O-25 instrument section id, else
 the H-5 sender name (its components — name, software version, serial — joined by spaces).
 
-QC identification is the ASTM markers of :mod:`qcwx.ingest.dialects`: header processing ID
+QC identification is the ASTM markers of :mod:`qcwx.ingest.formats.dialects`: header processing ID
 H-12 ``Q``; order action code O-12 ``Q``; specimen descriptor O-16 whose first component
 is ``CTRL``/``QC``/``CONTROL`` (the level is then the last component without that word:
 ``CTRL^^CTRL MEDIUM`` → ``MEDIUM``); an Abbott ARCHITECT control lot (10th component of
@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from qcwx.numbers import normalize_level, parse_compact_datetime, parse_range, parse_value
+
 from .astm_transport import decode, deframe, detect, split_records
 from .dialects import SAMPLE_ID_MARKER, classify, compile_qc_pattern, sample_id_level
-from .numbers import normalize_level, parse_compact_datetime, parse_range, parse_value
 from .records import IssueLog, ParsedRecord, ParseError, ParseResult, SourceRef, truncate_raw
 from .registry import register
 

@@ -75,7 +75,7 @@ class ParsedRecord:
     (reference ranges of patient results stay in ``reference_range``).  ``measured_at``
     is naive local time as sent; a date without a time gives midnight. ``instrument`` is
     the analyser as the sender names it (serial, model or name; see each parser).
-    ``qc_marker`` names the :mod:`qcwx.ingest.dialects` marker that decided ``is_qc``
+    ``qc_marker`` names the :mod:`qcwx.ingest.formats.dialects` marker that decided ``is_qc``
     (None when nothing did: a sample-id pattern may still make it QC at import).
     """
 

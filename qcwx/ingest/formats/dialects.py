@@ -23,7 +23,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .numbers import normalize_level
+from qcwx.numbers import normalize_level
+
 from .records import ParsedRecord, ParseError
 
 __all__ = [
