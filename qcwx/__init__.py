@@ -69,7 +69,7 @@ def configure_extensions(app: Flask) -> None:
 
 def configure_celery(app: Flask) -> None:
     """Wire Celery to run tasks inside the app context; eager when no Redis is configured."""
-    from workers.celery_app import init_celery
+    from qcwx.extensions import init_celery
 
     init_celery(app)
 

@@ -1,1 +1,1 @@
-"""Celery workers: thin task wrappers over qcwx services."""
+"""The Celery worker/beat entry point (``workers.celery_app``); tasks live in ``qcwx``."""

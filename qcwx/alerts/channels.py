@@ -2,7 +2,7 @@
 
 A channel turns one outbox row into messages: ``recipients(outbox)`` says who gets it (and at
 which address), ``render(outbox, recipient)`` builds the API payload, ``send(rendered)`` calls
-WeChat and returns its answer. Dispatch (:mod:`qcwx.alerts.services`) knows nothing about
+WeChat and returns its answer. Dispatch (:mod:`qcwx.alerts.delivery`) knows nothing about
 WeChat; adding a channel (SMS, e-mail, WeCom) is one class decorated with :func:`register`.
 
 Failures are raised as :class:`SendError` with ``permanent`` set from WeChat's errcode, so

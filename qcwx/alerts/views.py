@@ -8,26 +8,23 @@ following the account, quota, network) and can send it again once the cause is f
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from qcwx.alerts import queries, services
 from qcwx.extensions import db
 from qcwx.orgs.scopes import require_role
+from qcwx.web.forms import current_actor
 
 bp = Blueprint("alerts", __name__)
 
 CENTRE_ROLES = ("center", "admin")
 
 
-def _actor():
-    return current_user._get_current_object()
-
-
 @bp.route("/alerts/failed")
 @login_required
 def failed():
     """List failed and dead deliveries of the actor's region, newest first."""
-    actor = _actor()
+    actor = current_actor()
     require_role(actor, *CENTRE_ROLES)
     return render_template("alerts/failed.html", items=queries.failed_deliveries(actor))
 
@@ -36,7 +33,7 @@ def failed():
 @login_required
 def retry(delivery_id: int):
     """Queue a failed or dead delivery again; it is sent right after this commit."""
-    services.retry_delivery(_actor(), delivery_id)
+    services.retry_delivery(current_actor(), delivery_id)
     db.session.commit()
     flash("已重新发送")
     return redirect(url_for("alerts.failed"))

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import delete
 
-from qcwx.alerts import services
+from qcwx.alerts import delivery
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.extensions import db
 from tests.alerts.conftest import ALERT_SETTINGS, derived_mariadb_url
@@ -63,7 +63,7 @@ def outbox_id(claim_app, fake_wechat):
 
 def _dispatch_in_own_session(app, oid):
     with app.app_context():
-        result = services.dispatch(oid)
+        result = delivery.dispatch(oid)
         db.session.commit()
         return result
 
@@ -93,7 +93,7 @@ def test_a_claimed_row_is_not_sent_by_others_until_the_claimer_finishes(claim_ap
 
     def holder():
         with claim_app.app_context():
-            assert services._claim(outbox_id, services.utcnow()) is not None
+            assert delivery._claim(outbox_id, delivery.utcnow()) is not None
             claimed.set()
             release.wait(10)
             db.session.rollback()  # the holder "dies": its claim is undone
@@ -109,7 +109,7 @@ def test_a_claimed_row_is_not_sent_by_others_until_the_claimer_finishes(claim_ap
     if claim_app.config["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
         assert results == [None]  # SKIP LOCKED answered at once
         with claim_app.app_context():
-            assert services.sweep() == []  # the sweeper skips the locked row too
+            assert delivery.sweep() == []  # the sweeper skips the locked row too
     release.set()
     first.join(10)
     second.join(10)

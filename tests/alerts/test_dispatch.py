@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from qcwx.alerts import channels, services
+from qcwx.alerts import channels, delivery
+from qcwx.alerts import tasks as alert_tasks
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.timeutil import utcnow
 from qcwx.wechat.models import SubscribeConsent
 from tests.alerts.conftest import MP_TEMPLATE, TEMPLATE, submit
-from workers.tasks import alerts as alert_tasks
 
 SEND = "/cgi-bin/message/template/send"
 LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
@@ -78,14 +78,14 @@ def test_dispatching_twice_sends_each_message_once(session, bound, fake_wechat):
     submit(bound, 3.5, 0.1)
     session.commit()
     [outbox] = outbox_rows(session)
-    assert services.dispatch(outbox.id) is None  # already sent: nothing to claim
+    assert delivery.dispatch(outbox.id) is None  # already sent: nothing to claim
     alert_tasks.dispatch.apply(args=[outbox.id])  # a redelivered task
     assert len(templates(fake_wechat)) == 2
     # Even if the row looked unsent (a lost commit of the outbox status), the deliveries'
     # dedupe keys keep recipients who already got it from getting it again.
     outbox.status = "failed"
     session.commit()
-    result = services.dispatch(outbox.id)
+    result = delivery.dispatch(outbox.id)
     assert result.status == "sent" and result.sent == 2
     assert len(templates(fake_wechat)) == 2
     assert session.scalar(select(func.count()).select_from(AlertDelivery)) == 2
@@ -142,10 +142,10 @@ def test_45009_is_retried_with_backoff_then_sent(session, bound, fake_wechat):
     assert len(failed) == 1 and "45009" in failed[0].last_error
     assert "每日上限" in failed[0].last_error
     assert len(templates(fake_wechat)) == 1
-    assert services.sweep() == []  # not due yet
+    assert delivery.sweep() == []  # not due yet
     later = utcnow() + timedelta(seconds=31)
-    assert services.sweep(later) == [outbox.id]
-    result = services.dispatch(outbox.id, now=later)
+    assert delivery.sweep(later) == [outbox.id]
+    result = delivery.dispatch(outbox.id, now=later)
     session.commit()
     assert result.status == "sent" and result.sent == 2
     assert len(templates(fake_wechat)) == 2  # only the failed recipient was sent again
@@ -170,26 +170,26 @@ def test_43004_is_permanent_for_that_recipient(session, bound, fake_wechat):
     assert len(dead) == 1 and "未关注公众号" in dead[0].last_error and dead[0].attempts == 1
     assert len(deliveries(session, status="sent")) == 1
     assert outbox.status == "dead"
-    assert services.sweep(utcnow() + timedelta(days=1)) == []
+    assert delivery.sweep(utcnow() + timedelta(days=1)) == []
 
 
 def test_dead_after_max_attempts_is_listed_for_the_centre_and_retry_sends(
         session, bound, fake_wechat, login):
-    fake_wechat.fail_next(SEND, 45009, times=2 * services.MAX_ATTEMPTS)
+    fake_wechat.fail_next(SEND, 45009, times=2 * delivery.MAX_ATTEMPTS)
     verdict = submit(bound, 3.5, 0.1)
     session.commit()
     [outbox] = outbox_rows(session)
     now = utcnow()
     while outbox.status == "failed":
         now = outbox.next_attempt_at + timedelta(seconds=1)
-        assert services.sweep(now) == [outbox.id]
-        services.dispatch(outbox.id, now=now)
+        assert delivery.sweep(now) == [outbox.id]
+        delivery.dispatch(outbox.id, now=now)
         session.commit()
-    assert outbox.status == "dead" and outbox.attempts == services.MAX_ATTEMPTS
-    gaps = services.backoff(1), services.backoff(7)
+    assert outbox.status == "dead" and outbox.attempts == delivery.MAX_ATTEMPTS
+    gaps = delivery.backoff(1), delivery.backoff(7)
     assert gaps == (timedelta(seconds=30), timedelta(seconds=1920))
     dead = deliveries(session, status="dead")
-    assert len(dead) == 2 and all(d.attempts == services.MAX_ATTEMPTS for d in dead)
+    assert len(dead) == 2 and all(d.attempts == delivery.MAX_ATTEMPTS for d in dead)
     assert fake_wechat.messages == []
 
     page = login(bound.users["center"]).get("/alerts/failed")
@@ -240,7 +240,7 @@ def test_sweep_task_delivers_rows_that_were_never_enqueued(session, bound, fake_
     from qcwx.iqc.models import QcRun
 
     verdict = submit(bound, 3.5, 0.1)
-    session.info.pop(services._PENDING_KEY)  # as if the enqueue after commit had failed
+    session.info.pop(delivery._PENDING_KEY)  # as if the enqueue after commit had failed
     session.commit()
     assert fake_wechat.messages == []
     run = session.get(QcRun, verdict.run_id)
@@ -251,7 +251,7 @@ def test_sweep_task_delivers_rows_that_were_never_enqueued(session, bound, fake_
 
 
 def test_enqueue_failure_is_swallowed_and_logged(session, bound, monkeypatch, caplog):
-    task = services.celery.tasks[services.DISPATCH_TASK]
+    task = delivery.celery.tasks[delivery.DISPATCH_TASK]
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
@@ -267,7 +267,7 @@ def test_rollback_enqueues_nothing(session, bound, fake_wechat):
     submit(bound, 3.5, 0.1)
     session.rollback()
     session.commit()
-    assert fake_wechat.messages == [] and services._PENDING_KEY not in session.info
+    assert fake_wechat.messages == [] and delivery._PENDING_KEY not in session.info
 
 
 def test_registry_lists_both_channels_and_rejects_unknown_names():

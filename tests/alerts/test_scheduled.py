@@ -7,12 +7,12 @@ from datetime import datetime, time, timedelta
 from celery.schedules import crontab
 from sqlalchemy import select
 
-from qcwx.alerts import services
+from qcwx.alerts import scheduled
 from qcwx.alerts.models import OutboxMessage
+from qcwx.beat import BEAT_SCHEDULE
 from qcwx.timeutil import local_today, to_utc
 from tests import factories
 from tests.alerts.conftest import submit
-from workers.beat import BEAT_SCHEDULE
 
 
 def at_local(hh: int, mm: int = 0, day=None) -> datetime:
@@ -33,9 +33,9 @@ def test_reminder_lists_missing_analytes_after_the_lab_reminder_time(session, bo
                        bound.systems["a"].qc_lot)
     bound.users["technician"].wechat_openid = "oTechReminder00000000000000"
     session.commit()
-    assert services.queue_missing_submission_reminders(at_local(9, 15)) == []  # too early
+    assert scheduled.queue_missing_submission_reminders(at_local(9, 15)) == []  # too early
     submit(bound, 0.1, 0.2)  # glucose is done today; creatinine is not
-    ids = services.queue_missing_submission_reminders(at_local(9, 45))
+    ids = scheduled.queue_missing_submission_reminders(at_local(9, 45))
     session.commit()
     [row] = kinds(session, "missing_submission")
     assert ids == [row.id] and row.lab_id == lab.id
@@ -52,8 +52,8 @@ def test_reminder_lists_missing_analytes_after_the_lab_reminder_time(session, bo
     assert "09:30" in data["keyword3"]
     assert fake_wechat.messages[0]["url"] == "http://qc.example.cn/"
     # Every later beat round the same day is a no-op (one reminder per lab per day).
-    assert services.queue_missing_submission_reminders(at_local(10, 0)) == []
-    assert services.queue_missing_submission_reminders(at_local(23, 45)) == []
+    assert scheduled.queue_missing_submission_reminders(at_local(10, 0)) == []
+    assert scheduled.queue_missing_submission_reminders(at_local(23, 45)) == []
     session.commit()
     assert len(kinds(session, "missing_submission")) == 1 and len(fake_wechat.messages) == 3
 
@@ -62,14 +62,14 @@ def test_no_reminder_when_everything_ran_or_no_time_is_set(session, bound, fake_
     bound.lab_a.reminder_time = "08:00"
     session.commit()
     submit(bound, 0.1, 0.2)
-    assert services.queue_missing_submission_reminders(at_local(12)) == []
+    assert scheduled.queue_missing_submission_reminders(at_local(12)) == []
     bound.lab_a.reminder_time = None
     bound.lab_b.reminder_time = "bad"  # malformed: ignored, never a crash
-    assert services.queue_missing_submission_reminders(at_local(12)) == []
+    assert scheduled.queue_missing_submission_reminders(at_local(12)) == []
 
 
 def test_reminder_task_commits_and_dispatches(session, bound, fake_wechat, monkeypatch):
-    from workers.tasks import alerts as alert_tasks
+    from qcwx.alerts import tasks as alert_tasks
 
     bound.lab_a.reminder_time = "00:00"
     session.commit()
@@ -84,7 +84,7 @@ def test_daily_digest_lists_the_days_warnings_once_per_lab(session, bound, fake_
     assert submit(bound, 0.1, 0.0, run_no=3).status in ("accept", "warning")
     session.commit()
     fake_wechat.reset()  # forget the run alerts; look at the digest only
-    ids = services.queue_daily_digests(at_local(18))
+    ids = scheduled.queue_daily_digests(at_local(18))
     session.commit()
     [row] = kinds(session, "daily_digest")
     assert ids == [row.id] and row.lab_id == bound.lab_a.id
@@ -98,14 +98,14 @@ def test_daily_digest_lists_the_days_warnings_once_per_lab(session, bound, fake_
     assert "失控 1 批" in data["keyword1"]
     assert "葡萄糖 第1批 警告（1-2s）" in data["keyword2"]
     assert "葡萄糖 第2批 失控" in data["keyword2"]
-    assert services.queue_daily_digests(at_local(18, 30)) == []
+    assert scheduled.queue_daily_digests(at_local(18, 30)) == []
 
 
 def test_no_digest_for_a_quiet_day(session, bound, fake_wechat):
     submit(bound, 0.1, 0.2)
-    assert services.queue_daily_digests(at_local(18)) == []
+    assert scheduled.queue_daily_digests(at_local(18)) == []
     yesterday = local_today() - timedelta(days=1)
-    assert services.queue_daily_digests(at_local(18, day=yesterday)) == []
+    assert scheduled.queue_daily_digests(at_local(18, day=yesterday)) == []
 
 
 def test_beat_schedule_runs_sweep_each_minute_reminder_quarterly_digest_at_six(app):

@@ -1,4 +1,6 @@
-"""Health and housekeeping tasks."""
+"""Health tasks: the worker-side counterpart of the ``/healthz`` endpoint."""
+
+from __future__ import annotations
 
 from celery import shared_task
 

@@ -5,6 +5,9 @@ makes ``acks_late`` + redelivery after a lost worker harmless. Retries of failed
 not Celery retries: the service stores ``next_attempt_at`` and the beat-driven ``sweep``
 re-dispatches due rows — the same path that delivers rows committed while Redis was down, so
 there is one retry mechanism, and it survives broker restarts (ETA tasks would not).
+
+The registered names (``qcwx.alerts.*``) are what the beat schedule (:mod:`qcwx.beat`) and
+:data:`qcwx.alerts.delivery.DISPATCH_TASK` refer to; keep them stable.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
 
-from qcwx.alerts import services
+from qcwx.alerts import delivery, scheduled
 from qcwx.extensions import db
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
              retry_backoff=True, max_retries=5)
 def dispatch(outbox_id: int) -> dict | None:
     """Deliver one outbox row (no-op when it is sent, not due or claimed by another worker)."""
-    result = services.dispatch(int(outbox_id))
+    result = delivery.dispatch(int(outbox_id))
     db.session.commit()
     return None if result is None else result.__dict__
 
@@ -33,7 +36,7 @@ def dispatch(outbox_id: int) -> dict | None:
 @shared_task(name="qcwx.alerts.sweep", acks_late=True, ignore_result=True)
 def sweep() -> list[int]:
     """Re-dispatch every due outbox row (beat, every minute)."""
-    ids = services.sweep()
+    ids = delivery.sweep()
     db.session.commit()  # release the skip-locked read before the dispatches claim the rows
     for outbox_id in ids:
         dispatch.apply_async(args=[outbox_id])
@@ -46,7 +49,7 @@ def sweep() -> list[int]:
              ignore_result=True)
 def missing_submission_reminder() -> list[int]:
     """Queue today's missing-QC reminders (beat, every 15 minutes); dispatch follows commit."""
-    ids = services.queue_missing_submission_reminders()
+    ids = scheduled.queue_missing_submission_reminders()
     db.session.commit()
     return ids
 
@@ -54,6 +57,6 @@ def missing_submission_reminder() -> list[int]:
 @shared_task(name="qcwx.alerts.daily_digest", acks_late=True, ignore_result=True)
 def daily_digest() -> list[int]:
     """Queue the day's warning digests (beat, 18:00 Asia/Shanghai); dispatch follows commit."""
-    ids = services.queue_daily_digests()
+    ids = scheduled.queue_daily_digests()
     db.session.commit()
     return ids

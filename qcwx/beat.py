@@ -1,14 +1,13 @@
 """The beat schedule (``celery -A workers.celery_app beat``), in Asia/Shanghai.
 
-Run exactly one beat process: the tasks are idempotent (dedupe keys, claimed rows), but a
-second beat only doubles the work.
+Plain data naming tasks by their registered names, so it imports no task module; it sits
+beside :func:`qcwx.extensions.init_celery`, which installs it. Run exactly one beat process:
+the tasks are idempotent (dedupe keys, claimed rows), but a second beat only doubles the work.
 """
 
 from __future__ import annotations
 
 from celery.schedules import crontab
-
-from workers.tasks.peer import BEAT_SCHEDULE as PEER_BEAT
 
 BEAT_SCHEDULE = {
     # Delivers rows committed while Redis/the worker was down, and failed sends after back-off.
@@ -17,5 +16,8 @@ BEAT_SCHEDULE = {
         "task": "qcwx.alerts.missing_submission_reminder", "schedule": crontab(minute="*/15")},
     "alerts-daily-digest": {"task": "qcwx.alerts.daily_digest",
                             "schedule": crontab(hour=18, minute=0)},
+    # Nightly peer cache rebuild, month freeze on the 1st.
+    "peer-rebuild-nightly": {"task": "qcwx.peer.rebuild", "schedule": crontab(hour=0, minute=20)},
+    "peer-freeze-monthly": {"task": "qcwx.peer.freeze_previous_month",
+                            "schedule": crontab(day_of_month=1, hour=1, minute=0)},
 }
-BEAT_SCHEDULE.update(PEER_BEAT)  # nightly peer cache rebuild, month freeze on the 1st

@@ -1,1 +1,0 @@
-"""Task modules; each task is a thin wrapper over one service call."""
