@@ -186,69 +186,79 @@ def _document() -> dict[str, Any]:
         },
         "servers": [{"url": BASE_PATH}],
         "security": [{"bearerAuth": []}, {"apiKeyHeader": []}],
-        "paths": {
-            "/openapi.json": {"get": {
-                "summary": "本文档", "operationId": "openapi", "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.0 文档",
-                                      "content": {"application/json": {"schema": {
-                                          "type": "object"}}}}}}},
-            "/me": {"get": {
-                "summary": "查询密钥所属实验室（连接测试）", "operationId": "me",
-                "responses": {"200": {"description": "密钥信息", "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/Me"}}}},
-                    "401": _COMMON_ERRORS["401"]}}},
-            "/results": {"post": {
-                "summary": "批量上传质控结果（JSON）", "operationId": "postResults",
-                "description": f"每次最多 {MAX_ITEMS} 条；同一批次（检测系统、日期、批次号）的"
-                               "各水平一起判定。",
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/ResultBatch"},
-                    "example": RESULTS_EXAMPLE}}},
-                "responses": {"200": _report_response(), **_COMMON_ERRORS}}},
-            "/messages": {"post": {
-                "summary": "上传仪器原始消息（ASTM E1394 / HL7 v2）", "operationId": "postMessages",
-                "description": "只保存质控记录（ASTM 处理标识 Q / 质控样本，HL7 MSH-16=2 等），"
-                               "患者结果跳过；逐帧/逐条消息报告解析错误。",
-                "parameters": [{"name": "format", "in": "query", "required": False,
-                                "schema": {"type": "string", "enum": ["astm", "hl7"]},
-                                "description": "不填则自动识别"}],
-                "requestBody": {"required": True, "content": {
-                    "application/octet-stream": {"schema": {"type": "string",
-                                                            "format": "binary"}},
-                    "text/plain": {"schema": {"type": "string"}, "example": ASTM_EXAMPLE}}},
-                "responses": {"200": _report_response(), **_COMMON_ERRORS,
-                              "415": _error_response("请以原始字节发送，不要用表单")}}},
-            "/files": {"post": {
-                "summary": "上传 LIS 导出的 CSV/XLSX 文件", "operationId": "postFiles",
-                "description": "与网页“文件导入”的确认导入相同；可指定已保存的列映射。",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {
-                    "schema": {"$ref": "#/components/schemas/FileUpload"}}}},
-                "responses": {"200": _report_response(), **_COMMON_ERRORS,
-                              "404": _error_response("列映射不存在")}}},
+        "paths": _paths(),
+        "components": _components(),
+    }
+
+
+def _paths() -> dict[str, Any]:
+    """Return the routes of :mod:`qcwx.ingest.api`, as the test compares them."""
+    return {
+        "/openapi.json": {"get": {
+            "summary": "本文档", "operationId": "openapi", "security": [],
+            "responses": {"200": {"description": "OpenAPI 3.0 文档",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object"}}}}}}},
+        "/me": {"get": {
+            "summary": "查询密钥所属实验室（连接测试）", "operationId": "me",
+            "responses": {"200": {"description": "密钥信息", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Me"}}}},
+                "401": _COMMON_ERRORS["401"]}}},
+        "/results": {"post": {
+            "summary": "批量上传质控结果（JSON）", "operationId": "postResults",
+            "description": f"每次最多 {MAX_ITEMS} 条；同一批次（检测系统、日期、批次号）的"
+                           "各水平一起判定。",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ResultBatch"},
+                "example": RESULTS_EXAMPLE}}},
+            "responses": {"200": _report_response(), **_COMMON_ERRORS}}},
+        "/messages": {"post": {
+            "summary": "上传仪器原始消息（ASTM E1394 / HL7 v2）", "operationId": "postMessages",
+            "description": "只保存质控记录（ASTM 处理标识 Q / 质控样本，HL7 MSH-16=2 等），"
+                           "患者结果跳过；逐帧/逐条消息报告解析错误。",
+            "parameters": [{"name": "format", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["astm", "hl7"]},
+                            "description": "不填则自动识别"}],
+            "requestBody": {"required": True, "content": {
+                "application/octet-stream": {"schema": {"type": "string",
+                                                        "format": "binary"}},
+                "text/plain": {"schema": {"type": "string"}, "example": ASTM_EXAMPLE}}},
+            "responses": {"200": _report_response(), **_COMMON_ERRORS,
+                          "415": _error_response("请以原始字节发送，不要用表单")}}},
+        "/files": {"post": {
+            "summary": "上传 LIS 导出的 CSV/XLSX 文件", "operationId": "postFiles",
+            "description": "与网页“文件导入”的确认导入相同；可指定已保存的列映射。",
+            "requestBody": {"required": True, "content": {"multipart/form-data": {
+                "schema": {"$ref": "#/components/schemas/FileUpload"}}}},
+            "responses": {"200": _report_response(), **_COMMON_ERRORS,
+                          "404": _error_response("列映射不存在")}}},
+    }
+
+
+def _components() -> dict[str, Any]:
+    """Return the security schemes and the schemas the paths refer to."""
+    return {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer",
+                           "description": "Authorization: Bearer qcwx_<前缀>_<密钥>"},
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         },
-        "components": {
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer",
-                               "description": "Authorization: Bearer qcwx_<前缀>_<密钥>"},
-                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            },
-            "schemas": {
-                "Error": _ERROR,
-                "ResultItem": _RESULT_ITEM,
-                "ResultBatch": {"type": "object", "required": ["items"], "properties": {
-                    "items": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
-                              "items": {"$ref": "#/components/schemas/ResultItem"}}}},
-                "FiredRule": _RULE,
-                "Verdict": _VERDICT,
-                "ItemOutcome": _OUTCOME,
-                "ParseIssue": _PARSE_ISSUE,
-                "ImportReport": _REPORT,
-                "Me": _ME,
-                "FileUpload": {"type": "object", "required": ["file"], "properties": {
-                    "file": {"type": "string", "format": "binary"},
-                    "column_mapping": {"type": "string",
-                                       "description": "已保存列映射的名称或编号（可选）"}}},
-            },
+        "schemas": {
+            "Error": _ERROR,
+            "ResultItem": _RESULT_ITEM,
+            "ResultBatch": {"type": "object", "required": ["items"], "properties": {
+                "items": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
+                          "items": {"$ref": "#/components/schemas/ResultItem"}}}},
+            "FiredRule": _RULE,
+            "Verdict": _VERDICT,
+            "ItemOutcome": _OUTCOME,
+            "ParseIssue": _PARSE_ISSUE,
+            "ImportReport": _REPORT,
+            "Me": _ME,
+            "FileUpload": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary"},
+                "column_mapping": {"type": "string",
+                                   "description": "已保存列映射的名称或编号（可选）"}}},
         },
     }
 

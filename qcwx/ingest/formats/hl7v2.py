@@ -276,16 +276,10 @@ class _Parser:
     ) -> None:
         qc = kind.qc
         where = SourceRef("hl7", message=ctx.number, index=index, segment="OBX")
-        ident = m.components(seg, 3) + [""] * 6
-        code = ident[0].split(m.seps.sub)[0].strip()
+        code, name, loinc = self.identity(m, seg)
         if not code:
             self.issues.add(where, "OBX-3", "缺少项目代码（OBX-3），已忽略")
             return
-        loinc = code if ident[2].upper() == "LN" else (ident[3] if ident[5].upper() == "LN" else "")
-        name = ident[1]
-        sub_id = m.first(seg, 4)
-        if not name and sub_id and not re.fullmatch(r"[\d.]+", sub_id):
-            name = sub_id
         value_text = observation_value(m, seg)
         if not value_text:
             if qc:
@@ -328,6 +322,18 @@ class _Parser:
         )
 
     # -- small readers -------------------------------------------------------------
+
+    @staticmethod
+    def identity(m: _Message, seg: Any) -> tuple[str, str, str]:
+        """Return an OBX's test code, name and LOINC code (OBX-3; a name in OBX-4 if none)."""
+        ident = m.components(seg, 3) + [""] * 6
+        code = ident[0].split(m.seps.sub)[0].strip()
+        loinc = code if ident[2].upper() == "LN" else (ident[3] if ident[5].upper() == "LN" else "")
+        name = ident[1]
+        sub_id = m.first(seg, 4)
+        if not name and sub_id and not re.fullmatch(r"[\d.]+", sub_id):
+            name = sub_id
+        return code, name, loinc
 
     def number(self, text: str, where: SourceRef, label: str, name: str) -> float | None:
         if not text:
