@@ -7,6 +7,7 @@ from datetime import datetime
 
 from flask import Flask
 
+from qcwx.iqc.models import STATUS_LABEL
 from qcwx.timeutil import to_local
 
 STATUS_CLASS = {"accept": "ok", "warning": "warn", "reject": "bad", "pending": "muted"}
@@ -78,3 +79,4 @@ def install(app: Flask) -> None:
     app.add_template_filter(localtime)
     app.add_template_filter(fixed)
     app.add_template_global(STATUS_CLASS, "STATUS_CLASS")
+    app.add_template_global(STATUS_LABEL, "STATUS_LABEL")
