@@ -19,9 +19,11 @@ from qcwx.alerts.channels import mp_template_id
 from qcwx.extensions import csrf, db
 from qcwx.iqc import services as iqc_services
 from qcwx.timeutil import local_today
+from qcwx.wechat import miniprogram as mp_identity
 
 bp = Blueprint("mp", __name__, url_prefix="/api/mp/v1")
 csrf.exempt(bp)
+
 
 def _session_answer(user, status: int = 200):
     return jsonify(issue_token(user) | {"user": presenters.user(user)}), status
@@ -32,8 +34,8 @@ def _session_answer(user, status: int = 200):
 def login():
     """Exchange a ``wx.login`` code for a JWT; 403 with ``bind_required`` for a new openid."""
     code = schemas.text(schemas.body(), "code", "登录凭证 code")
-    openid = mp_services.openid_from_code(code)
-    user = mp_services.user_for_mp_openid(openid)
+    openid = mp_identity.openid_from_code(code)
+    user = mp_identity.user_for_mp_openid(openid)
     if user is None:
         return jsonify({"error": "该微信尚未绑定账号", "field": "code", "bind_required": True,
                         "openid_hint": f"{openid[:4]}…{openid[-4:]}"}), 403
@@ -46,7 +48,7 @@ def bind():
     data = schemas.body()
     code = schemas.text(data, "code", "登录凭证 code")
     invite_code = schemas.text(data, "invite_code", "邀请码")
-    user = mp_services.bind_mp_openid(invite_code, mp_services.openid_from_code(code))
+    user = mp_identity.bind_mp_openid(invite_code, mp_identity.openid_from_code(code))
     db.session.commit()
     return _session_answer(user)
 
