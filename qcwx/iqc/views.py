@@ -243,7 +243,8 @@ def action(action_id: int):
         errors, status = done.errors, done.status
         record = action_service.load_action(actor, action_id)
     verdict = services.verdict_for(record.run)
-    return render_template("iqc/action.html", a=record, verdict=verdict, errors=errors,
+    return render_template("iqc/action.html", a=record, ts=record.run.test_system,
+                           verdict=verdict, errors=errors,
                            form=request.form, causes=CAUSE_CATEGORIES,
                            labels=action_service.ACTION_STATUS,
                            can_sign=actor.role in action_service.SIGNERS,
