@@ -22,7 +22,7 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from qcwx.errors import UserError
 from qcwx.extensions import db
@@ -37,16 +37,13 @@ from qcwx.ingest import (
     uploads,
 )
 from qcwx.ingest.formats import tabular
+from qcwx.web.forms import current_actor, form_post
 
 bp = Blueprint("ingest", __name__, url_prefix="/ingest")
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 PREVIEW_ROWS = 300
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _actor():
-    return current_user._get_current_object()
 
 
 @bp.before_request
@@ -99,7 +96,7 @@ def _upload_page(actor, lab, errors=None, status=200):
 @login_required
 def upload():
     """Show the upload form; a POST keeps the file and shows its preview."""
-    actor = _actor()
+    actor = current_actor()
     lab = queries.check_uploader(actor, request.values.get("lab_id"))
     if request.method == "GET":
         return _upload_page(actor, lab)
@@ -142,11 +139,19 @@ def _has_headers(data: bytes) -> bool:
         return False
 
 
+def _save_columns(actor, lab, name: str, chosen: dict) -> dict:
+    """Validate the chosen columns and, when named, save them for next time; return them."""
+    clean = uploads.clean_columns(chosen)
+    if name:
+        uploads.save_column_mapping(actor, lab, name, clean)
+    return clean
+
+
 @bp.route("/upload/<digest>/columns", methods=["GET", "POST"])
 @login_required
 def columns(digest: str):
     """Choose which column of the file holds each field; optionally save it for next time."""
-    actor = _actor()
+    actor = current_actor()
     lab = queries.check_uploader(actor, request.values.get("lab_id"))
     data, filename = uploads.load_upload(actor, digest)
     headers = uploads.file_headers(data)
@@ -155,18 +160,13 @@ def columns(digest: str):
     status = 200
     if request.method == "POST":
         chosen = {t: request.form.get(f"col_{t}", "") for t in tabular.FIELDS}
-        try:
-            clean = uploads.clean_columns(chosen)
-            name = request.form.get("mapping_name", "").strip()
+        name = request.form.get("mapping_name", "").strip()
+        result = form_post(lambda: _save_columns(actor, lab, name, chosen))
+        if result.ok:
             if name:
-                uploads.save_column_mapping(actor, lab, name, clean)
-                db.session.commit()
                 flash(f"已保存列映射“{name}”，下次上传可直接选用")
-            return _preview(actor, lab, digest, data, filename, clean)
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "form"] = exc.message
-            status = exc.status
+            return _preview(actor, lab, digest, data, filename, result.value)
+        errors, status = result.errors, result.status
     elif request.args.get("error"):
         errors["form"] = request.args["error"][:300]
     return render_template("ingest/columns.html", lab=lab, digest=digest, filename=filename,
@@ -178,7 +178,7 @@ def columns(digest: str):
 @login_required
 def commit(digest: str):
     """Store the previewed file's valid rows in one transaction and show the result."""
-    actor = _actor()
+    actor = current_actor()
     lab = queries.check_uploader(actor, request.form.get("lab_id"))
     data, filename = uploads.load_upload(actor, digest)
     report = services.commit_file(actor, lab, data, filename=filename, channel="upload",
@@ -192,14 +192,15 @@ def commit(digest: str):
 @login_required
 def batches():
     """List recent upload and interface batches of the labs in scope."""
-    return render_template("ingest/batches.html", batches=queries.recent_batches(_actor(), 100))
+    return render_template("ingest/batches.html",
+                           batches=queries.recent_batches(current_actor(), 100))
 
 
 @bp.post("/columns/<int:mapping_id>/delete")
 @login_required
 def delete_columns(mapping_id: int):
     """Delete a saved column mapping."""
-    lab_id = uploads.delete_column_mapping(_actor(), mapping_id)
+    lab_id = uploads.delete_column_mapping(current_actor(), mapping_id)
     db.session.commit()
     flash("已删除列映射")
     return redirect(url_for("ingest.upload", lab_id=lab_id))
@@ -240,20 +241,16 @@ def _save_mapping(actor, lab, form) -> str:
 @login_required
 def mappings():
     """Show and edit a lab's code, level and instrument mappings and its QC sample-id rule."""
-    actor = _actor()
+    actor = current_actor()
     lab, labs = _mapping_lab(actor)
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
-        try:
-            message = _save_mapping(actor, lab, request.form)
-            db.session.commit()
-            flash(message)
+        result = form_post(lambda: _save_mapping(actor, lab, request.form))
+        if result.ok:
+            flash(result.value)
             return redirect(url_for("ingest.mappings", lab_id=lab.id))
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "form"] = exc.message
-            status = exc.status
+        errors, status = result.errors, result.status
     return render_template(
         "ingest/mappings.html", lab=lab, labs=labs, errors=errors, form=request.form,
         codes=mapping_admin.test_code_mappings(actor, lab.id),
@@ -277,7 +274,7 @@ def delete_mapping(kind: str, mapping_id: int):
     deleter = _DELETERS.get(kind)
     if deleter is None:
         raise UserError("映射类型无效", field="kind", status=404)
-    deleter(_actor(), mapping_id)
+    deleter(current_actor(), mapping_id)
     db.session.commit()
     flash("已删除映射")
     return redirect(url_for("ingest.mappings", lab_id=request.form.get("lab_id")))
@@ -297,7 +294,7 @@ def _keys_page(actor, *, new_key=None, errors=None, status=200):
 @login_required
 def keys():
     """List the lab-interface keys in scope; a POST issues one and shows it once."""
-    actor = _actor()
+    actor = current_actor()
     if request.method == "GET":
         return _keys_page(actor)
     try:
@@ -315,7 +312,7 @@ def keys():
 @login_required
 def revoke_key(key_id: int):
     """Revoke a key; the interface using it gets 401 from now on."""
-    row = apikeys.revoke_key(_actor(), key_id)
+    row = apikeys.revoke_key(current_actor(), key_id)
     db.session.commit()
     flash(f"已吊销密钥 {row.prefix}（{row.name}）")
     return redirect(url_for("ingest.keys"))
