@@ -36,7 +36,10 @@ from werkzeug.routing import BuildError
 
 from qcwx.errors import ExternalServiceError, NotFound, UserError
 from qcwx.extensions import db
+from qcwx.orgs.models import User
+from qcwx.web.forms import current_actor, form_post
 from qcwx.wechat import replies, services
+from qcwx.wechat.models import WechatInvite
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("wechat", __name__)
@@ -50,10 +53,6 @@ MENU_TARGETS = {
     "reports": ("reports.mine", "reports.index", "web.home"),
     "actions": ("iqc.actions", "web.home"),
 }
-
-
-def _actor():
-    return current_user._get_current_object()
 
 
 def _refuse(message: str, status: int = 403) -> Response:
@@ -182,17 +181,12 @@ def bind():
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
-        try:
-            user = services.redeem_invite(request.form.get("code"), openid)
-            db.session.commit()
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "code"] = exc.message
-            status = exc.status
-        else:
-            login_user(user)
-            flash(f"绑定成功：{user.display_name}")
+        done = form_post(lambda: services.redeem_invite(request.form.get("code"), openid))
+        if done.ok:
+            login_user(done.value)
+            flash(f"绑定成功：{done.value.display_name}")
             return redirect(next_url)
+        errors, status = done.errors, done.status
     return render_template(
         "wechat/bind.html", errors=errors, next_url=next_url,
         code=request.values.get("code", ""), bound=services.user_for_openid(openid),
@@ -203,7 +197,7 @@ def bind():
 @login_required
 def unbind():
     """Remove a WeChat binding: one's own, or (admin/centre) a user's in scope."""
-    actor = _actor()
+    actor = current_actor()
     user_id = request.form.get("user_id")
     user = actor if not user_id or str(actor.id) == user_id else \
         services.load_manageable_user(actor, user_id)
@@ -221,26 +215,26 @@ def unbind():
 @login_required
 def invites():
     """List recent invites of users in scope and issue a new one."""
-    actor = _actor()
+    actor = current_actor()
     services.require_inviter(actor)
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":
-        try:
-            user = services.load_manageable_user(actor, request.form.get("user_id"))
-            invite = services.create_invite(actor, user, timedelta(days=_ttl_days()))
-            db.session.commit()
-        except UserError as exc:
-            db.session.rollback()
-            errors[exc.field or "form"] = exc.message
-            status = exc.status
-        else:
-            return redirect(url_for("wechat.invite", invite_id=invite.id))
+        done = form_post(lambda: _create_invite(actor))
+        if done.ok:
+            return redirect(url_for("wechat.invite", invite_id=done.value.id))
+        errors, status = done.errors, done.status
     return render_template(
         "wechat/invites.html", invites=services.list_invites(actor),
         users=services.manageable_users(actor), errors=errors,
         status_of=services.invite_status, default_days=services.INVITE_TTL.days,
     ), status
+
+
+def _create_invite(actor: User) -> WechatInvite:
+    """Issue an invite for the chosen user, valid for the chosen number of days."""
+    user = services.load_manageable_user(actor, request.form.get("user_id"))
+    return services.create_invite(actor, user, timedelta(days=_ttl_days()))
 
 
 def _ttl_days() -> int:
@@ -254,7 +248,7 @@ def _ttl_days() -> int:
 @login_required
 def invite(invite_id: int):
     """Show one invite: its code, the bind link and a QR code to scan in WeChat."""
-    item = services.load_invite(_actor(), invite_id)
+    item = services.load_invite(current_actor(), invite_id)
     return render_template("wechat/invite.html", invite=item, status=services.invite_status(item),
                            link=services.bind_url(item.code))
 
@@ -263,7 +257,7 @@ def invite(invite_id: int):
 @login_required
 def invite_qr(invite_id: int):
     """Return the QR code (SVG) of the invite's bind link."""
-    item = services.load_invite(_actor(), invite_id)
+    item = services.load_invite(current_actor(), invite_id)
     buf = io.BytesIO()
     qrcode.make(services.bind_url(item.code), image_factory=qrcode.image.svg.SvgPathImage,
                 box_size=8).save(buf)
