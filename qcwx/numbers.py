@@ -3,6 +3,9 @@
 All functions are pure and raise :class:`ValueError` (with a Chinese message) for text
 they cannot read.  Full-width characters (``１２．３``, ``－``) are folded first, so
 values typed with a Chinese input method parse like ASCII ones.
+
+A neutral leaf module: the ingest parsers (:mod:`qcwx.ingest.formats`) and the catalogue's
+CSV import both use it, and it imports nothing of qcwx (``tests/ingest/test_purity.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -13,6 +13,7 @@ from qcwx.ingest import apikeys
 from qcwx.iqc import targets
 from qcwx.iqc.models import QcResult, QcRun, Submission
 from qcwx.numbers import fold_text
+from qcwx.timeutil import local_today
 from tests import factories
 
 FIXTURES = Path(__file__).resolve().parents[1] / "ingest" / "fixtures"
@@ -50,6 +51,15 @@ def set_limits(ts: m.TestSystem, actor: m.User, means: dict[int, float], sds: di
             targets.set_control_limit(actor, ts, lv, mean=means[lv.level_index],
                                       sd=sds[lv.level_index], kind="fixed", effective_from=start,
                                       reason="说明书靶值")
+
+
+def limits_in_force(world) -> m.TestSystem:
+    """Give every test system fixed limits (GLU-like) from 90 days ago; return lab A's one."""
+    start = local_today() - timedelta(days=90)
+    for ts in world.systems.values():
+        set_limits(ts, world.users["supervisor"], {1: 5.0, 2: 15.0}, {1: 0.2, 2: 0.5}, start)
+    db.session.commit()
+    return world.systems["a"]
 
 
 def make_key(world, lab: m.Lab, name: str = "LIS 接口机") -> str:
