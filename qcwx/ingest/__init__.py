@@ -14,9 +14,8 @@ Times in records are naive, as sent; the caller attaches the lab's time zone
 ('csv', 'GLU', 5.62)
 
 This ``__init__`` only re-exports the pure parsers of :mod:`qcwx.ingest.formats`, so
-``from qcwx.ingest import parse_bytes`` needs no app and no database.  (``qcwx.ingest.formats``
-as an attribute is the :func:`formats` listing function, exported before the subpackage
-existed; import the subpackage with ``from qcwx.ingest.formats import ...``.)
+``from qcwx.ingest import parse_bytes`` needs no app and no database; :func:`format_names`
+lists the registered formats.
 
 Layout (feature package: models · services · queries · views · schemas · formats/):
 
@@ -44,7 +43,7 @@ from .formats import (
     ParseResult,
     SourceRef,
     detect_format,
-    formats,
+    format_names,
     parse_bytes,
     register,
     template_csv,
@@ -58,7 +57,7 @@ __all__ = [
     "ParsedRecord",
     "SourceRef",
     "detect_format",
-    "formats",
+    "format_names",
     "parse_bytes",
     "register",
     "template_csv",

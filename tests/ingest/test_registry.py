@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from qcwx.ingest import ParseError, ParseResult, formats, parse_bytes, register, template_xlsx
+from qcwx.ingest import ParseError, ParseResult, format_names, parse_bytes, register, template_xlsx
 from qcwx.ingest.formats.registry import _FORMATS, detect_format
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -71,7 +71,7 @@ def test_register_adds_a_format_and_internal_failures_become_parse_errors():
 
     register("boom", lambda d: d.startswith(b"BOOM"), boom, priority=1)
     try:
-        assert "boom" in formats() and formats()[0] == "boom"
+        assert "boom" in format_names() and format_names()[0] == "boom"
         with pytest.raises(ParseError) as info:
             parse_bytes(b"BOOM!")
         assert info.value.internal

@@ -15,7 +15,7 @@ registry.py records.py      the format registry and parse_bytes(); the plain rec
 
 from . import astm, hl7v2, tabular  # noqa: F401  (importing registers the formats)
 from .records import ParsedRecord, ParseError, ParseIssue, ParseResult, SourceRef
-from .registry import detect_format, formats, parse_bytes, register
+from .registry import detect_format, format_names, parse_bytes, register
 from .tabular import template_csv, template_xlsx
 
 __all__ = [
@@ -25,7 +25,7 @@ __all__ = [
     "ParsedRecord",
     "SourceRef",
     "detect_format",
-    "formats",
+    "format_names",
     "parse_bytes",
     "register",
     "template_csv",

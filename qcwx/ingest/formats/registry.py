@@ -15,7 +15,7 @@ from typing import Any
 
 from .records import ParseError, ParseResult
 
-__all__ = ["Format", "detect_format", "formats", "parse_bytes", "register"]
+__all__ = ["Format", "detect_format", "format_names", "parse_bytes", "register"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def register(
     return fmt
 
 
-def formats() -> tuple[str, ...]:
+def format_names() -> tuple[str, ...]:
     """Return the registered format names in detection order."""
     return tuple(f.name for f in sorted(_FORMATS.values(), key=lambda f: f.priority))
 
@@ -119,7 +119,7 @@ def parse_bytes(
         name = detect_format(raw)
     fmt = _FORMATS.get(name) if isinstance(name, str) else None
     if fmt is None:
-        raise ParseError(f"不支持的格式：{format}（可选：{'、'.join(formats())}）")
+        raise ParseError(f"不支持的格式：{format}（可选：{'、'.join(format_names())}）")
     try:
         return fmt.parse(raw, opts)
     except ParseError:
