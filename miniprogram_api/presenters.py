@@ -79,18 +79,7 @@ def run_history(ts: TestSystem, limit: int) -> list[dict]:
     runs = queries.run_history(ts, limit)
     if not runs:
         return []
-    return _group_runs(lj_points_of_runs(ts, runs), _levels(ts))
-
-
-def lj_points_of_runs(ts: TestSystem, runs: list) -> list[queries.LjPoint]:
-    """Return the LJ points of exactly ``runs`` (newest first, as ``run_history`` gives them).
-
-    A read that belongs in ``qcwx.iqc.queries`` (it filters a query's rows); here until that
-    package takes it, calling only its existing ``lj_points``.
-    """
-    ids = {r.id for r in runs}
-    return [p for p in queries.lj_points(ts, runs[-1].run_date, runs[0].run_date)
-            if p.run_id in ids]
+    return _group_runs(queries.lj_points_of_runs(ts, runs), _levels(ts))
 
 
 def chart_data(ts: TestSystem, today: date, days: int) -> dict:

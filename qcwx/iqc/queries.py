@@ -223,6 +223,13 @@ def results_frame(ts: TestSystem, end: date | None = None):
     return frame
 
 
+def lj_points_of_runs(ts: TestSystem, runs: list) -> list[LjPoint]:
+    """Return the LJ points of exactly ``runs`` (newest first, as ``run_history`` gives them)."""
+    ids = {r.id for r in runs}
+    return [p for p in lj_points(ts, runs[-1].run_date, runs[0].run_date)
+            if p.run_id in ids]
+
+
 # ---------------------------------------------------------------- limits and rules in force
 def current_rule_set(ts: TestSystem) -> dict[str, str]:
     """Return the rule set in force: the newest version, else the default for its levels."""
