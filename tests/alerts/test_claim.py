@@ -16,9 +16,9 @@ from sqlalchemy import delete
 from qcwx.alerts import delivery
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.extensions import db
-from tests.alerts.conftest import ALERT_SETTINGS, derived_mariadb_url
-from tests.conftest import make_test_app, recreate_mariadb_database, require_mariadb
 from tests.factories import hospital, lab, region, user
+from tests.fixtures.alerts import ALERT_SETTINGS, derived_mariadb_url
+from tests.fixtures.app import make_test_app, recreate_mariadb_database, require_mariadb
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])

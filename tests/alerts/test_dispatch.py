@@ -17,7 +17,7 @@ from qcwx.alerts import tasks as alert_tasks
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.timeutil import utcnow
 from qcwx.wechat.models import SubscribeConsent
-from tests.alerts.conftest import MP_TEMPLATE, TEMPLATE, submit
+from tests.fixtures.alerts import MP_TEMPLATE, TEMPLATE, submit
 
 SEND = "/cgi-bin/message/template/send"
 LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")

@@ -12,7 +12,7 @@ from qcwx.alerts.models import OutboxMessage
 from qcwx.beat import BEAT_SCHEDULE
 from qcwx.timeutil import local_today, to_utc
 from tests import factories
-from tests.alerts.conftest import submit
+from tests.fixtures.alerts import submit
 
 
 def at_local(hh: int, mm: int = 0, day=None) -> datetime:

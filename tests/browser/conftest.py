@@ -16,7 +16,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from qcwx.extensions import db
-from tests.conftest import IN_CI, make_test_app
+from tests.fixtures.app import IN_CI, make_test_app
 
 CHROMIUM = os.environ.get("QCWX_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -29,9 +29,9 @@ import requests
 from qcwx.config import PROJECT_ROOT
 from qcwx.extensions import db
 from qcwx.wechat.fake_server import FakeWeChatServer
-from tests.alerts.conftest import derived_mariadb_url
-from tests.conftest import IN_CI, make_test_app, mariadb_reachable, recreate_mariadb_database
-from tests.wechat.conftest import APPID_SECRETS, WECHAT_SETTINGS
+from tests.fixtures.alerts import derived_mariadb_url
+from tests.fixtures.app import IN_CI, make_test_app, mariadb_reachable, recreate_mariadb_database
+from tests.fixtures.wechat import APPID_SECRETS, WECHAT_SETTINGS
 
 SHARED_REDIS = os.environ.get("QCWX_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 CELERY = str(Path(sys.executable).with_name("celery"))

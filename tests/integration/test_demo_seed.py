@@ -18,7 +18,7 @@ from qcwx.errors import UserError
 from qcwx.extensions import db
 from qcwx.orgs.services import authenticate
 from qcwx.qcstats import peer
-from tests.conftest import make_test_app
+from tests.fixtures.app import make_test_app, rolled_back
 
 DAYS = 40
 END = date(2026, 11, 20)
@@ -47,21 +47,10 @@ def _fingerprint() -> str:
 @pytest.fixture(scope="module")
 def demo(app):
     """Seed once per backend in one outer transaction, rolled back after the module."""
-    with app.app_context():
-        engines = db.engines
-        engine = engines[None]
-        connection = engine.connect()
-        outer = connection.begin()
-        engines[None] = connection
-        try:
-            summary = seed(days=DAYS, end=END)
-            yield SimpleNamespace(summary=summary, injected=copy.deepcopy(INJECTED),
-                                  fingerprint=_fingerprint())
-        finally:
-            db.session.remove()
-            engines[None] = engine
-            outer.rollback()
-            connection.close()
+    with rolled_back(app):
+        summary = seed(days=DAYS, end=END)
+        yield SimpleNamespace(summary=summary, injected=copy.deepcopy(INJECTED),
+                              fingerprint=_fingerprint())
 
 
 def _region_systems() -> list[m.TestSystem]:

@@ -238,7 +238,7 @@ def test_files_endpoint_uses_a_saved_column_mapping_by_name(client, world, glu, 
 @pytest.fixture
 def limited_app(tmp_path):
     """An app with rate limits on (3 per minute per key); the shared limiter is restored."""
-    from tests.conftest import make_test_app
+    from tests.fixtures.app import make_test_app
 
     saved = limiter.enabled
     app = make_test_app(f"sqlite:///{tmp_path / 'rl.sqlite3'}", RATELIMIT_ENABLED=True,

@@ -13,8 +13,8 @@ from qcwx.extensions import db
 from qcwx.ingest import apikeys
 from qcwx.iqc.models import QcResult
 from qcwx.timeutil import local_today
-from tests.conftest import make_test_app
 from tests.factories import PASSWORD, build_world
+from tests.fixtures.app import make_test_app
 
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 

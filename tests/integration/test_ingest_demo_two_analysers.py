@@ -22,6 +22,7 @@ from qcwx.ingest import parse_bytes
 from qcwx.ingest import services as ingest
 from qcwx.ingest.mapping import LabMapper
 from qcwx.timeutil import local_today
+from tests.fixtures.app import rolled_back
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -29,26 +30,15 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.fixture(scope="module")
 def demo(app):
     """Seed the demo once per backend in an outer transaction, rolled back afterwards."""
-    with app.app_context():
-        engines = db.engines
-        engine = engines[None]
-        connection = engine.connect()
-        outer = connection.begin()
-        engines[None] = connection
-        try:
-            seed(days=2, end=local_today() - timedelta(days=10))
-            lab = db.session.scalars(select(m.Lab).where(m.Lab.code == "DEMO-H01-JY")).one()
-            k = {ts.instrument.model: ts for ts in db.session.scalars(
-                select(m.TestSystem).join(m.Analyte, m.Analyte.id == m.TestSystem.analyte_id)
-                .where(m.TestSystem.lab_id == lab.id, m.Analyte.code == "K"))}
-            tech = db.session.scalars(select(m.User).where(m.User.username == "tech")).one()
-            yield SimpleNamespace(lab=lab, main=k["cobas c702"], emergency=k["cobas c501"],
-                                  tech=tech)
-        finally:
-            db.session.remove()
-            engines[None] = engine
-            outer.rollback()
-            connection.close()
+    with rolled_back(app):
+        seed(days=2, end=local_today() - timedelta(days=10))
+        lab = db.session.scalars(select(m.Lab).where(m.Lab.code == "DEMO-H01-JY")).one()
+        k = {ts.instrument.model: ts for ts in db.session.scalars(
+            select(m.TestSystem).join(m.Analyte, m.Analyte.id == m.TestSystem.analyte_id)
+            .where(m.TestSystem.lab_id == lab.id, m.Analyte.code == "K"))}
+        tech = db.session.scalars(select(m.User).where(m.User.username == "tech")).one()
+        yield SimpleNamespace(lab=lab, main=k["cobas c702"], emergency=k["cobas c501"],
+                              tech=tech)
 
 
 def _stored(run_ids) -> dict[tuple[int, str], int]:

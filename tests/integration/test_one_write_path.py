@@ -115,7 +115,7 @@ def test_migration_moves_client_id_uniqueness_to_the_lab(app, tmp_path):
     """Down to the old schema and up again: each stored submission gets its run's lab."""
     if app.config["DB_BACKEND"] != "sqlite":
         pytest.skip("one throw-away SQLite file; the MariaDB schema is checked by the parity test")
-    from tests.conftest import make_test_app
+    from tests.fixtures.app import make_test_app
 
     other = make_test_app(f"sqlite:///{tmp_path / 'm.sqlite3'}")
     with other.app_context():

@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from qcwx.extensions import db
-from tests.alerts.conftest import bound, build_app, submit  # noqa: F401
-from tests.wechat.conftest import fake_wechat, fake_wechat_server  # noqa: F401
+from tests.fixtures.alerts import ALERT_SETTINGS
+from tests.fixtures.app import app_fixture
 
 API = "/api/mp/v1"
 
 
-@pytest.fixture(scope="session", params=["sqlite", "mariadb"])
-def app(request, tmp_path_factory, fake_wechat_server):  # noqa: F811
-    """The app on SQLite and MariaDB (``<test db>_mp``), WeChat calls going to the fake."""
-    application = build_app(request, tmp_path_factory, fake_wechat_server.url, "mp")
-    yield application
-    with application.app_context():
-        db.engine.dispose()
+app = app_fixture("mp", fake_wechat=True, **ALERT_SETTINGS)
 
 
 @pytest.fixture
-def mp_login(client, fake_wechat):  # noqa: F811
+def mp_login(client, fake_wechat):
     """Log a user in through POST /login; returns the Authorization headers."""
 
     def _login(user):

@@ -16,7 +16,7 @@ from qcwx.labels.services import label_url
 from qcwx.timeutil import local_today
 from qcwx.wechat.models import SubscribeConsent, WechatInvite
 from qcwx.wechat.services import create_invite
-from tests.alerts.conftest import MEAN, MP_TEMPLATE, SD
+from tests.fixtures.alerts import MEAN, MP_TEMPLATE, SD
 from tests.miniprogram.conftest import API
 from tests.miniprogram.schema_check import errors
 

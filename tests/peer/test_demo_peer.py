@@ -13,6 +13,7 @@ from qcwx import models as m
 from qcwx.demo.seed import DEMO_PASSWORD, INJECTED, seed
 from qcwx.extensions import db
 from qcwx.peer import services
+from tests.fixtures.app import rolled_back
 from tests.peer.conftest import elements, level_blocks
 
 DAYS = 60
@@ -22,22 +23,11 @@ END = date(2026, 11, 20)
 @pytest.fixture(scope="module")
 def demo(app):
     """Seed once per backend inside one outer transaction, rolled back after the module."""
-    with app.app_context():
-        engines = db.engines
-        engine = engines[None]
-        connection = engine.connect()
-        outer = connection.begin()
-        engines[None] = connection
-        try:
-            seed(days=DAYS, end=END)
-            db.session.commit()  # releases the savepoint: requests' rollbacks keep the data
-            client = app.test_client()
-            yield SimpleNamespace(client=client, injected=copy.deepcopy(INJECTED))
-        finally:
-            db.session.remove()
-            engines[None] = engine
-            outer.rollback()
-            connection.close()
+    with rolled_back(app):
+        seed(days=DAYS, end=END)
+        db.session.commit()  # releases the savepoint: requests' rollbacks keep the data
+        client = app.test_client()
+        yield SimpleNamespace(client=client, injected=copy.deepcopy(INJECTED))
 
 
 def login(client, username: str) -> None:

@@ -28,8 +28,8 @@ from qcwx.iqc import targets
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.timeutil import local_today
 from tests.browser.conftest import free_port
-from tests.conftest import make_test_app
 from tests.factories import build_world
+from tests.fixtures.app import make_test_app
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "tools" / "qcwx_uploader.py"

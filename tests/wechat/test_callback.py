@@ -12,7 +12,7 @@ from qcwx.iqc.models import QcRun
 from qcwx.timeutil import local_today
 from qcwx.wechat import services
 from tests import factories
-from tests.wechat.conftest import WECHAT_SETTINGS
+from tests.fixtures.wechat import WECHAT_SETTINGS
 from tests.wechat.wx import (
     decrypt_reply,
     encrypt_for_callback,

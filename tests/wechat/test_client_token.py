@@ -12,8 +12,8 @@ from wechatpy.exceptions import APILimitedException, WeChatClientException
 
 from qcwx.wechat.client import mp_client, oauth, official_client
 from qcwx.wechat.token import namespace
-from tests.conftest import IN_CI
-from tests.wechat.conftest import TEST_REDIS_URL, WECHAT_SETTINGS
+from tests.fixtures.app import IN_CI
+from tests.fixtures.wechat import TEST_REDIS_URL, WECHAT_SETTINGS
 
 THREADS = 8
 PROCESSES = 4

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from qcwx.wechat.fake_server import FakeWeChatServer, RemoteFakeWeChat
-from tests.wechat.conftest import APPID_SECRETS, WECHAT_SETTINGS
+from tests.fixtures.wechat import APPID_SECRETS, WECHAT_SETTINGS
 from tests.wechat.wx import query_of
 
 APPID, SECRET = WECHAT_SETTINGS["WECHAT_APPID"], WECHAT_SETTINGS["WECHAT_SECRET"]
