@@ -1,9 +1,11 @@
 """Place a built chart in a page (HTML fragment) or hand its options to an API (JSON).
 
-The page that shows charts must load ECharts once, before or after the fragments, without
-``async`` (a fragment draws at once when ``echarts`` is loaded, else on ``DOMContentLoaded``)::
+A fragment is a ``div`` and its options as inert JSON (``<script type="application/json">``);
+no inline JavaScript, so pages can run under a strict CSP. The page that shows charts loads
+ECharts and the drawing script once, in this order::
 
     <script src="{{ url_for('static', filename=ECHARTS_SCRIPT_PATH) }}"></script>
+    <script src="{{ url_for('static', filename=CHARTS_SCRIPT_PATH) }}"></script>
 
 ``static/vendor/echarts.min.js`` is copied from npm by ``make assets``; never a CDN.
 """
@@ -21,6 +23,8 @@ from qcwx.charts.common import check_chart_id
 
 #: Path of ECharts under ``static/`` (``url_for('static', filename=ECHARTS_SCRIPT_PATH)``).
 ECHARTS_SCRIPT_PATH = "vendor/echarts.min.js"
+#: The script that draws every chart fragment of a page (``static/js/charts.js``).
+CHARTS_SCRIPT_PATH = "js/charts.js"
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 _TEMPLATE = "charts/_chart.html"
@@ -29,9 +33,13 @@ _env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)),
                    autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 
 
-def escape_for_script(js: str) -> str:
-    r"""Make JSON/JS text safe inside ``<script>``: ``</`` → ``<\/`` and ``<!--`` → ``<\!--``."""
-    return js.replace("<!--", "<\\!--").replace("</", "<\\/")
+def escape_json_for_html(text: str) -> str:
+    r"""Make JSON text inert inside any HTML element: ``<``, ``>``, ``&`` as ``\u`` escapes.
+
+    Still the same JSON (``JSON.parse`` and ``json.loads`` read the escapes back), and no
+    user text can close the ``<script>`` or open a comment.
+    """
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def options_json(chart) -> str:
@@ -48,17 +56,11 @@ def _compact(options: dict) -> str:
 
 
 def script_options(chart) -> str:
-    """Return the options as text for a ``<script>``: compact JSON, escaped.
+    """Return the options as compact JSON, inert inside a ``<script type="application/json">``.
 
-    ``chart.dump_options()`` is the source (it keeps ``JsCode`` raw; such options are used as
-    dumped); pure-JSON options are re-serialised compactly (about half the size).
+    Raises ``ValueError`` for raw ``JsCode`` (a page draws from JSON, never from code).
     """
-    raw = chart.dump_options()
-    try:
-        text = _compact(json.loads(raw))
-    except json.JSONDecodeError:
-        text = raw
-    return escape_for_script(text)
+    return escape_json_for_html(options_json(chart))
 
 
 def options_dict(chart) -> dict:
@@ -70,7 +72,7 @@ def options_dict(chart) -> dict:
 
 
 def render(chart, *, height: str | None = None) -> Markup:
-    """Return the HTML fragment (one ``div`` + one ``<script>``) that draws ``chart``.
+    """Return the HTML fragment (a ``div`` + its JSON options) that ``charts.js`` draws.
 
     ``height`` is a CSS length (``"320px"``); ``None`` uses the builder's suggested height
     (320 px for most charts, more for square plots, 32 px for sparklines).
@@ -78,8 +80,8 @@ def render(chart, *, height: str | None = None) -> Markup:
     height = height or getattr(chart, "height", None) or "320px"
     if not _HEIGHT.match(str(height)):
         raise ValueError(f"height must be a CSS length like '320px': {height!r}")
-    # Safe: JSON text made inert for <script> ("</", "<!--"); HTML escaping would break it.
-    options_js = Markup(script_options(chart))  # noqa: S704
+    # Safe: JSON whose "<", ">", "&" are \u escapes; HTML escaping would break the JSON.
+    options = Markup(script_options(chart))  # noqa: S704
     macro = _env.get_template(_TEMPLATE).module.chart
-    html = macro(check_chart_id(chart.chart_id), options_js, str(height))
+    html = macro(check_chart_id(chart.chart_id), options, str(height))
     return html if isinstance(html, Markup) else Markup(html)  # noqa: S704 (autoescaped)

@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import re
 
-SET_OPTION = re.compile(r"chart\.setOption\((.*)\);\n\s*window\.addEventListener", re.S)
-
-
-def unescape_script(js: str) -> str:
-    """Undo qcwx.charts.render.escape_for_script."""
-    return js.replace("<\\/", "</").replace("<\\!--", "<!--")
+OPTIONS = re.compile(r'<script type="application/json" data-chart-for="[^"]+">(.*?)</script>',
+                     re.S)
 
 
 def options_from_html(html: str) -> dict:
-    """Return the options a render() fragment passes to setOption, parsed as JSON."""
-    match = SET_OPTION.search(str(html))
-    assert match, "no setOption(...) in the fragment"
-    return json.loads(unescape_script(match.group(1)))
+    """Return the options of a render() fragment (its inert JSON), parsed."""
+    match = OPTIONS.search(str(html))
+    assert match, "no chart options in the fragment"
+    return json.loads(match.group(1))
 
 
 def series_named(options: dict, name: str) -> dict:

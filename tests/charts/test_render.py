@@ -8,7 +8,7 @@ import pytest
 from markupsafe import Markup
 
 from qcwx import charts
-from qcwx.charts.render import TEMPLATES_DIR, escape_for_script
+from qcwx.charts.render import TEMPLATES_DIR, escape_json_for_html
 from tests.charts import options_from_html
 
 EVIL = "</script><script>alert(1)</script>"
@@ -52,11 +52,12 @@ def test_user_text_never_closes_the_script(chart):
     assert html.rstrip().endswith("</script>")
     assert "<!--" not in html
     assert "alert(1)</" not in html
-    assert html.count("<script>\n") == 1  # the fragment's own script; user text stays inside
+    assert html.count('<script type="application/json"') == 1  # inert data, no inline code
+    assert "setOption" not in html
 
 
 @pytest.mark.parametrize("chart", every_chart(), ids=lambda c: c.chart_id)
-def test_fragment_options_parse_as_json_after_unescaping(chart):
+def test_fragment_options_parse_as_json(chart):
     options = options_from_html(charts.render(chart))
     assert options["series"]
     assert options == json.loads(charts.options_json(chart))
@@ -77,10 +78,14 @@ def test_same_input_gives_byte_identical_html():
 def test_fragment_places_one_div_with_the_fixed_id_and_height():
     html = str(charts.render(lj(chart_id="lj-7-2"), height="340px"))
     assert html.startswith('<div id="lj-7-2" class="qc-chart" style="width:100%;height:340px;">')
-    assert 'var id = "lj-7-2";' in html
-    assert "renderer: 'canvas'" in html
-    assert "addEventListener('resize'" in html and "chart.resize()" in html
-    assert "DOMContentLoaded" in html
+    assert '<script type="application/json" data-chart-for="lj-7-2">' in html
+
+
+def test_the_static_drawing_script_draws_every_fragment_and_follows_resizes():
+    script = (TEMPLATES_DIR.parent / "static" / charts.CHARTS_SCRIPT_PATH).read_text()
+    assert "script[data-chart-for]" in script and "JSON.parse" in script
+    assert "renderer: 'canvas'" in script and "chart.resize()" in script
+    assert "DOMContentLoaded" in script
 
 
 def test_default_height_is_the_builders_suggestion():
@@ -100,8 +105,11 @@ def test_bad_chart_id_is_rejected(chart_id):
         lj(chart_id=chart_id)
 
 
-def test_escape_for_script_handles_both_sequences():
-    assert escape_for_script('"</script><!--"') == '"<\\/script><\\!--"'
+def test_json_escape_keeps_the_json_and_hides_markup():
+    text = '{"t":"</script><!-- & >"}'
+    safe = escape_json_for_html(text)
+    assert "<" not in safe and ">" not in safe and "&" not in safe
+    assert json.loads(safe) == json.loads(text)
 
 
 def test_options_json_is_compact_pure_json_with_raw_text():
@@ -122,12 +130,13 @@ def test_line_separators_in_user_text_are_escaped_for_javascript():
     assert options_from_html(html)["title"]["text"] == "a\u2028b\u2029c"
 
 
-def test_options_with_raw_jscode_are_placed_as_dumped_but_refused_as_json():
+def test_options_with_raw_jscode_are_refused():
     from pyecharts.commons.utils import JsCode
 
     chart = lj()
     chart.options["tooltip"]["formatter"] = JsCode("function (p) { return p.name; }")
-    assert '"formatter": function (p) { return p.name; }' in str(charts.render(chart))
+    with pytest.raises(ValueError):
+        charts.render(chart)  # a page draws from JSON, never from code (strict CSP)
     with pytest.raises(ValueError):
         charts.options_json(chart)
 

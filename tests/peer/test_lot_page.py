@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from sqlalchemy import select
 
 from qcwx.peer.models import SavedGrouping
-from tests.charts import unescape_script
+from tests.charts import OPTIONS
 from tests.peer.conftest import elements, expected, month_start, raw_values
-
-SET_OPTION = re.compile(r"chart\.setOption\((.*?)\);\n\s*window\.addEventListener", re.S)
 
 
 def lot(client, w, level: int = 1, **args):
@@ -26,7 +23,7 @@ def summary(html: str) -> dict:
 
 
 def chart_options(html: str) -> list[dict]:
-    return [json.loads(unescape_script(m)) for m in SET_OPTION.findall(html)]
+    return [json.loads(m) for m in OPTIONS.findall(html)]
 
 
 def test_filters_stack_and_change_the_group(peer_world, login):
