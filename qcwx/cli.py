@@ -13,7 +13,11 @@ from qcwx.extensions import db
 
 def install(app: Flask) -> None:
     """Register the commands on ``app``."""
+    for register in (_seed_demo, _fake_wechat, _wechat_menu):
+        register(app)
 
+
+def _seed_demo(app: Flask) -> None:
     @app.cli.command("seed-demo")
     @click.option("--if-empty", is_flag=True, help="Seed only when the database has no region.")
     @click.option("--days", default=120, show_default=True, help="Days of daily QC results.")
@@ -31,6 +35,8 @@ def install(app: Flask) -> None:
         for username, password in DEMO_PASSWORDS.items():
             click.echo(f"  {username:<12} {password}")
 
+
+def _fake_wechat(app: Flask) -> None:
     @app.cli.command("fake-wechat")
     @click.option("--port", type=int, default=None,
                   help="Port (default: the one in QCWX_WECHAT_API_BASE, else 5055).")
@@ -60,6 +66,8 @@ def install(app: Flask) -> None:
         else:
             click.echo(f"fake WeChat started at http://{host}:{port} (pid {pid})")
 
+
+def _wechat_menu(app: Flask) -> None:
     @app.cli.command("wechat-menu")
     def wechat_menu() -> None:
         """Create the official account's menu from qcwx/wechat/menu.json."""

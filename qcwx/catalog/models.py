@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Double, ForeignKey, String, Table, UniqueConstraint, event
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, declared_attr, mapped_column, relationship
 from sqlalchemy.orm.attributes import set_committed_value
 
 from qcwx.catalog.validation import clamp_decimals, row_problems
@@ -115,17 +115,25 @@ class Instrument(db.Model):
         return f"{self.maker} {self.model}" + (f"（{self.serial}）" if self.serial else "")
 
 
-class Reagent(db.Model):
-    """A reagent (试剂) by maker and name."""
+class MakerNamed:
+    """A catalogue product named by its maker and product name, unique as a pair."""
 
-    __tablename__ = "reagent"
-    __table_args__ = (UniqueConstraint("maker", "name"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:  # one constraint object per table
+        return (UniqueConstraint("maker", "name"),)
+
     maker: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(100))
 
     def __str__(self) -> str:
         return f"{self.maker} {self.name}"
+
+
+class Reagent(MakerNamed, db.Model):
+    """A reagent (试剂) by maker and name."""
+
+    __tablename__ = "reagent"
+    id: Mapped[int] = mapped_column(primary_key=True)
 
 
 class Method(db.Model):
@@ -141,31 +149,19 @@ class Method(db.Model):
         return self.name
 
 
-class Calibrator(db.Model):
+class Calibrator(MakerNamed, db.Model):
     """A calibrator (校准品) by maker and name."""
 
     __tablename__ = "calibrator"
-    __table_args__ = (UniqueConstraint("maker", "name"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    maker: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(100))
-
-    def __str__(self) -> str:
-        return f"{self.maker} {self.name}"
 
 
-class QcMaterial(db.Model):
+class QcMaterial(MakerNamed, db.Model):
     """A QC material (质控品) by maker and name; lots hang below it."""
 
     __tablename__ = "qc_material"
-    __table_args__ = (UniqueConstraint("maker", "name"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    maker: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(100))
     lots: Mapped[list[QcLot]] = relationship(back_populates="material")
-
-    def __str__(self) -> str:
-        return f"{self.maker} {self.name}"
 
 
 class QcLot(db.Model):
