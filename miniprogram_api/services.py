@@ -7,12 +7,11 @@ the scan: the request's own host counts as one of ours, then the labels service 
 
 from __future__ import annotations
 
-from flask import current_app
-
 from qcwx.catalog.models import TestSystem
 from qcwx.errors import UserError
 from qcwx.labels import services as labels
 from qcwx.orgs.models import User
+from qcwx.web.urls import base_url
 
 
 def resolve_scan(actor: User, payload: str, request_origin: str) -> TestSystem:
@@ -22,7 +21,7 @@ def resolve_scan(actor: User, payload: str, request_origin: str) -> TestSystem:
     anything else is "not our label" (400). Foreign-scope and revoked labels answer 404 / 410
     as on the web (``qcwx.labels.services.resolve_label``).
     """
-    origins = {labels.origin_of(current_app.config["BASE_URL"]), labels.origin_of(request_origin)}
+    origins = {labels.origin_of(base_url()), labels.origin_of(request_origin)}
     try:
         token = labels.find_label_token([payload], origins)
     except UserError:

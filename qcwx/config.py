@@ -29,7 +29,7 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "SECRET_KEY": (str, None),
     "DATABASE_URL": (str, None),
     "REDIS_URL": (str, None),
-    "BASE_URL": (str, "http://127.0.0.1:5000"),
+    "BASE_URL": (str, None),  # required in production; see qcwx.web.urls
     "TIMEZONE": (str, "Asia/Shanghai"),
     "WECHAT_APPID": (str, "wx_dev_appid"),
     "WECHAT_SECRET": (str, "dev-secret"),
@@ -117,7 +117,8 @@ def build_config(override: Mapping[str, Any] | None = None) -> Mapping[str, Any]
 def _check_production(values: Mapping[str, Any]) -> None:
     missing = [
         f"QCWX_{name}"
-        for name in ("SECRET_KEY", "DATABASE_URL", "WECHAT_APPID", "WECHAT_SECRET", "WECHAT_TOKEN")
+        for name in ("SECRET_KEY", "DATABASE_URL", "BASE_URL", "WECHAT_APPID", "WECHAT_SECRET",
+                     "WECHAT_TOKEN")
         if not values.get(name) or values[name] == SETTINGS[name][1]
     ]
     if missing:

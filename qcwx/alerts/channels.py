@@ -40,6 +40,7 @@ from qcwx.extensions import db
 from qcwx.orgs.models import Hospital, Lab, User
 from qcwx.qcstats import westgard
 from qcwx.timeutil import to_local, utcnow
+from qcwx.web.urls import public_url
 from qcwx.wechat.models import SubscribeConsent
 
 log = logging.getLogger(__name__)
@@ -225,11 +226,11 @@ def rules_text(payload: dict) -> str:
 
 def run_link(outbox: OutboxMessage) -> str:
     """Return the deep link of a run alert: ``{BASE_URL}/runs/<run_id>``."""
-    return f"{current_app.config['BASE_URL'].rstrip('/')}/runs/{outbox.payload['run_id']}"
+    return public_url(f"/runs/{outbox.payload['run_id']}")
 
 
 def _home_link() -> str:
-    return current_app.config["BASE_URL"].rstrip("/") + "/"
+    return public_url("/")
 
 
 def _lab_name(outbox: OutboxMessage) -> str:

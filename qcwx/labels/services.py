@@ -33,6 +33,7 @@ from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs.models import Hospital, Lab, User
 from qcwx.orgs.scopes import get_lab_object, require_role, scoped
+from qcwx.web.urls import public_url
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def read_token(token: str) -> tuple[int, int]:
 
 def label_url(ts: TestSystem) -> str:
     """Return the absolute URL printed in ``ts``'s label: ``{BASE_URL}/s/<token>``."""
-    return f"{current_app.config['BASE_URL'].rstrip('/')}{LABEL_PATH}{make_token(ts)}"
+    return public_url(f"{LABEL_PATH}{make_token(ts)}")
 
 
 def resolve_label(actor: User, token: str) -> TestSystem:

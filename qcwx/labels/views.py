@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from flask import (
     Blueprint,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -25,6 +24,7 @@ from qcwx.labels import services
 from qcwx.timeutil import local_today
 from qcwx.web.errors import wants_json
 from qcwx.web.forms import current_actor
+from qcwx.web.urls import base_url
 
 bp = Blueprint("labels", __name__)
 
@@ -102,8 +102,7 @@ def decode():
     """Decode a photo of a label on the server; JSON ``{url}`` for scripts, else a redirect."""
     upload = request.files.get("image")
     data = upload.read(services.MAX_PHOTO_BYTES + 1) if upload else b""
-    origins = {services.origin_of(current_app.config["BASE_URL"]),
-               services.origin_of(request.host_url)}
+    origins = {services.origin_of(base_url()), services.origin_of(request.host_url)}
     try:
         ts = services.resolve_photo(current_actor(), data, origins)
     except UserError as exc:

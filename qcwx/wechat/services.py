@@ -34,6 +34,7 @@ from qcwx.extensions import db
 from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import ROLE_RANK, can_access_lab, lab_ids_in_scope, require_role
 from qcwx.timeutil import utcnow
+from qcwx.web.urls import base_url, public_url
 from qcwx.wechat import client as wechat_client
 from qcwx.wechat.models import WechatInvite
 from qcwx.wechat.token import jsapi_ticket
@@ -166,8 +167,7 @@ def invite_status(invite: WechatInvite) -> str:
 
 def bind_url(code: str | None = None) -> str:
     """Return the public URL of the bind page (with the code, for the invite's QR)."""
-    base = current_app.config["BASE_URL"].rstrip("/")
-    return f"{base}/wechat/bind" + (f"?code={code}" if code else "")
+    return public_url("/wechat/bind" + (f"?code={code}" if code else ""))
 
 
 BINDABLE = ("wechat_openid", "mp_openid")
@@ -253,7 +253,7 @@ def safe_next(target: str | None) -> str:
 
 def callback_url() -> str:
     """Return the OAuth redirect URI on the public host (WeChat checks its domain)."""
-    return current_app.config["BASE_URL"].rstrip("/") + "/wechat/oauth/callback"
+    return public_url("/wechat/oauth/callback")
 
 
 def oauth_authorize_url(next_url: str | None) -> str:
@@ -330,7 +330,7 @@ def check_page_url(url: str | None) -> str:
         raise UserError("缺少参数 url", field="url")
     url = url.strip().split("#", 1)[0]
     parts = urlsplit(url)
-    ours = urlsplit(current_app.config["BASE_URL"])
+    ours = urlsplit(base_url())
     if parts.scheme not in ("http", "https") or parts.netloc.lower() != ours.netloc.lower():
         raise UserError(f"url 必须是本站（{ours.netloc}）的页面地址", field="url")
     return url
@@ -359,9 +359,9 @@ def require_inviter(actor: User) -> None:
 MENU_FILE = Path(__file__).with_name("menu.json")
 
 
-def menu_definition(base_url: str | None = None) -> dict:
+def menu_definition(base: str | None = None) -> dict:
     """Return the menu of ``menu.json`` as WeChat expects it, URLs on our public host."""
-    base = (base_url or current_app.config["BASE_URL"]).rstrip("/")
+    base = (base or base_url()).rstrip("/")
     data = json.loads(MENU_FILE.read_text(encoding="utf-8"))
 
     def fill(button: dict) -> dict:

@@ -70,8 +70,15 @@ def test_production_refuses_to_start_without_secret_key():
         build_config({"ENV": "production", "DATABASE_URL": "sqlite://"})
 
 
+def test_production_refuses_to_start_without_its_public_base_url():
+    with pytest.raises(ConfigError, match="QCWX_BASE_URL"):
+        build_config({"ENV": "production", "DATABASE_URL": "sqlite://", "SECRET_KEY": "s",
+                      "WECHAT_APPID": "wxreal", "WECHAT_SECRET": "s2", "WECHAT_TOKEN": "t"})
+
+
 def test_production_does_not_point_wechat_at_the_fake():
     cfg = build_config({"ENV": "production", "DATABASE_URL": "sqlite://", "SECRET_KEY": "s",
+                        "BASE_URL": "https://qc.example.cn",
                         "WECHAT_APPID": "wxreal", "WECHAT_SECRET": "s2", "WECHAT_TOKEN": "t"})
     assert cfg["WECHAT_API_BASE"] is None
     assert build_config({"DATABASE_URL": "sqlite://"})["WECHAT_API_BASE"].startswith("http://127.")

@@ -18,6 +18,7 @@ from qcwx.audit.models import AuditLog
 from qcwx.catalog.models import TestSystem
 from qcwx.errors import NotFound
 from qcwx.labels import services
+from qcwx.web.urls import base_url
 from tests import factories as f
 from tests.factories import PASSWORD
 
@@ -97,7 +98,7 @@ def test_token_round_trips_test_system_and_label_version(session, world):
     other = services.make_token(world.systems["b"])
     assert other.split(".")[1] != token.split(".")[1]
     url = services.label_url(ts)
-    assert url == f"{current_app.config['BASE_URL'].rstrip('/')}/s/{token}"
+    assert url == f"{base_url()}/s/{token}"
 
 
 @pytest.mark.parametrize("make_bad", [
@@ -373,7 +374,7 @@ def test_photo_of_some_other_qr_code_is_a_chinese_400(world, login, text):
 
 def test_photo_of_a_forged_label_is_a_chinese_400(world, login):
     forged = URLSafeSerializer("guessed", salt=services.TOKEN_SALT).dumps([1, 1])
-    url = f"{current_app.config['BASE_URL']}/s/{forged}"
+    url = f"{base_url()}/s/{forged}"
     resp = post_photo(login(world.users["technician"]), photo_of(url))
     assert resp.status_code == 400
     assert resp.get_json()["error"] == "不是本平台的质控标签"

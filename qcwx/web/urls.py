@@ -1,0 +1,27 @@
+"""The public base URL of links that leave the page: QR labels, WeChat, invites, alerts.
+
+Production: ``QCWX_BASE_URL``, required at start-up (a Host header is never trusted there).
+Development: the address the request came in on, so ``PORT=8000 make run``, a phone on the
+LAN or a tunnel all get links that work; outside a request (workers, CLI) the configured
+value, which ``make run`` sets from ``PORT``. Testing: the configured value when set.
+"""
+
+from __future__ import annotations
+
+from flask import current_app, has_request_context, request
+
+DEFAULT_BASE_URL = "http://127.0.0.1:5000"
+
+
+def base_url() -> str:
+    """Return the public base URL without a trailing slash (see the module docstring)."""
+    configured = current_app.config.get("BASE_URL")
+    follows_request = current_app.config.get("ENV") == "development" or not configured
+    if follows_request and has_request_context():
+        return request.host_url.rstrip("/")
+    return (configured or DEFAULT_BASE_URL).rstrip("/")
+
+
+def public_url(path: str) -> str:
+    """Return ``path`` (starting with ``/``) on the public base URL."""
+    return base_url() + path
