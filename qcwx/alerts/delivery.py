@@ -49,6 +49,8 @@ BACKOFF_BASE = 30  # seconds
 BACKOFF_CAP = 3600
 SWEEP_LIMIT = 200
 RETRYABLE = ("pending", "failed")
+#: Why an alert with no recipient stays undelivered (shown to the lab's director and the centre).
+NO_RECIPIENT = "没有可接收的用户：本实验室没有绑定微信的质控主管，提醒无法送达"
 _PENDING_KEY = "qcwx.alerts.dispatch_ids"
 
 
@@ -208,9 +210,11 @@ def _settle(outbox: OutboxMessage, deliveries: list[AlertDelivery], now: datetim
     elif dead:
         outbox.status = "dead"
         outbox.last_error = f"{len(dead)} 个接收人无法送达：{dead[0].last_error}"
+    elif not deliveries:  # nobody to send to is a failure to see, never "sent"
+        outbox.status = "unreachable"
+        outbox.last_error = NO_RECIPIENT
     else:
-        outbox.status, outbox.sent_at = "sent", now
-        outbox.last_error = None if deliveries else "没有可接收的用户（无人绑定微信）"
+        outbox.status, outbox.sent_at, outbox.last_error = "sent", now, None
 
 
 def dispatch(outbox_id: int, now: datetime | None = None) -> DispatchResult | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import aliased
 
 from qcwx.alerts.channels import KIND_LABELS, channel_label
@@ -17,6 +17,7 @@ from qcwx.orgs.scopes import in_scope
 DELIVERY_STATUS_LABELS = {"pending": "待发送", "sent": "已发送", "failed": "发送失败，等待重试",
                           "dead": "无法送达"}
 OUTBOX_STATUS_LABELS = {"pending": "待发送", "sent": "已发送", "failed": "发送失败，等待重试",
+                        "unreachable": "无人接收（未绑定微信）",
                         "dead": "部分或全部无法送达"}
 
 
@@ -94,3 +95,30 @@ def delivery_summary(outbox_ids: list[int]) -> dict[int, dict[str, int]]:
                 .where(AlertDelivery.outbox_id.in_(outbox_ids))):
             out[outbox_id][status] = out[outbox_id].get(status, 0) + 1
     return out
+
+
+@dataclass(frozen=True)
+class UnreachableLab:
+    """A lab whose alerts reach nobody: no supervisor bound to WeChat."""
+
+    lab_id: int
+    lab_name: str
+    alerts: int
+    last_at: datetime
+
+
+def unreachable_labs(actor: User) -> list[UnreachableLab]:
+    """Return the labs in scope with alerts nobody could receive, most alerts first."""
+    stmt = (select(Lab, func.count(OutboxMessage.id), func.max(OutboxMessage.created_at))
+            .join(OutboxMessage, OutboxMessage.lab_id == Lab.id)
+            .where(OutboxMessage.status == "unreachable", in_scope(actor, OutboxMessage.lab_id))
+            .group_by(Lab.id).order_by(func.count(OutboxMessage.id).desc(), Lab.id))
+    return [UnreachableLab(lab.id, lab.full_name, n, last)
+            for lab, n, last in db.session.execute(stmt)]
+
+
+def unreachable_summary(labs: list[UnreachableLab]) -> str | None:
+    """Return the one-line warning for a list of unreachable labs (None when there are none)."""
+    if not labs:
+        return None
+    return f"{len(labs)} 个实验室没有绑定微信的质控主管，失控提醒无法送达"

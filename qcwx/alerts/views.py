@@ -26,7 +26,8 @@ def failed():
     """List failed and dead deliveries of the actor's region, newest first."""
     actor = current_actor()
     require_role(actor, *CENTRE_ROLES)
-    return render_template("alerts/failed.html", items=queries.failed_deliveries(actor))
+    return render_template("alerts/failed.html", items=queries.failed_deliveries(actor),
+                           unreachable=queries.unreachable_labs(actor))
 
 
 @bp.route("/alerts/deliveries/<int:delivery_id>/retry", methods=["POST"])

@@ -24,6 +24,7 @@ from qcwx.catalog.models import (
 )
 from qcwx.demo import data as d
 from qcwx.demo.plan import (
+    DEMO_OPENIDS,
     DEMO_PASSWORD,
     DEMO_PASSWORDS,
     DEMO_USERS,
@@ -68,6 +69,8 @@ def create_users(region: Region, labs: list[LabPlan]) -> dict[str, User]:
              for username, name, role in DEMO_USERS}
     labs[HOSP1].technician, labs[HOSP1].signer = users["tech"], users["supervisor"]
     labs[TECH2_LAB].technician = users["tech2"]
+    for username, openid in DEMO_OPENIDS.items():  # their alerts reach the local fake WeChat
+        users[username].wechat_openid = openid
     return users
 
 

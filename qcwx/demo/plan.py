@@ -34,6 +34,9 @@ DEMO_USERS = (
     ("tech2", "赵磊", "technician"),
 )
 DEMO_PASSWORDS: dict[str, str] = {username: DEMO_PASSWORD for username, _, _ in DEMO_USERS}
+#: Demo users bound to fake WeChat users (28-character openids, as WeChat's).
+DEMO_OPENIDS = {"supervisor": "oQcwxDemoSupervisor000000001",
+                "director": "oQcwxDemoDirector00000000001"}
 
 #: What the last :func:`seed` call injected, by event name (``shift_1``, ``outlier_3``, …):
 #: lab code and anonymous code, analyte, instrument, test system id, kind, level, first day

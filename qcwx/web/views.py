@@ -9,6 +9,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import text
 
 from qcwx import __version__
+from qcwx.alerts import queries as alert_queries
 from qcwx.audit.services import reset_actor, set_actor
 from qcwx.extensions import db
 from qcwx.iqc import queries as iqc_queries
@@ -44,8 +45,10 @@ def home():
     else:
         context["overview"] = iqc_queries.overview(user, today)
         context["actions"] = iqc_queries.open_actions(user, ("submitted",))
+        context["unreachable"] = alert_queries.unreachable_labs(user)
         if user.role == "director":
             context["board"] = iqc_queries.today_board(user, today)
+    context["unbound"] = user.role == "supervisor" and not user.wechat_openid
     return render_template(f"home/{user.role}.html", **context)
 
 

@@ -112,7 +112,7 @@ def test_reject_reaches_the_centre_when_configured(session, bound, fake_wechat, 
     assert bound.users["center2"].wechat_openid not in to  # another region's centre
 
 
-def test_unbound_lab_gets_no_message_and_the_outbox_is_settled(session, world, fake_wechat):
+def test_an_alert_nobody_can_receive_is_unreachable_not_sent(session, world, fake_wechat):
     from qcwx.iqc import targets
     from qcwx.timeutil import local_today
 
@@ -127,7 +127,8 @@ def test_unbound_lab_gets_no_message_and_the_outbox_is_settled(session, world, f
     session.commit()
     [outbox] = outbox_rows(session)
     assert fake_wechat.messages == []
-    assert outbox.status == "sent" and "无人绑定微信" in outbox.last_error
+    assert outbox.status == "unreachable" and "没有绑定微信" in outbox.last_error
+    assert outbox.sent_at is None  # an alert that reached nobody is never "sent"
 
 
 def test_45009_is_retried_with_backoff_then_sent(session, bound, fake_wechat):
