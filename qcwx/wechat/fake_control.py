@@ -6,7 +6,9 @@ not recorded as API calls and never answer an injected failure.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+import time
+
+from flask import Blueprint, current_app, jsonify, render_template_string, request
 
 from qcwx.wechat.fake_state import FakeState
 
@@ -82,3 +84,63 @@ def fake_mp_code():
         return jsonify({"error": "需要 openid"}), 400
     appid = data.get("appid") or state.mp_appid()
     return jsonify({"code": state.mint_code(state.mp_codes, appid, openid, "mp")})
+
+
+_PHONE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>模拟手机 · {{ openid or '全部用户' }}</title>
+<style>
+body{margin:0;background:#ededed;color:#191919;
+font:15px/1.5 system-ui,"Noto Sans CJK SC",sans-serif}
+header{background:#ededed;padding:12px 16px;font-weight:600;border-bottom:1px solid #ddd}
+.msg{background:#fff;margin:12px;border-radius:8px;padding:14px 16px}
+.msg h2{font-size:16px;margin:0 0 8px}.row{display:flex;gap:8px;margin:2px 0}
+.k{color:#888;min-width:5.5em}.time{color:#999;font-size:13px;text-align:center;margin-top:12px}
+a.more{display:block;border-top:1px solid #eee;margin-top:10px;padding-top:10px;min-height:44px;
+line-height:44px;color:#191919;text-decoration:none}
+ul{list-style:none;padding:0}li a{display:block;background:#fff;margin:8px 12px;padding:12px 16px;
+border-radius:8px;min-height:44px;color:#191919;text-decoration:none}
+</style></head><body>
+<header>{{ '模拟手机：' ~ openid if openid else '本地模拟微信：收到消息的用户' }}
+（仅开发环境）</header>
+{% if openid %}
+  {% for m in messages %}
+  <div class="time">{{ m.when }}</div>
+  <div class="msg"><h2>{{ '质控提醒' if m.kind == 'template' else '订阅消息' }}</h2>
+    {% for key, value in m.fields %}<div class="row"><span class="k">{{ key }}</span>
+    <span>{{ value }}</span></div>{% endfor %}
+    {% if m.link %}<a class="more" href="{{ m.link }}">详情 ›</a>{% endif %}
+  </div>
+  {% else %}<div class="msg">还没有收到消息</div>{% endfor %}
+{% else %}
+  <ul>{% for user, n in users %}<li>
+  <a href="{{ url_for('fake_control.fake_phone', openid=user) }}">{{ user }}（{{ n }} 条）</a></li>
+  {% else %}<li>还没有任何消息</li>{% endfor %}</ul>
+{% endif %}
+</body></html>"""
+
+
+def _fields(data: dict) -> list[tuple[str, str]]:
+    """Return (name, value) pairs of a template message's data, as a phone lists them."""
+    names = {"first": "", "remark": "备注"}
+    return [(names.get(key, key), str(item.get("value", "")) if isinstance(item, dict) else
+             str(item)) for key, item in data.items()]
+
+
+@bp.get("/phone")
+@bp.get("/phone/<openid>")
+def fake_phone(openid: str | None = None):
+    """Show what one fake user's phone received (development only): fields and the link."""
+    state = _state()
+    with state.lock:
+        messages = list(state.messages)
+    if openid is None:
+        counts: dict[str, int] = {}
+        for m in messages:
+            counts[m["touser"]] = counts.get(m["touser"], 0) + 1
+        return render_template_string(_PHONE, openid=None, users=sorted(counts.items()))
+    mine = [{"kind": m["kind"], "fields": _fields(m.get("data") or {}),
+             "link": m.get("url") or m.get("page"),
+             "when": time.strftime("%m-%d %H:%M", time.localtime(m["time"]))}
+            for m in reversed(messages) if m["touser"] == openid]
+    return render_template_string(_PHONE, openid=openid, messages=mine)

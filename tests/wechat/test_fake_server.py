@@ -175,3 +175,18 @@ def test_fake_runs_as_a_separate_process(how, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_fake_phone_page_shows_what_a_user_received(fake_wechat):
+    """Development only: /_fake/phone/<openid> lists a fake user's messages as a phone would."""
+    import requests
+
+    fake_wechat.state.deliver("template", "oPhoneUser000000000000000001", "TPL",
+                  {"first": {"value": "质控失控 <b>"}, "keyword1": {"value": "葡萄糖"}},
+                  url="http://127.0.0.1:5000/runs/7")
+    page = requests.get(f"{fake_wechat.url}/_fake/phone/oPhoneUser000000000000000001", timeout=5)
+    assert page.status_code == 200
+    assert "葡萄糖" in page.text and "质控失控 &lt;b&gt;" in page.text  # escaped
+    assert 'href="http://127.0.0.1:5000/runs/7"' in page.text
+    index = requests.get(f"{fake_wechat.url}/_fake/phone", timeout=5).text
+    assert "oPhoneUser000000000000000001（1 条）" in index
