@@ -5,8 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5000
 # Links made outside a request (alert workers, the CLI) use this; pages use the request's host
 # in development (qcwx.web.urls), so PORT=8000 make run, a phone on the LAN or a tunnel all work.
-QCWX_BASE_URL ?= http://127.0.0.1:$(PORT)
-export QCWX_BASE_URL
+run worker beat: export QCWX_BASE_URL ?= http://127.0.0.1:$(PORT)
 FLASK := $(PY) -m flask --app wsgi
 PYTHON ?= python3
 

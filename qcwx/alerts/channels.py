@@ -226,11 +226,11 @@ def rules_text(payload: dict) -> str:
 
 def run_link(outbox: OutboxMessage) -> str:
     """Return the deep link of a run alert: ``{BASE_URL}/runs/<run_id>``."""
-    return public_url(f"/runs/{outbox.payload['run_id']}")
+    return public_url(f"/runs/{outbox.payload['run_id']}", shared=True)
 
 
 def _home_link() -> str:
-    return public_url("/")
+    return public_url("/", shared=True)
 
 
 def _lab_name(outbox: OutboxMessage) -> str:

@@ -4,6 +4,8 @@ Production: ``QCWX_BASE_URL``, required at start-up (a Host header is never trus
 Development: the address the request came in on, so ``PORT=8000 make run``, a phone on the
 LAN or a tunnel all get links that work; outside a request (workers, CLI) the configured
 value, which ``make run`` sets from ``PORT``. Testing: the configured value when set.
+Alert messages go to other people's phones, whichever process sends them, so they use the
+configured value whenever there is one (``shared=True``).
 """
 
 from __future__ import annotations
@@ -13,15 +15,16 @@ from flask import current_app, has_request_context, request
 DEFAULT_BASE_URL = "http://127.0.0.1:5000"
 
 
-def base_url() -> str:
+def base_url(*, shared: bool = False) -> str:
     """Return the public base URL without a trailing slash (see the module docstring)."""
     configured = current_app.config.get("BASE_URL")
-    follows_request = current_app.config.get("ENV") == "development" or not configured
+    follows_request = not configured or (
+        current_app.config.get("ENV") == "development" and not shared)
     if follows_request and has_request_context():
         return request.host_url.rstrip("/")
     return (configured or DEFAULT_BASE_URL).rstrip("/")
 
 
-def public_url(path: str) -> str:
+def public_url(path: str, *, shared: bool = False) -> str:
     """Return ``path`` (starting with ``/``) on the public base URL."""
-    return base_url() + path
+    return base_url(shared=shared) + path
