@@ -15,7 +15,7 @@ run: install assets db  ## set up everything and serve the demo at http://127.0.
 	$(FLASK) seed-demo --if-empty
 	$(FLASK) peer rebuild
 	$(FLASK) fake-wechat --background
-	$(FLASK) run --host 127.0.0.1 --port $(PORT)
+	trap '$(FLASK) fake-wechat --stop; trap - EXIT INT TERM' EXIT INT TERM; $(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 test: install-test assets browser-deps  ## install test requirements and run the whole suite
 	$(PY) -m pytest

@@ -42,8 +42,9 @@ def _fake_wechat(app: Flask) -> None:
                   help="Port (default: the one in QCWX_WECHAT_API_BASE, else 5055).")
     @click.option("--host", default="127.0.0.1", show_default=True)
     @click.option("--background", is_flag=True,
-                  help="Detach (pid in instance/fake-wechat.pid); no-op if one already answers.")
-    def fake_wechat(port: int | None, host: str, background: bool) -> None:
+                  help="Detach (pid in instance/fake-wechat.pid); reuses this checkout's own.")
+    @click.option("--stop", is_flag=True, help="Stop the fake this checkout started.")
+    def fake_wechat(port: int | None, host: str, background: bool, stop: bool) -> None:
         """Run the local fake of WeChat's APIs (development and tests only)."""
         from qcwx.wechat import fake_server
 
@@ -52,19 +53,29 @@ def _fake_wechat(app: Flask) -> None:
         port = port or fake_server.default_port(app.config.get("WECHAT_API_BASE"))
         settings = {k: app.config[k] for k in ("WECHAT_APPID", "WECHAT_SECRET", "MP_APPID",
                                                "MP_SECRET")}
-        if not background:
-            fake_server.serve(port, host, fake_server.appid_secrets_from_settings(settings))
-            return
         instance = Path(app.instance_path)
-        try:
-            pid = fake_server.start_background(host, port, settings, instance / "fake-wechat.pid",
-                                               instance / "fake-wechat.log")
-        except RuntimeError as exc:
-            raise click.ClickException(str(exc)) from None
-        if pid is None:
-            click.echo(f"fake WeChat already answers at http://{host}:{port}")
+        if stop:
+            pid = fake_server.stop_background(host, port, instance / "fake-wechat.pid")
+            click.echo(f"fake WeChat (pid {pid}) stopped" if pid else "no fake WeChat of ours")
+        elif not background:
+            fake_server.serve(port, host, fake_server.appid_secrets_from_settings(settings))
         else:
-            click.echo(f"fake WeChat started at http://{host}:{port} (pid {pid})")
+            _start_fake(fake_server, host, port, settings, instance)
+
+
+def _start_fake(fake_server, host: str, port: int, settings: dict, instance: Path) -> None:
+    """Start (or reuse) this checkout's fake in the background and say which one is in use."""
+    try:
+        pid = fake_server.start_background(host, port, settings, instance / "fake-wechat.pid",
+                                           instance / "fake-wechat.log")
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = f"http://{host}:{port}"
+    if pid is None:
+        owner = fake_server.RemoteFakeWeChat(where).owner()
+        click.echo(f"fake WeChat in use: {where} (this checkout's, pid {owner['pid']})")
+    else:
+        click.echo(f"fake WeChat started: {where} (pid {pid}, this checkout)")
 
 
 def _wechat_menu(app: Flask) -> None:

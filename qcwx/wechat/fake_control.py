@@ -6,13 +6,19 @@ not recorded as API calls and never answer an injected failure.
 
 from __future__ import annotations
 
-import time
+import os
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, current_app, jsonify, render_template_string, request
 
 from qcwx.wechat.fake_state import FakeState
 
 bp = Blueprint("fake_control", __name__, url_prefix="/_fake")
+#: The checkout this fake runs from: ``make run`` reuses a fake only when it is its own.
+CHECKOUT = str(Path(__file__).resolve().parents[2])
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def _state() -> FakeState:
@@ -47,7 +53,8 @@ def fake_state():
         return jsonify({"refresh_count": state.refresh_count,
                         "refresh_counts": dict(state.refresh_counts),
                         "ticket_count": state.ticket_count, "menu": state.menu,
-                        "pending_failures": dict(state.failures)})
+                        "pending_failures": dict(state.failures),
+                        "pid": os.getpid(), "checkout": CHECKOUT})
 
 
 @bp.post("/reset")
@@ -141,6 +148,6 @@ def fake_phone(openid: str | None = None):
         return render_template_string(_PHONE, openid=None, users=sorted(counts.items()))
     mine = [{"kind": m["kind"], "fields": _fields(m.get("data") or {}),
              "link": m.get("url") or m.get("page"),
-             "when": time.strftime("%m-%d %H:%M", time.localtime(m["time"]))}
+             "when": datetime.fromtimestamp(m["time"], SHANGHAI).strftime("%m-%d %H:%M")}
             for m in reversed(messages) if m["touser"] == openid]
     return render_template_string(_PHONE, openid=openid, messages=mine)

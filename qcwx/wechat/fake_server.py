@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from qcwx.wechat import fake_api, fake_control
+from qcwx.wechat.fake_control import CHECKOUT
 from qcwx.wechat.fake_state import (
     CODE_TTL,
     DEFAULT_APPID_SECRETS,
@@ -123,6 +125,11 @@ class FakeWeChatServer:
         """Return the delivered template/subscribe messages, oldest first."""
         return self.state.messages
 
+    def owner(self) -> dict:
+        """Return the remote fake's pid and checkout (which ``make run`` it belongs to)."""
+        state = self._get("/_fake/state")
+        return {"pid": state.get("pid"), "checkout": state.get("checkout")}
+
     @property
     def refresh_count(self) -> int:
         """Return how many access tokens were issued since the last reset."""
@@ -180,6 +187,11 @@ class RemoteFakeWeChat:
     def messages(self) -> list[dict]:
         """Return the messages the remote fake delivered."""
         return self._get("/_fake/messages")
+
+    def owner(self) -> dict:
+        """Return the remote fake's pid and checkout (which ``make run`` it belongs to)."""
+        state = self._get("/_fake/state")
+        return {"pid": state.get("pid"), "checkout": state.get("checkout")}
 
     @property
     def refresh_count(self) -> int:
@@ -252,7 +264,12 @@ def start_background(host: str, port: int, settings: dict[str, Any], pid_file: P
     """
     url = f"http://{host}:{port}"
     if RemoteFakeWeChat(url).answers():
-        return None
+        owner = RemoteFakeWeChat(url).owner()
+        if owner.get("checkout") != CHECKOUT:
+            raise RuntimeError(
+                f"{url} is taken by a fake WeChat of another checkout ({owner.get('checkout')}, "
+                f"pid {owner.get('pid')}); stop it, or set QCWX_WECHAT_API_BASE to another port")
+        return None  # this checkout's own fake, still running: reuse it
     env = dict(os.environ)
     env.update({"QCWX_WECHAT_APPID": settings["WECHAT_APPID"],
                 "QCWX_WECHAT_SECRET": settings["WECHAT_SECRET"],
@@ -289,3 +306,25 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def stop_background(host: str, port: int, pid_file: Path) -> int | None:
+    """Stop the fake ``start_background`` started from this checkout; return its pid.
+
+    Only a fake that answers at ``host:port`` as this checkout's and whose pid is the one in
+    ``pid_file`` is stopped; anything else is left alone (None).
+    """
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    url = f"http://{host}:{port}"
+    remote = RemoteFakeWeChat(url)
+    if not remote.answers():
+        pid_file.unlink(missing_ok=True)  # stale: that fake is gone already
+        return None
+    if remote.owner() != {"pid": pid, "checkout": CHECKOUT}:
+        return None  # another checkout's (or a hand-started) fake: not ours to stop
+    os.kill(pid, signal.SIGTERM)
+    pid_file.unlink(missing_ok=True)
+    return pid

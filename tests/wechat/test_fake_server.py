@@ -190,3 +190,37 @@ def test_the_fake_phone_page_shows_what_a_user_received(fake_wechat):
     assert 'href="http://127.0.0.1:5000/runs/7"' in page.text
     index = requests.get(f"{fake_wechat.url}/_fake/phone", timeout=5).text
     assert "oPhoneUser000000000000000001（1 条）" in index
+
+
+def test_make_run_reuses_only_its_own_fake_and_stops_it(tmp_path, monkeypatch):
+    """``fake-wechat --background`` reuses this checkout's fake; ``--stop`` ends exactly it."""
+    from qcwx.wechat import fake_server
+
+    probe = FakeWeChatServer().start()
+    port = probe.port
+    probe.stop()
+    settings = {"WECHAT_APPID": "wx_bg", "WECHAT_SECRET": "s", "MP_APPID": "wx_mp_bg",
+                "MP_SECRET": "s2"}
+    pid_file, log_file = tmp_path / "fake.pid", tmp_path / "fake.log"
+    pid = fake_server.start_background("127.0.0.1", port, settings, pid_file, log_file)
+    try:
+        assert pid and int(pid_file.read_text()) == pid
+        assert fake_server.start_background("127.0.0.1", port, settings, pid_file,
+                                            log_file) is None  # ours, still running: reused
+        monkeypatch.setattr(fake_server, "CHECKOUT", "/elsewhere/qcwx")
+        with pytest.raises(RuntimeError, match="another checkout"):
+            fake_server.start_background("127.0.0.1", port, settings, pid_file, log_file)
+        assert fake_server.stop_background("127.0.0.1", port, pid_file) is None  # not ours
+        monkeypatch.undo()
+        assert fake_server.stop_background("127.0.0.1", port, pid_file) == pid
+        deadline = time.monotonic() + 10
+        while RemoteFakeWeChat(f"http://127.0.0.1:{port}").answers():
+            assert time.monotonic() < deadline, "the fake kept answering after --stop"
+            time.sleep(0.1)
+        assert not pid_file.exists()
+    finally:
+        if pid:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
