@@ -20,16 +20,22 @@ class UserError(QcwxError):
 
     status = 400
 
-    def __init__(self, message: str, field: str | None = None, status: int | None = None):
+    def __init__(self, message: str, field: str | None = None, status: int | None = None,
+                 fields: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        #: Every field at fault with its message, when a form has several (shown all at once).
+        self.fields = fields or {}
         if status is not None:
             self.status = status
 
     def to_dict(self) -> dict:
         """Return the JSON body every API uses for this error."""
-        return {"error": self.message, "field": self.field}
+        body = {"error": self.message, "field": self.field}
+        if self.fields:
+            body["fields"] = dict(self.fields)
+        return body
 
 
 class NotFound(UserError):

@@ -31,6 +31,23 @@ def _required(value: str | None, field: str, label: str, limit: int = 2000) -> s
     return text
 
 
+def _record_fields(cause_category: str, texts: dict[str, str | None]) -> dict[str, str]:
+    """Check every field of the record at once; raise one error naming all that are missing."""
+    labels = {"description": "原因分析", "action_taken": "纠正措施", "rerun_result": "复测结果"}
+    clean, errors = {}, {}
+    if cause_category not in CAUSE_CATEGORIES:
+        errors["cause_category"] = "请选择失控原因类别"
+    for field, label in labels.items():
+        try:
+            clean[field] = _required(texts.get(field), field, label)
+        except UserError as exc:
+            errors[field] = exc.message
+    if errors:
+        first = next(iter(errors))
+        raise UserError(errors[first], field=first, fields=errors)
+    return clean
+
+
 def complete_action(
     actor: User, action_id: int, *, cause_category: str, description: str, action_taken: str,
     rerun_result: str, patient_impact: str | None = None,
@@ -41,12 +58,13 @@ def complete_action(
         raise Forbidden("当前角色不能填写失控处理记录")
     if action.status == "signed":
         raise Conflict("该记录已签字，不能再修改")
-    if cause_category not in CAUSE_CATEGORIES:
-        raise UserError("请选择失控原因类别", field="cause_category")
+    clean = _record_fields(cause_category, {"description": description,
+                                            "action_taken": action_taken,
+                                            "rerun_result": rerun_result})
     action.cause_category = cause_category
-    action.description = _required(description, "description", "原因分析")
-    action.action_taken = _required(action_taken, "action_taken", "纠正措施")
-    action.rerun_result = _required(rerun_result, "rerun_result", "复测结果")
+    action.description = clean["description"]
+    action.action_taken = clean["action_taken"]
+    action.rerun_result = clean["rerun_result"]
     action.patient_impact = (patient_impact or "").strip() or None
     action.status = "submitted"
     action.completed_by_id = actor.id

@@ -48,4 +48,5 @@ def form_post(action: Callable[[], Any]) -> FormResult:
         return FormResult(value)
     except UserError as exc:
         db.session.rollback()
-        return FormResult(None, {exc.field or "form": exc.message}, exc.status)
+        return FormResult(None, dict(exc.fields) or {exc.field or "form": exc.message},
+                          exc.status)
