@@ -105,7 +105,8 @@ def test_fake_wechat_background_command_starts_once(app, tmp_path, monkeypatch):
         remote = RemoteFakeWeChat(f"http://127.0.0.1:{port}")
         assert remote.answers()
         second = runner.invoke(args=["fake-wechat", "--background", "--port", str(port)])
-        assert second.exit_code == 0 and "already" in second.output
+        assert second.exit_code == 0 and "in use" in second.output
+        assert f"this checkout's, pid {pid}" in second.output  # reused, and named in the log
         assert int((tmp_path / "fake-wechat.pid").read_text()) == pid
     finally:
         os.kill(int((tmp_path / "fake-wechat.pid").read_text()), signal.SIGTERM)
