@@ -10,7 +10,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from qcwx.catalog.models import TestSystem
+from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.extensions import db
 from qcwx.iqc.models import ControlLimit, CorrectiveAction, QcRun, RuleSet
 from qcwx.orgs.models import Hospital, Lab, User
@@ -149,14 +149,14 @@ def lj_points(ts: TestSystem, start: date | None = None, end: date | None = None
     """
     import numpy as np
 
-    from qcwx.iqc import targets
     from qcwx.iqc.models import QcResult, Violation
 
     stmt = (select(QcRun, QcResult, User.display_name)
             .join(QcResult, QcResult.run_id == QcRun.id)
+            .join(QcLevel, QcLevel.id == QcResult.qc_level_id)
             .outerjoin(User, User.id == QcResult.entered_by_id)
             .where(QcRun.test_system_id == ts.id, QcResult.is_current)
-            .order_by(QcRun.run_date, QcRun.run_no))
+            .order_by(QcRun.run_date, QcRun.run_no, QcLevel.level_index))  # levels in order
     if start is not None:
         stmt = stmt.where(QcRun.run_date >= start)
     if end is not None:
@@ -174,10 +174,10 @@ def lj_points(ts: TestSystem, start: date | None = None, end: date | None = None
                 CorrectiveAction.run_id, CorrectiveAction.status).where(
                 CorrectiveAction.run_id.in_(run_ids))):
             handled[run_id] = status == "signed"
-    timeline = targets.limit_timeline(ts)
+    timeline = limit_timeline(ts)
     out = []
     for run, res, who in rows:
-        z = targets.z_scores(np.array([res.value]), [run.run_date],
+        z = z_scores(np.array([res.value]), [run.run_date],
                              timeline.get(res.qc_level_id, []))[0]
         out.append(LjPoint(run.id, run.run_date, run.run_no, res.qc_level_id, res.value,
                            res.value_text, res.version, None if np.isnan(z) else float(z),
