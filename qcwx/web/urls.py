@@ -3,7 +3,8 @@
 Production: ``QCWX_BASE_URL``, required at start-up (a Host header is never trusted there).
 Development: the address the request came in on, so ``PORT=8000 make run``, a phone on the
 LAN or a tunnel all get links that work; outside a request (workers, CLI) the configured
-value, which ``make run`` sets from ``PORT``. Testing: the configured value when set.
+value, which ``make run`` sets from ``PORT`` (with neither, a link cannot be made: an error
+names the variable rather than guessing a host). Testing: the configured value when set.
 Alert messages go to other people's phones, whichever process sends them, so they use the
 configured value whenever there is one (``shared=True``).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from flask import current_app, has_request_context, request
 
-DEFAULT_BASE_URL = "http://127.0.0.1:5000"
+from qcwx.errors import ConfigError
 
 
 def base_url(*, shared: bool = False) -> str:
@@ -22,7 +23,9 @@ def base_url(*, shared: bool = False) -> str:
         current_app.config.get("ENV") == "development" and not shared)
     if follows_request and has_request_context():
         return request.host_url.rstrip("/")
-    return (configured or DEFAULT_BASE_URL).rstrip("/")
+    if not configured:
+        raise ConfigError("QCWX_BASE_URL is not set: links made outside a request need it")
+    return configured.rstrip("/")
 
 
 def public_url(path: str, *, shared: bool = False) -> str:

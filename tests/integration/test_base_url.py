@@ -70,3 +70,10 @@ def test_the_printed_label_sheet_and_the_oauth_redirect_use_the_port_asked_on(de
     assert resp.status_code == 302
     assert "redirect_uri=http%3A%2F%2F192.168.1.23%3A8000%2Fwechat%2Foauth%2Fcallback" in \
         resp.headers["Location"]
+
+
+def test_no_request_and_no_base_url_is_a_clear_error_not_a_guessed_host(dev):
+    from qcwx.errors import ConfigError
+
+    with dev.app_context(), pytest.raises(ConfigError, match="QCWX_BASE_URL"):
+        base_url()
