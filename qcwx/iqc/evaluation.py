@@ -177,16 +177,6 @@ def evaluate_from(ts: TestSystem, run: QcRun, *, notify: bool | Collection[int],
                        notify=runs[i].id in alert, actor=actor)
 
 
-def evaluate_all(ts: TestSystem, *, notify: bool = False) -> int:
-    """Re-judge every run of a test system in one vectorised pass (seeding, limit changes)."""
-    runs = list(db.session.scalars(select(QcRun).where(QcRun.test_system_id == ts.id)
-                                   .order_by(QcRun.run_date, QcRun.run_no)))
-    if not runs:
-        return 0
-    evaluate_from(ts, runs[0], notify=False)
-    return len(runs)
-
-
 def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *, notify: bool,
                    actor: User | None = None) -> None:
     """Write status and violations of one run, replacing (deactivating) stale violations."""

@@ -10,12 +10,10 @@ import pandas as pd
 from qcwx import charts
 from qcwx.catalog.models import TestSystem
 from qcwx.iqc import queries, targets
-from qcwx.iqc.models import STATUS_LABEL
 from qcwx.qcstats import limits as qclimits
 from qcwx.qcstats import westgard
 
 NO_LIMIT_HTML = "<div class='qc-empty'>未设定靶值，无法绘制质控图</div>"
-STATUS_ZH = STATUS_LABEL
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,6 @@ from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API o
     FiredRule,
     LevelValue,
     RunVerdict,
-    evaluate_all,
     evaluate_from,
     verdict_for,
 )
