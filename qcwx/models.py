@@ -32,7 +32,7 @@ from qcwx.peer.models import (
     PeerTsState,
     SavedGrouping,
 )
-from qcwx.reports.models import ShareLink
+from qcwx.reports.models import PublishedReport, ShareLink
 from qcwx.wechat.models import SubscribeConsent, WechatInvite
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "TestCodeMapping", "UploadBatch", "WechatInvite",
     "Analyte", "AuditLog", "Calibrator", "ControlLimit", "CorrectiveAction", "Hospital",
     "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
-    "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink", "Submission",
+    "PublishedReport", "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink", "Submission",
     "TestSystem", "User", "Violation",
     "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
 ]
