@@ -63,6 +63,11 @@ def script_options(chart) -> str:
     return escape_json_for_html(options_json(chart))
 
 
+def dict_script_options(options: dict) -> str:
+    """Return stored options (a frozen report's chart) as inert JSON for a page."""
+    return escape_json_for_html(_compact(options))
+
+
 def options_dict(chart) -> dict:
     """Return the chart's ECharts options as a plain dict (``jsonify``-able)."""
     try:

@@ -31,7 +31,7 @@ def wants_json() -> bool:
     )
 
 
-def _respond(status: int, message: str, field: str | None = None):
+def respond(status: int, message: str, field: str | None = None):
     if wants_json():
         return jsonify({"error": message, "field": field}), status
     return render_template("error.html", status=status, message=message), status
@@ -45,7 +45,7 @@ def install(app: Flask) -> None:
         from qcwx.extensions import db
 
         db.session.rollback()
-        return _respond(exc.status, exc.message, exc.field)
+        return respond(exc.status, exc.message, exc.field)
 
     @app.errorhandler(ExternalServiceError)
     def external_error(exc: ExternalServiceError):
@@ -53,12 +53,12 @@ def install(app: Flask) -> None:
 
         db.session.rollback()
         log.warning("external service failed on %s: %s", request.path, exc)
-        return _respond(503, "微信服务暂时不可用，请稍后再试")
+        return respond(503, "微信服务暂时不可用，请稍后再试")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
-        return _respond(status, HTTP_MESSAGES.get(status, exc.description or "请求有误"))
+        return respond(status, HTTP_MESSAGES.get(status, exc.description or "请求有误"))
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
@@ -66,4 +66,4 @@ def install(app: Flask) -> None:
 
         db.session.rollback()
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _respond(500, HTTP_MESSAGES[500])
+        return respond(500, HTTP_MESSAGES[500])

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask import Flask
+from markupsafe import Markup
 
 from qcwx.iqc.models import STATUS_LABEL
 from qcwx.timeutil import to_local
@@ -24,6 +25,27 @@ def fixed(value: float | None, decimals: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value:.{decimals}f}"
+
+
+def isotime(value: str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Format an ISO UTC timestamp (as stored in a report document) in Asia/Shanghai."""
+    if not value:
+        return "—"
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return "—"
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return localtime(parsed, fmt)
+
+
+def chart_json(options: dict) -> Markup:
+    """Return chart options as JSON that is inert inside ``<script type="application/json">``."""
+    from qcwx.charts.render import dict_script_options
+
+    # Safe: "<", ">" and "&" are \u escapes, so no text can close the script element.
+    return Markup(dict_script_options(options))  # noqa: S704
 
 
 def nav_items() -> list[dict]:
@@ -78,5 +100,7 @@ def install(app: Flask) -> None:
     app.context_processor(lambda: {"nav_items": nav_items(), "home_tiles": home_tiles})
     app.add_template_filter(localtime)
     app.add_template_filter(fixed)
+    app.add_template_filter(isotime)
+    app.add_template_filter(chart_json)
     app.add_template_global(STATUS_CLASS, "STATUS_CLASS")
     app.add_template_global(STATUS_LABEL, "STATUS_LABEL")

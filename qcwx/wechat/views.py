@@ -266,10 +266,21 @@ def invite_qr(invite_id: int):
 
 
 # -- JS-SDK --------------------------------------------------------------------------------
+def _shared_report_page(url: str | None) -> bool:
+    """Return whether ``url`` is a live share link: its anonymous viewer may forward it.
+
+    Whoever opened a report from a group chat has no account, yet must be able to forward
+    it with the same card; only pages of a valid link are signed for them.
+    """
+    from qcwx.reports.services import is_share_page
+
+    return is_share_page(url)
+
+
 @bp.get("/wechat/jssdk/config")
 def jssdk_config():
     """Return the signed ``wx.config`` parameters for a page of this site."""
-    if not current_user.is_authenticated:
+    if not current_user.is_authenticated and not _shared_report_page(request.args.get("url")):
         return jsonify({"error": "请先登录", "field": None}), 401
     try:
         config = services.jssdk_config(request.args.get("url"))
