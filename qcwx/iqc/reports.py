@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import pandas as pd
 
 from qcwx import charts
-from qcwx.catalog.models import TestSystem
+from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.iqc import queries, targets
+from qcwx.iqc.models import ControlLimit
 from qcwx.qcstats import limits as qclimits
 from qcwx.qcstats import westgard
 
@@ -28,31 +30,64 @@ def _label(p: queries.LjPoint) -> str:
     return f"{p.run_date:%m-%d}" + (f" #{p.run_no}" if p.run_no > 1 else "")
 
 
-def lj_charts(ts: TestSystem, start: date, end: date) -> list[ChartBlock]:
-    """Return the LJ chart of every level, the Z-score chart and (2 levels) the Youden plot."""
-    points = queries.lj_points(ts, start, end)
+@dataclass(frozen=True)
+class LevelChart:
+    """One level's Levey–Jennings chart over a period, with its points and its target.
+
+    ``chart`` (a pyecharts chart) is None when the level has no target in force at the end.
+    """
+
+    level: QcLevel
+    limit: ControlLimit | None
+    points: list[queries.LjPoint]
+    chart: Any
+    decimals: int
+
+    @property
+    def heading(self) -> str:
+        """Return the chart's heading: level name, target mean and SD."""
+        if self.limit is None:
+            return self.level.name
+        dec = self.decimals
+        return (f"{self.level.name}（靶值 {self.limit.target_mean:.{dec}f}，"
+                f"SD {self.limit.target_sd:.{dec + 1}f}）")
+
+
+def lj_level_charts(ts: TestSystem, start: date, end: date,
+                    points: list[queries.LjPoint] | None = None) -> list[LevelChart]:
+    """Return the Levey–Jennings chart of every level of ``ts`` for ``start``…``end``.
+
+    The one code path of the chart page and the reports: ``points`` are
+    ``queries.lj_points(ts, start, end)`` (passed in when the caller already has them);
+    the target is the one in force on ``end``, steps drawn where a new version starts.
+    """
+    if points is None:
+        points = queries.lj_points(ts, start, end)
     in_force = targets.limits_in_force(ts, end)
     timeline = targets.limit_timeline(ts)
     dec = ts.analyte.decimals
-    blocks: list[ChartBlock] = []
+    out: list[LevelChart] = []
     for lv in ts.levels:
         mine = [p for p in points if p.level_id == lv.id]
         limit = in_force.get(lv.id)
-        if limit is None:
-            blocks.append(ChartBlock(lv.name, NO_LIMIT_HTML))
-            continue
-        steps = _steps(mine, timeline.get(lv.id, []))
-        chart = charts.levey_jennings(
+        chart = None if limit is None else charts.levey_jennings(
             [{"label": _label(p), "value": p.value, "z": p.z, "status": p.status,
               "rules": list(p.rules), "handled": p.handled,
               "detail": {"录入人": p.entered_by or "—", "版本": f"第{p.version}版",
                          "批次": f"第{p.run_no}批"}} for p in mine],
             mean=limit.target_mean, sd=limit.target_sd,
             title=f"{ts.analyte.name} {lv.name} Levey-Jennings 质控图", unit=ts.unit, decimals=dec,
-            chart_id=f"lj-{ts.id}-{lv.id}", limit_steps=steps)
-        blocks.append(ChartBlock(
-            f"{lv.name}（靶值 {limit.target_mean:.{dec}f}，SD {limit.target_sd:.{dec + 1}f}）",
-            charts.render(chart, height="340px")))
+            chart_id=f"lj-{ts.id}-{lv.id}", limit_steps=_steps(mine, timeline.get(lv.id, [])))
+        out.append(LevelChart(lv, limit, mine, chart, dec))
+    return out
+
+
+def lj_charts(ts: TestSystem, start: date, end: date) -> list[ChartBlock]:
+    """Return the LJ chart of every level, the Z-score chart and (2 levels) the Youden plot."""
+    points = queries.lj_points(ts, start, end)
+    blocks = [ChartBlock(item.heading, charts.render(item.chart, height="340px"))
+              if item.chart is not None else ChartBlock(item.level.name, NO_LIMIT_HTML)
+              for item in lj_level_charts(ts, start, end, points)]
     by_level = {lv.name: [(_label(p), p.z, p.status) for p in points
                           if p.level_id == lv.id and p.z is not None] for lv in ts.levels}
     if len(ts.levels) > 1 and any(by_level.values()):
