@@ -113,7 +113,7 @@ def share():
 @login_required
 def link_created(link_id: int):
     """Show a link just created (the only time its token is known) with its QR code."""
-    held = session.get(_NEW_LINK_KEY) or {}
+    held = session.pop(_NEW_LINK_KEY, None) or {}
     if held.get("id") != link_id:
         return redirect(url_for("reports.links"))
     link = services.managed_link(current_actor(), link_id)

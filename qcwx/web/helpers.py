@@ -75,7 +75,7 @@ def home_tiles() -> list[dict]:
     from flask_login import current_user
 
     role = current_user.role
-    tiles = []
+    tiles = [{"url": url_for("reports.mine"), "icon": "list", "label": "我的报告"}]
     if role in ("admin", "center"):
         tiles += [
             {"url": url_for("admin.index"), "icon": "hospital", "label": "机构与用户"},

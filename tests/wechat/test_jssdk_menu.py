@@ -110,3 +110,26 @@ def test_fake_wechat_background_command_starts_once(app, tmp_path, monkeypatch):
         assert int((tmp_path / "fake-wechat.pid").read_text()) == pid
     finally:
         os.kill(int((tmp_path / "fake-wechat.pid").read_text()), signal.SIGTERM)
+
+
+def test_jssdk_config_signs_a_live_share_link_for_an_anonymous_viewer(world, fake_wechat, app,
+                                                                      client):
+    """Whoever opened a shared report in a group can forward it with the same card."""
+    from qcwx.extensions import db
+    from qcwx.reports import services
+    from qcwx.timeutil import utcnow
+
+    created = services.create_link(None, "dynamic", world.lab_a, {"ts_ids": None},
+                                   title="测试报告")
+    db.session.commit()
+    base = app.config["BASE_URL"].rstrip("/")
+    res = client.get("/wechat/jssdk/config", query_string={"url": base + created.path})
+    assert res.status_code == 200, res.get_data(as_text=True)
+    assert res.get_json()["signature"]
+    for url in (base + "/r/" + "A" * 32, base + "/ts/1", "http://evil.example.com" + created.path):
+        assert client.get("/wechat/jssdk/config", query_string={"url": url}).status_code in (
+            400, 401)
+    created.link.revoked_at = utcnow()
+    db.session.commit()
+    res = client.get("/wechat/jssdk/config", query_string={"url": base + created.path})
+    assert res.status_code == 401
