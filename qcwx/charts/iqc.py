@@ -176,7 +176,7 @@ def levey_jennings(points: Sequence[Any], *, mean: float, sd: float, title: str,
         legend_opts=c.legend([m["name"] for m in markers], top, selectable=False),
         grid_opts=c.grid(top + 18 * rows + 14, bottom=44, right=40),
         xaxis=c.category_axis([p.label for p in pts]),
-        yaxis=_lj_yaxis(*y_range, line_sd, stepped), datazoom=_lj_datazoom(len(pts)))
+        yaxis=_lj_yaxis(*y_range, line_sd, stepped, decimals), datazoom=_lj_datazoom(len(pts)))
 
 
 def _lj_range(pts: list[_Point], limits: list[tuple[float, float]]) -> tuple[float, float]:
@@ -247,10 +247,17 @@ def _lj_datazoom(n: int) -> list[dict]:
     ]
 
 
-def _lj_yaxis(y_min: float, y_max: float, sd: float, stepped: bool) -> dict:
-    """Return the LJ value axis: ticks on every SD line, or round ticks when limits step."""
+def _lj_yaxis(y_min: float, y_max: float, sd: float, stepped: bool, decimals: int = 2) -> dict:
+    """Return the LJ value axis: ticks on every SD line, or round ticks when limits step.
+
+    ECharts prints a tick with the precision of the interval, so min and interval are
+    rounded to one decimal more than the analyte's (a tick 4.5789363585 becomes 4.579);
+    the shift is far below a pixel, the SD lines themselves stay exact.
+    """
     if not stepped:
-        return c.value_axis(min_=y_min, max_=y_max, interval=sd)
+        places = max(0, min(int(decimals), 6)) + 1
+        step = round(sd, places) or sd
+        return c.value_axis(min_=round(y_min, places), max_=y_max, interval=step)
     lo, hi, step = c.nice_axis(y_min, y_max, 8)
     return c.value_axis(min_=lo, max_=hi, interval=step)
 

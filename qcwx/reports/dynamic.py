@@ -318,7 +318,7 @@ def _summary_table(ts: TestSystem, period: ReportPeriod, today: date,
     return Table(
         key=_sheet_key(ts, "统计"), title=f"{_ts_title(ts)} 质控统计",
         columns=(Column("水平"), Column("范围"), Column("n", 0),
-                 Column("均值", dec, ts.unit), Column("SD", dec, ts.unit), Column("CV", 2, "%"),
+                 Column("均值", dec, ts.unit), Column("SD", dec + 1, ts.unit), Column("CV", 2, "%"),
                  Column("判定批数", 0), Column("失控批数", 0), Column("在控率", 1, "%"),
                  Column("触发规则")),
         rows=tuple(rows), tones=tuple(tones),

@@ -71,7 +71,7 @@ def resolve(spec: Mapping, today: date) -> ReportPeriod:
     kind = spec.get("kind")
     if kind == "this_month":
         p = month_period(today.strftime("%Y-%m"), today)
-        return ReportPeriod(p.start, p.end, f"{p.label}（截至{today:%m月%d日}）", p.month)
+        return ReportPeriod(p.start, p.end, p.label, p.month)
     if kind == "last_month":
         month = _previous_month(today)
         return ReportPeriod(date.fromisoformat(month + "-01"), month_end(month),

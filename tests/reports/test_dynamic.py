@@ -266,9 +266,10 @@ def test_headline_title_and_share_text(dyn, report):
 
 
 def test_summary_columns_use_the_analytes_decimals(dyn, report):
+    """Mean with the analyte's decimals, SD with one more (as every QC page shows them)."""
     for ts, dec in ((dyn.glu, 2), (dyn.ua, 0)):
         columns = {c.title: c for c in section_of(report, ts).tables[0].columns}
-        assert (columns["均值"].decimals, columns["SD"].decimals) == (dec, dec)
+        assert (columns["均值"].decimals, columns["SD"].decimals) == (dec, dec + 1)
         assert (columns["CV"].decimals, columns["在控率"].decimals) == (2, 1)
         assert columns["均值"].unit == ts.unit
 
