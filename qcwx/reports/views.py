@@ -22,7 +22,7 @@ from flask import (
 )
 from flask_login import login_required
 
-from qcwx.errors import NotFound, UserError
+from qcwx.errors import ConfigError, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
 from qcwx.orgs.models import Lab
@@ -221,8 +221,12 @@ def share_command(kind: str, lab_code: str, month: str | None, days: int | None,
         created = services.share_report(None, lab, kind, params, ttl_days, today)
     except UserError as exc:
         raise click.ClickException(exc.message) from None
+    try:
+        url = public_url(created.path, shared=True)
+    except ConfigError as exc:
+        raise click.ClickException(f"{exc} (e.g. QCWX_BASE_URL=http://127.0.0.1:5000)") from None
     db.session.commit()
-    click.echo(public_url(created.path, shared=True))
+    click.echo(url)
 
 
 @bp.cli.command("publish")
