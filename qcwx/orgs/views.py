@@ -45,3 +45,12 @@ def logout():
     logout_user()
     flash("已退出登录")
     return redirect(url_for("orgs.login"))
+
+
+@bp.get("/me")
+@login_required
+def me():
+    """我的: who I am, my scope, my WeChat binding, my reports and links, and logout."""
+    from qcwx.web.forms import current_actor
+
+    return render_template("orgs/me.html", user=current_actor())
