@@ -32,6 +32,7 @@ from qcwx.peer.queries import centre as centre_q
 from qcwx.peer.queries import exceptions as exception_report
 from qcwx.peer.queries import labs as labs_q
 from qcwx.peer.queries import lot as lot_q
+from qcwx.peer.queries.members import chart_rows
 from qcwx.qcstats.peer import MIN_LABS
 from qcwx.timeutil import local_today
 from qcwx.web.forms import current_actor
@@ -153,9 +154,7 @@ def _lot_charts(actor, region_id: int, view: lot_q.LotView, today):
         return [], []
     title = f"{view.analyte.name} {view.level.name}"
     dec = view.analyte.decimals
-    members = [{"code": m.code, "mean": m.mean, "sdi": m.sdi, "cvr": m.cvr,
-                "bias_pct": m.bias_pct, "cv_pct": m.cv, "highlight": m.highlight}
-               for m in view.members]
+    members = chart_rows(view.members)
     out = [("各实验室均值", charts.render(charts.lab_comparison(
                members, view.g_mean, view.g_sd, chart_id="pe-lab-comparison",
                title=f"{title} 实验室均值比较", unit=view.unit, decimals=dec))),

@@ -10,7 +10,8 @@ Per-system moments come from :mod:`qcwx.peer.queries.frames` (the ``peer_lab_day
 results of judged, non-rejected runs); :mod:`qcwx.peer.compute` does the statistics. This
 module holds the region and scope, the compared rows and the lab page; the lot page is in
 :mod:`qcwx.peer.queries.lot`, the centre's matrix and NCCL table in
-:mod:`qcwx.peer.queries.centre`, the exception report in :mod:`qcwx.peer.queries.exceptions`.
+:mod:`qcwx.peer.queries.centre`, the exception report in :mod:`qcwx.peer.queries.exceptions`,
+the members of a row's group (for its charts) in :mod:`qcwx.peer.queries.members`.
 """
 
 from __future__ import annotations

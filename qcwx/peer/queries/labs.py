@@ -2,7 +2,8 @@
 
 Rows come from :func:`qcwx.peer.queries.region_results` (frozen months from their snapshot,
 live ones computed); :func:`history` gives 12 months of SDI/CVR from frozen months plus live
-ones, for the sparklines here and the lot page's trend charts.
+ones, for the sparklines here and the lot page's trend charts; :func:`monthly_results` gives
+the whole display row of each month (the evaluation report's trends and criteria).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from qcwx.orgs.models import Lab, User
 from qcwx.peer import compute
 from qcwx.peer.filters import (
     Period,
+    month_end,
     month_period,
     recent_months,
 )
@@ -33,11 +35,13 @@ from qcwx.peer.models import (
 from qcwx.peer.queries import (
     SystemResult,
     compare_region,
-    level_of,
     load_lab,
     num,
     region_results,
+    result_from_row,
+    result_from_snapshot,
 )
+from qcwx.peer.queries.frames import load_specs
 from qcwx.qcstats import peer as qpeer
 
 # ------------------------------------------------------------------ the lab page
@@ -113,24 +117,39 @@ def history(region_id: int, ts_ids: Sequence[int], months: Sequence[str], today:
             ) -> dict[tuple[int, int], dict[str, tuple[float | None, float | None]]]:
     """Return ``{(ts, level): {month: (SDI, CVR)}}`` from frozen months plus live months.
 
-    Frozen months read their snapshot; months without one (the current month is never
-    frozen while it runs) are computed live with the default grouping.
+    The SDI/CVR view of :func:`monthly_results` (without performance details).
     """
-    out: dict[tuple[int, int], dict[str, tuple[float | None, float | None]]] = {}
+    rows = monthly_results(region_id, ts_ids, months, today, details=False)
+    return {key: {m: (num(r.sdi), num(r.cvr)) for m, r in per.items()}
+            for key, per in rows.items()}
+
+
+def monthly_results(region_id: int, ts_ids: Sequence[int], months: Sequence[str], today: date,
+                    *, details: bool = True
+                    ) -> dict[tuple[int, int], dict[str, SystemResult]]:
+    """Return ``{(ts, level): {month: row}}``: each month's display row of some systems.
+
+    Frozen months read their snapshot; months without one (the current month is never
+    frozen while it runs) are computed live with the default grouping, all in one pass
+    (:func:`compare_region` by month, from the first live month to the last one or
+    ``today``). ``details`` adds TEa, σ, grade and the specification to live rows (frozen rows
+    always have them). Months after ``today``'s or before the systems' first run are absent.
+    """
+    out: dict[tuple[int, int], dict[str, SystemResult]] = {}
     if not len(ts_ids):
         return out
     wanted = [int(i) for i in ts_ids]
     frozen_months = set(db.session.scalars(select(PeerSnapshot.month).where(
         PeerSnapshot.region_id == region_id, PeerSnapshot.month.in_(list(months)))))
     frozen = db.session.execute(
-        select(PeerSnapshot.month, PeerSnapshotLab.test_system_id, PeerSnapshotLab.qc_level_id,
-               PeerSnapshotLab.sdi, PeerSnapshotLab.cvr)
+        select(PeerSnapshot.month, PeerSnapshotLab)
         .join(PeerSnapshot, PeerSnapshot.id == PeerSnapshotLab.snapshot_id)
         .where(PeerSnapshot.region_id == region_id, PeerSnapshot.month.in_(list(months)),
                PeerSnapshotLab.test_system_id.in_(wanted))).all()
-    for month, ts_id, level_id, sdi, cvr in frozen:
-        out.setdefault((ts_id, level_id), {})[month] = (num(sdi), num(cvr))
-    live = [m for m in months if m not in frozen_months and m <= today.strftime("%Y-%m")]
+    for month, row in frozen:
+        out.setdefault((row.test_system_id, row.qc_level_id), {})[month] = \
+            result_from_snapshot(row)
+    live = sorted(m for m in months if m not in frozen_months and m <= today.strftime("%Y-%m"))
     if not live:
         return out
     ts = db.session.execute(select(TestSystem.analyte_id, TestSystem.qc_lot_id).where(
@@ -141,14 +160,13 @@ def history(region_id: int, ts_ids: Sequence[int], months: Sequence[str], today:
     live = [m for m in live if first is not None and m >= first.strftime("%Y-%m")]
     if not live:
         return out
-    window = Period("cum", month_period(live[0], today).start, today)
+    window = Period("cum", month_period(live[0], today).start,
+                    min(today, month_end(live[-1])))
     labs = compare_region(region_id, window, analyte_ids=analytes, lot_ids=lots, by_month=True,
-                          details=False)
+                          details=details)
     labs = labs[labs["ts_id"].isin(wanted) & labs["month"].isin(live)]
-    for r in labs[["ts_id", "qc_level_id", "month", "group_level", "sdi", "cvr"]].itertuples():
-        pub = level_of(r.group_level) is not None
-        out.setdefault((int(r.ts_id), int(r.qc_level_id)), {})[r.month] = (
-            num(r.sdi) if pub else None, num(r.cvr) if pub else None)
+    specs = load_specs(analytes) if details else {}
+    for r in labs.to_dict("records"):
+        out.setdefault((int(r["ts_id"]), int(r["qc_level_id"])), {})[r["month"]] = \
+            result_from_row(r, specs)
     return out
-
-

@@ -222,12 +222,13 @@ def lot_view(actor: User, region_id: int, level: QcLevel, analyte: Analyte, peri
     own = own_lab_ids(actor)
     sees = scopes.sees_identities(actor)
     highlight = ({highlight_lab} if highlight_lab else set()) if sees else own
-    labels = _member_labels(part, own, sees)
+    records = part.to_dict("records")
+    labels = member_labels(records, own, sees)
     members = [Member(int(r["ts_id"]), int(r["lab_id"]), labels[i], int(r["lab_id"]) in highlight,
                       int(r["n"]), float(r["mean"]), num(r["sd"]), num(r["cv"]), num(r["sdi"]),
                       num(r["cvr"]), num(r["bias_pct"]), int_or_none(r["bias_rank"]),
                       grade_or_none(r["grade"]), num(r["sigma"]))
-               for i, r in enumerate(part.to_dict("records"))]
+               for i, r in enumerate(records)]
     first = part.iloc[0]
     return replace(empty_view, members=members, g_mean=num(first["g_mean"]),
                    g_sd=num(first["g_sd"]), g_cv=num(first["g_cv"]),
@@ -258,11 +259,11 @@ def _majority(values: pd.Series) -> str:
     return counts.most_common(1)[0][0]
 
 
-def _member_labels(part: pd.DataFrame, own: set[int], sees: bool) -> list[str]:
+def member_labels(records: Sequence[Mapping], own: set[int], sees: bool) -> list[str]:
     """Label each member: name (centre, own labs) or anonymous code; repeated labs get a suffix."""
-    repeats = Counter(part["lab_id"])
+    repeats = Counter(r["lab_id"] for r in records)
     labels = []
-    for r in part.to_dict("records"):
+    for r in records:
         named = sees or int(r["lab_id"]) in own
         label = r["hospital_name"] if named else r["anon_code"]
         if repeats[r["lab_id"]] > 1:
