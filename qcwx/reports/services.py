@@ -76,9 +76,8 @@ def published_evaluation(lab_id: int, month: str) -> PublishedReport | None:
 
 
 def frozen_report(item: PublishedReport) -> Report:
-    """Return the report exactly as it was published."""
-    report = Report.from_dict(item.content)
-    return replace(report, frozen=True, published_at=item.published_at.isoformat())
+    """Return the report exactly as it was published (its content says frozen and when)."""
+    return Report.from_dict(item.content)
 
 
 def publish_evaluation(lab: Lab, month: str, today: date, actor: User | None = None
@@ -95,10 +94,12 @@ def publish_evaluation(lab: Lab, month: str, today: date, actor: User | None = N
     existing = published_evaluation(lab.id, month)
     if existing is not None:
         return existing
-    report = build("evaluation", lab, {"month": month}, today)
+    now = utcnow()
+    report = replace(build("evaluation", lab, {"month": month}, today), frozen=True,
+                     published_at=now.isoformat())
     item = PublishedReport(kind="evaluation", lab_id=lab.id, period=month,
                            title=report.title[:200], content=report.to_dict(),
-                           fingerprint=report.fingerprint(),
+                           fingerprint=report.fingerprint(), published_at=now,
                            published_by_id=actor.id if actor else None)
     db.session.add(item)
     db.session.flush()
@@ -248,3 +249,31 @@ def is_share_page(url: str | None) -> bool:
     except UserError:
         return False
     return True
+
+
+def publish_month(month: str, today: date, *, lab_codes: list[str] | None = None,
+                  commit=None) -> tuple[int, int]:
+    """Freeze ``month``'s peer statistics (every region), then publish each lab's evaluation.
+
+    Returns ``(published, already_there)``. ``commit`` (the task's or command's commit) is
+    called after the freeze and after each lab, so a long run never holds the database's
+    write lock for more than one report (SQLite serves the site meanwhile).
+    """
+    from qcwx.peer.services import freeze_month
+
+    freeze_month(None, month, today)
+    if commit:
+        commit()
+    stmt = select(Lab).order_by(Lab.id)
+    if lab_codes:
+        stmt = stmt.where(Lab.code.in_(lab_codes))
+    done = existing = 0
+    for lab_id in [lab.id for lab in db.session.scalars(stmt)]:
+        if published_evaluation(lab_id, month) is not None:
+            existing += 1
+            continue
+        publish_evaluation(db.session.get(Lab, lab_id), month, today)
+        done += 1
+        if commit:
+            commit()
+    return done, existing

@@ -231,17 +231,14 @@ def share_command(kind: str, lab_code: str, month: str | None, days: int | None,
 
 @bp.cli.command("publish")
 @click.option("--month", default=None, help="YYYY-MM (default: last month).")
-@click.option("--lab", "lab_code", default=None, help="One lab's code (default: every lab).")
-def publish_command(month: str | None, lab_code: str | None) -> None:
-    """Publish (freeze) the evaluation reports of a month that is over."""
-    from sqlalchemy import select
-
+@click.option("--lab", "lab_codes", multiple=True, help="Only these labs' codes (default: all).")
+def publish_command(month: str | None, lab_codes: tuple[str, ...]) -> None:
+    """Freeze a finished month and publish every lab's evaluation report (idempotent)."""
     today = local_today()
     month = month or queries.previous_month(today)
-    labs = [_lab_by_code(lab_code)] if lab_code else list(db.session.scalars(select(Lab)))
     try:
-        items = [services.publish_evaluation(lab, month, today) for lab in labs]
+        done, existing = services.publish_month(month, today, lab_codes=list(lab_codes),
+                                                commit=db.session.commit)
     except UserError as exc:
         raise click.ClickException(exc.message) from None
-    db.session.commit()
-    click.echo(f"{len(items)} evaluation report(s) of {month} published")
+    click.echo(f"{month}: {done} evaluation report(s) published, {existing} already were")
