@@ -146,11 +146,17 @@ def title_height(subtext: str | None) -> int:
     return 38 if subtext else 22
 
 
-def legend(names: Sequence[str], top: int, *, selectable: bool = True) -> dict:
-    """Return a centred small legend at ``top`` (wraps onto a second line when needed)."""
+def legend(names: Sequence[str], top: int, *, selectable: bool = True,
+           scroll_above: int = 4) -> dict:
+    """Return a centred small legend at ``top``, scrolling when it is long.
+
+    Above ``scroll_above`` entries it stays one line that scrolls: a wrapped legend would
+    run over the plot on a phone.
+    """
     return {
         "show": bool(names), "data": list(names), "top": top, "left": "center",
-        "type": "plain", "itemWidth": 12, "itemHeight": 10, "itemGap": 10, "padding": 2,
+        "type": "scroll" if len(names) > scroll_above else "plain",
+        "itemWidth": 12, "itemHeight": 10, "itemGap": 10, "padding": 2,
         "textStyle": {"fontSize": 11, "color": TEXT}, "selectedMode": selectable,
     }
 
