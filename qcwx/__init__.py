@@ -26,6 +26,7 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(build_config(config_override))
     configure_logging(app)
     configure_extensions(app)
+    configure_compression(app)
     configure_celery(app)
     register_blueprints(app)
     register_template_helpers(app)
@@ -65,6 +66,14 @@ def configure_extensions(app: Flask) -> None:
         from qcwx.orgs.models import User
 
         return db.session.get(User, int(user_id))
+
+
+def configure_compression(app: Flask) -> None:
+    """Serve text brotli/gzip-compressed and static files versioned, cached for a year."""
+    from qcwx.extensions import init_compression, init_static_caching
+
+    init_compression(app)
+    init_static_caching(app)
 
 
 def configure_celery(app: Flask) -> None:

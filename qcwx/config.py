@@ -9,6 +9,7 @@ development default by accident.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -22,6 +23,12 @@ INSTANCE_DIR = PROJECT_ROOT / "instance"
 ENVIRONMENTS = ("development", "testing", "production")
 # Where the local fake WeChat listens in development; production talks to WeChat itself.
 DEV_WECHAT_API_BASE = "http://127.0.0.1:5055"
+
+
+def default_chromium_path() -> str:
+    """Return Debian's Chromium on this machine's PATH, else its usual place."""
+    return shutil.which("chromium") or "/usr/bin/chromium"
+
 
 # name -> (type, default). Environment variable = "QCWX_" + name.
 SETTINGS: dict[str, tuple[type, Any]] = {
@@ -48,6 +55,7 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "INGEST_API_RATELIMIT": (str, "120 per minute"),
     "ALERT_CENTER_ON_REJECT": (bool, False),
     "MP_TEMPLATE_ALERT": (str, "MP_QC_ALERT_TEMPLATE"),
+    "CHROMIUM_PATH": (str, default_chromium_path()),  # prints report PDFs (Playwright)
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -5,14 +5,23 @@ Flask config and every task runs in an app context (:class:`FlaskTask`, Flask's
 ``examples/celery`` pattern). The beat schedule sits beside it in :mod:`qcwx.beat`; the tasks
 live in their feature packages (``qcwx/<feature>/tasks.py``); ``workers/celery_app.py`` is only
 the ``celery -A`` entry point.
+
+Flask-Compress serves text (pages, CSS, JavaScript, JSON, SVG) brotli- or gzip-compressed
+(:func:`init_compression`); static URLs carry a content version so that static files can be
+cached for a year (:func:`init_static_caching`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
 
 from celery import Celery, Task
-from flask import Flask, current_app, has_app_context
+from flask import Flask, Response, current_app, has_app_context, request
+from flask_compress import Compress
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -22,6 +31,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.security import safe_join
 
 from qcwx.beat import BEAT_SCHEDULE
 
@@ -48,7 +58,8 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 
 # Every module holding tasks, imported by the worker (``include``) and by the web process.
-TASK_MODULES = ("qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks")
+TASK_MODULES = ("qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks",
+                "qcwx.reports.tasks")
 _flask_app: dict[str, Flask] = {}
 
 
@@ -117,3 +128,118 @@ def make_sqlite_transactional(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn):
         conn.exec_driver_sql("BEGIN")
+
+
+# -- compression and static caching ----------------------------------------------------
+#: Pages and API responses, compressed per response.
+compress = Compress()
+#: Static files, compressed once per file version and kept in memory (see StaticCache).
+static_compress = Compress()
+COMPRESS_SETTINGS = {
+    "COMPRESS_MIMETYPES": ["text/html", "text/css", "text/javascript", "application/javascript",
+                           "application/json", "image/svg+xml"],
+    "COMPRESS_ALGORITHM": ["br", "gzip"],
+    "COMPRESS_MIN_SIZE": 500,
+    "COMPRESS_BR_LEVEL": 5,
+    "COMPRESS_REGISTER": False,  # compress_response decides which responses go through
+    "COMPRESS_STREAMS": False,  # generators and file downloads stream untouched
+}
+#: ``Cache-Control`` of a static file requested with its current ``?v=`` version.
+STATIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
+
+
+class StaticCache:
+    """Compressed static files by algorithm, path and version (least recently used dropped)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.data: OrderedDict[str, bytes] = OrderedDict()
+        self.max_entries = max_entries
+
+    def get(self, key: str) -> bytes | None:
+        """Return the compressed bytes stored under ``key``, or None."""
+        if key in self.data:
+            self.data.move_to_end(key)
+        return self.data.get(key)
+
+    def set(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``."""
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.max_entries:
+            self.data.popitem(last=False)
+
+
+def init_compression(app: Flask) -> None:
+    """Compress text responses with brotli or gzip, as the client accepts (Flask-Compress).
+
+    Only complete responses of :data:`COMPRESS_SETTINGS` types over 500 bytes are compressed;
+    a streamed response (generator, ``send_file`` download) passes untouched, except static
+    files, which are read, compressed once per version and cached. Partial content (206) is
+    never compressed. The WeChat callback answers XML or plain text, so it is left alone.
+    """
+    for key, value in COMPRESS_SETTINGS.items():
+        app.config.setdefault(key, value)
+    compress.init_app(app)
+    static_compress.init_app(app)
+    static_compress.cache = StaticCache()
+    static_compress.cache_key = _static_cache_key
+    app.after_request(compress_response)
+
+
+def compress_response(response: Response) -> Response:
+    """Compress ``response`` when the client accepts it and it is worth it (after_request)."""
+    if response.status_code == 206:
+        return response
+    if not response.is_streamed:
+        return compress.after_request(response)
+    if request.endpoint != "static" or response.mimetype not in compress.compress_mimetypes_set:
+        return response
+    response.direct_passthrough = False
+    response.make_sequence()  # a static file: read it, so it can be compressed and cached
+    return static_compress.after_request(response)
+
+
+def _static_cache_key(req) -> str:
+    filename = req.view_args["filename"]
+    return f"{filename}@{static_version(filename) or ''}"
+
+
+def init_static_caching(app: Flask) -> None:
+    """Version static URLs by content (``?v=``) and let browsers keep such files for a year.
+
+    ``url_for('static', filename=…)`` gains ``v=<hash of the file>``; a request carrying the
+    file's current version is answered with :data:`STATIC_CACHE_CONTROL`, any other static
+    request keeps Flask's revalidating default. A changed file gets a new URL.
+    """
+
+    @app.url_defaults
+    def _add_static_version(endpoint: str, values: dict) -> None:
+        if endpoint == "static" and "v" not in values and "filename" in values:
+            version = static_version(values["filename"])
+            if version:
+                values["v"] = version
+
+    @app.after_request
+    def _static_cache_control(response: Response) -> Response:
+        if (request.endpoint == "static" and response.status_code in (200, 304)
+                and request.args.get("v")
+                and request.args["v"] == static_version(request.view_args["filename"])):
+            response.headers["Cache-Control"] = STATIC_CACHE_CONTROL
+        return response
+
+
+def static_version(filename: str) -> str | None:
+    """Return a short hash of the static file's content, or None if there is no such file."""
+    path = safe_join(current_app.static_folder, filename)
+    if path is None:
+        return None
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return _file_hash(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=512)
+def _file_hash(path: str, _mtime_ns: int, _size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
