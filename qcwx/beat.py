@@ -20,4 +20,7 @@ BEAT_SCHEDULE = {
     "peer-rebuild-nightly": {"task": "qcwx.peer.rebuild", "schedule": crontab(hour=0, minute=20)},
     "peer-freeze-monthly": {"task": "qcwx.peer.freeze_previous_month",
                             "schedule": crontab(day_of_month=1, hour=1, minute=0)},
+    # Each lab's evaluation report of the month just closed, published after the freeze.
+    "reports-publish-monthly": {"task": "qcwx.reports.publish_previous_month",
+                                "schedule": crontab(day_of_month=1, hour=1, minute=30)},
 }

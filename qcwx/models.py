@@ -40,7 +40,8 @@ __all__ = [
     "TestCodeMapping", "UploadBatch", "WechatInvite",
     "Analyte", "AuditLog", "Calibrator", "ControlLimit", "CorrectiveAction", "Hospital",
     "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
-    "PublishedReport", "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink", "Submission",
+    "PublishedReport", "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink",
+    "Submission",
     "TestSystem", "User", "Violation",
     "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
 ]

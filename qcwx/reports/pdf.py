@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -82,14 +83,21 @@ def html_to_pdf(html: str, *, static_dir: Path, footer_title: str,
     if not Path(executable).exists():
         raise PdfError(f"chromium not found at {executable} (set QCWX_CHROMIUM_PATH)")
     started = time.monotonic()
-    try:
+
+    def run() -> bytes:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=executable, headless=True,
                                                  args=LAUNCH_ARGS)
             try:
-                data = _print(browser, html, Path(static_dir), footer_title)
+                return _print(browser, html, Path(static_dir), footer_title)
             finally:
                 browser.close()
+
+    # Playwright's sync API refuses a thread that already runs an asyncio loop (a caller
+    # driving its own Playwright, an async worker): print on a thread of our own.
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcwx-pdf") as pool:
+            data = pool.submit(run).result()
     except PlaywrightError as exc:
         raise PdfError(f"chromium could not print the report: {exc}") from exc
     log.info("printed a PDF of %s bytes in %.2f s", len(data), time.monotonic() - started)

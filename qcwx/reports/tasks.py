@@ -4,13 +4,18 @@
   PDF cache (:func:`qcwx.reports.pdf.write_pdf`); idempotent: a cached file is returned as
   it is, so a retry or a second request for the same report costs nothing.
 
-Enqueued by name from :mod:`qcwx.reports.exports`. Keep the registered name stable.
+* ``qcwx.reports.publish_previous_month()`` — on the 1st (beat): freeze last month and
+  publish every lab's evaluation report (labs already published are skipped).
+
+``render_pdf`` is enqueued by name from :mod:`qcwx.reports.exports`; the monthly one is
+scheduled in :mod:`qcwx.beat`. Keep the registered names stable.
 """
 
 from __future__ import annotations
 
 from celery import shared_task
 
+from qcwx.extensions import db
 from qcwx.reports import pdf
 
 
@@ -19,3 +24,15 @@ from qcwx.reports import pdf
 def render_pdf(html: str, fingerprint: str, footer_title: str) -> str:
     """Print a report page to ``<instance>/reports/<fingerprint>.pdf``; return the path."""
     return str(pdf.write_pdf(html, fingerprint, footer_title))
+
+
+@shared_task(name="qcwx.reports.publish_previous_month")
+def publish_previous_month() -> dict:
+    """Publish last month's evaluation of every lab (one commit per lab; idempotent)."""
+    from qcwx.reports import queries, services
+    from qcwx.timeutil import local_today
+
+    today = local_today()
+    month = queries.previous_month(today)
+    done, existing = services.publish_month(month, today, commit=db.session.commit)
+    return {"month": month, "published": done, "already": existing}

@@ -21,6 +21,7 @@ TASKS = {
     "qcwx.alerts.daily_digest",
     "qcwx.peer.refresh", "qcwx.peer.rebuild", "qcwx.peer.freeze_month",
     "qcwx.peer.freeze_previous_month",
+    "qcwx.reports.render_pdf", "qcwx.reports.publish_previous_month",
 }
 BEAT = {
     "alerts-sweep": "qcwx.alerts.sweep",
@@ -28,6 +29,7 @@ BEAT = {
     "alerts-daily-digest": "qcwx.alerts.daily_digest",
     "peer-rebuild-nightly": "qcwx.peer.rebuild",
     "peer-freeze-monthly": "qcwx.peer.freeze_previous_month",
+    "reports-publish-monthly": "qcwx.reports.publish_previous_month",
 }
 PROBE = """
 import json, sys
@@ -63,5 +65,6 @@ def test_worker_entry_point_registers_every_task_and_beat_entry_without_a_cycle(
     assert seen["web_imported_workers"] is False  # qcwx never imports the entry point
     assert set(seen["tasks"]) == TASKS
     assert seen["beat"] == BEAT
-    assert seen["include"] == ["qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks"]
+    assert seen["include"] == ["qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks",
+                               "qcwx.reports.tasks"]
     assert "FlaskTask" in seen["task_class"]  # tasks run inside the Flask app context

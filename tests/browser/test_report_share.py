@@ -11,6 +11,7 @@ The server runs on a free (non-default) port with its own SQLite file and CSRF o
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -174,7 +175,8 @@ def _compare_excel(path, cells) -> None:
 
     from qcwx.reports.excel import sheet_names
 
-    book = load_workbook(path, read_only=True, data_only=True)
+    # Playwright keeps downloads without their extension, which openpyxl refuses: read bytes.
+    book = load_workbook(io.BytesIO(Path(path).read_bytes()), read_only=True, data_only=True)
     assert len(book.sheetnames) == len(cells) + 1  # 概要 first, then one sheet per table
     compared = 0
     for sheet_name, (_key, rows) in zip(book.sheetnames[1:], cells, strict=True):

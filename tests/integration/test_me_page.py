@@ -13,6 +13,9 @@ def test_every_role_has_a_me_page_with_logout_and_reports(world, login, role):
     home = client.get("/").get_data(as_text=True)
     assert 'href="/me"' in home and "我的" in home
     assert 'action="/logout"' not in home  # logout lives on 我的, not in the tab bar
+    # Scripts that POST (scan decode, entry) read the CSRF token from the page's meta tag:
+    # it must not depend on a form happening to be on the page (the tab bar's logout was).
+    assert '<meta name="csrf-token" content="' in home
     page = client.get("/me")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
