@@ -251,6 +251,17 @@ def action(action_id: int):
                            can_complete=actor.role in action_service.COMPLETERS), status
 
 
+@bp.get("/actions/<int:action_id>.pdf")
+@login_required
+def action_pdf(action_id: int):
+    """The record as a PDF for the lab's ISO 15189 file (printed like the reports)."""
+    from qcwx.reports import exports
+    from qcwx.reports.record import build_record
+
+    record = action_service.load_action(current_actor(), action_id)
+    return exports.download(build_record(record), "pdf")
+
+
 def _act(actor, action_id: int, form) -> str:
     """Sign off or complete one out-of-control record; return the message to flash."""
     if form.get("step") == "sign":

@@ -258,7 +258,7 @@ def _part(lab: Lab, ts: TestSystem, period: ReportPeriod, today: date,
     rate = 1.0 - rejected / judged if judged else None
     chart_list, notes = _charts(ts, period)
     section = Section(
-        title=_ts_title(ts), anchor=f"ts-{ts.id}",
+        title=ts_title(ts), anchor=f"ts-{ts.id}",
         note="；".join([_ts_note(ts), *notes]),
         figures=(Figure("判定批数", str(judged)),
                  Figure("在控率", _pct(rate), tone=_rate_tone(rate)),
@@ -271,7 +271,7 @@ def _part(lab: Lab, ts: TestSystem, period: ReportPeriod, today: date,
                  sum(r.action.status != "signed" for r in records))
 
 
-def _ts_title(ts: TestSystem) -> str:
+def ts_title(ts: TestSystem) -> str:
     """Return a test system as the IQC pages name it: analyte, instrument, QC lot."""
     return (f"{ts.analyte.name} · {ts.instrument.maker} {ts.instrument.model}"
             f" · 批号 {ts.qc_lot.lot_number}")
@@ -316,7 +316,7 @@ def _summary_table(ts: TestSystem, period: ReportPeriod, today: date,
                          None if s.rate is None else 100.0 * s.rate, s.rules_text))
             tones.append("muted" if not s.judged else _rate_tone(s.rate))
     return Table(
-        key=_sheet_key(ts, "统计"), title=f"{_ts_title(ts)} 质控统计",
+        key=_sheet_key(ts, "统计"), title=f"{ts_title(ts)} 质控统计",
         columns=(Column("水平"), Column("范围"), Column("n", 0),
                  Column("均值", dec, ts.unit), Column("SD", dec + 1, ts.unit), Column("CV", 2, "%"),
                  Column("判定批数", 0), Column("失控批数", 0), Column("在控率", 1, "%"),
@@ -337,7 +337,7 @@ def _records_table(lab: Lab, ts: TestSystem, records: list[_Record]) -> Table:
             a.signed_by.display_name if a.signed_by is not None else None,
             signed_at.strftime("%Y-%m-%d %H:%M") if signed_at is not None else None))
     return Table(
-        key=_sheet_key(ts, "失控"), title=f"{_ts_title(ts)} 失控处理记录",
+        key=_sheet_key(ts, "失控"), title=f"{ts_title(ts)} 失控处理记录",
         columns=(Column("日期"), Column("批次", 0), Column("触发规则"), Column("状态"),
                  Column("原因"), Column("纠正措施"), Column("签字人"), Column("签字时间")),
         rows=tuple(rows), tones=tuple(ACTION_TONES.get(r.action.status, "") for r in records),

@@ -39,8 +39,11 @@ def filename(report: Report, ext: str) -> str:
     """Return a download name such as ``质控评测报告-2026-11.pdf``."""
     from qcwx.reports.models import REPORT_KINDS
 
+    names = {**REPORT_KINDS, "record": "失控处理记录"}
     period = report.params.get("month") or report.generated_at[:10]
-    return f"{REPORT_KINDS.get(report.kind, '报告')}-{report.lab_id}-{period}.{ext}"
+    if report.kind == "record":
+        period = f"{report.params.get('action_id')}"
+    return f"{names.get(report.kind, '报告')}-{report.lab_id}-{period}.{ext}"
 
 
 def _attachment(data: bytes, mime: str, report: Report, ext: str) -> Response:
