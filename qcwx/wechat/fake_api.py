@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
-from qcwx.wechat.fake_state import FakeState, WeChatError
+from qcwx.wechat.fake_state import PHONE_COOKIE, FakeState, WeChatError
 
 bp = Blueprint("fake_wechat", __name__)
 
@@ -134,7 +134,11 @@ def menu_get():
 # -- OAuth (official-account web pages) ----------------------------------------------------
 @bp.get("/connect/oauth2/authorize")
 def authorize():
-    """Redirect back with a code for the chosen (or default) openid."""
+    """Redirect back with a code for the chosen openid.
+
+    Who is authorising: the ``openid`` query argument, else the user whose fake phone page
+    this browser opened last (the ``PHONE_COOKIE`` cookie), else the default openid.
+    """
     state = _state()
     appid = request.args.get("appid", "")
     redirect_uri = request.args.get("redirect_uri", "")
@@ -146,7 +150,8 @@ def authorize():
         return Response("参数错误：redirect_uri 无效", status=400, mimetype="text/plain")
     if scope not in ("snsapi_base", "snsapi_userinfo"):
         return Response("参数错误：scope 无效", status=400, mimetype="text/plain")
-    openid = request.args.get("openid") or state.default_openid
+    openid = (request.args.get("openid") or request.cookies.get(PHONE_COOKIE)
+              or state.default_openid)
     code = state.mint_code(state.codes, appid, openid, scope)
     return redirect(_add_query(redirect_uri, code=code, state=request.args.get("state", "")))
 

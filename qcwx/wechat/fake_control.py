@@ -11,9 +11,16 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, current_app, jsonify, render_template_string, request
+from flask import (
+    Blueprint,
+    current_app,
+    jsonify,
+    make_response,
+    render_template_string,
+    request,
+)
 
-from qcwx.wechat.fake_state import FakeState
+from qcwx.wechat.fake_state import PHONE_COOKIE, FakeState
 
 bp = Blueprint("fake_control", __name__, url_prefix="/_fake")
 #: The checkout this fake runs from: ``make run`` reuses a fake only when it is its own.
@@ -100,6 +107,7 @@ _PHONE = """<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 body{margin:0;background:#ededed;color:#191919;
 font:15px/1.5 system-ui,"Noto Sans CJK SC",sans-serif}
 header{background:#ededed;padding:12px 16px;font-weight:600;border-bottom:1px solid #ddd}
+header .note{font-weight:400;color:#888;font-size:13px}
 .msg{background:#fff;margin:12px;border-radius:8px;padding:14px 16px}
 .msg h2{font-size:16px;margin:0 0 8px}.row{display:flex;gap:8px;margin:2px 0}
 .k{color:#888;min-width:5.5em}.time{color:#999;font-size:13px;text-align:center;margin-top:12px}
@@ -109,7 +117,9 @@ ul{list-style:none;padding:0}li a{display:block;background:#fff;margin:8px 12px;
 border-radius:8px;min-height:44px;color:#191919;text-decoration:none}
 </style></head><body>
 <header>{{ '模拟手机：' ~ openid if openid else '本地模拟微信：收到消息的用户' }}
-（仅开发环境）</header>
+（仅开发环境）{% if openid %}
+<div class="note">本浏览器现为该用户的手机：点开链接时以此身份微信授权登录</div>{% endif %}
+</header>
 {% if openid %}
   {% for m in messages %}
   <div class="time">{{ m.when }}</div>
@@ -137,7 +147,12 @@ def _fields(data: dict) -> list[tuple[str, str]]:
 @bp.get("/phone")
 @bp.get("/phone/<openid>")
 def fake_phone(openid: str | None = None):
-    """Show what one fake user's phone received (development only): fields and the link."""
+    """Show what one fake user's phone received (development only): fields and the link.
+
+    Opening one user's page makes this browser that user's phone: a cookie (``PHONE_COOKIE``)
+    tells the fake's OAuth authorize page whom to log in, so tapping a message's link and
+    going through WeChat OAuth arrives as the person the message was sent to.
+    """
     state = _state()
     with state.lock:
         messages = list(state.messages)
@@ -150,4 +165,6 @@ def fake_phone(openid: str | None = None):
              "link": m.get("url") or m.get("page"),
              "when": datetime.fromtimestamp(m["time"], SHANGHAI).strftime("%m-%d %H:%M")}
             for m in reversed(messages) if m["touser"] == openid]
-    return render_template_string(_PHONE, openid=openid, messages=mine)
+    response = make_response(render_template_string(_PHONE, openid=openid, messages=mine))
+    response.set_cookie(PHONE_COOKIE, openid, httponly=True, samesite="Lax")
+    return response

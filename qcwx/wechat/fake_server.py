@@ -11,6 +11,8 @@ server over real HTTP with the real wechatpy client. It behaves like WeChat wher
   answer WeChat's errcodes (47001 bad JSON, 40029 invalid code, 40163 code used, ...);
 * everything is recorded (``calls``, ``messages``) and failures can be injected
   (``fail_next``) for retry tests, in-process or through ``/_fake/*`` from another process.
+* ``/_fake/phone/<openid>`` shows what a user received, as their phone would; opening it makes
+  this browser that user's phone (a cookie), so OAuth from a tapped link logs them in.
 
 Run it alone with ``python -m qcwx.wechat.fake_server --port 5055`` or
 ``flask --app wsgi fake-wechat``. The pieces: :mod:`qcwx.wechat.fake_state` (what it

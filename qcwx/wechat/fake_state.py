@@ -17,6 +17,9 @@ from typing import Any
 # The development credentials of qcwx.config; the fake accepts them unless told otherwise.
 DEFAULT_APPID_SECRETS = {"wx_dev_appid": "dev-secret", "wx_dev_mp_appid": "dev-mp-secret"}
 DEFAULT_OPENID = "oFakeDefaultOpenid0000000000"
+#: The cookie that says which fake user holds this browser ("this phone is openid X"): set
+#: by the fake phone page ``/_fake/phone/<openid>``, read by the OAuth authorize page.
+PHONE_COOKIE = "qcwx_fake_openid"
 TOKEN_TTL = 7200
 CODE_TTL = 300
 

@@ -116,6 +116,34 @@ def test_oauth_authorize_redirects_with_code_for_chosen_openid(fake_wechat):
     assert info["openid"] == "oChosen" and info["nickname"] == "微信用户"
 
 
+def _authorized_openid(fake, http, **extra) -> str:
+    """Go through the fake's authorize page with ``http``; return the openid of its code."""
+    res = http.get(f"{fake.url}/connect/oauth2/authorize", params={
+        "appid": APPID, "redirect_uri": "http://qc.example.cn/cb", "scope": "snsapi_base",
+        "state": "S", **extra}, allow_redirects=False, timeout=5)
+    assert res.status_code == 302
+    return requests.get(f"{fake.url}/sns/oauth2/access_token", params={
+        "appid": APPID, "secret": SECRET, "code": query_of(res.headers["Location"])["code"],
+        "grant_type": "authorization_code"}, timeout=5).json()["openid"]
+
+
+def test_a_browser_that_opened_a_fake_phone_page_authorizes_as_that_user(fake_wechat):
+    """Development only: /_fake/phone/<openid> makes this browser that user's phone."""
+    from qcwx.wechat.fake_state import DEFAULT_OPENID, PHONE_COOKIE
+
+    phone = requests.Session()
+    assert _authorized_openid(fake_wechat, phone) == DEFAULT_OPENID
+    page = phone.get(f"{fake_wechat.url}/_fake/phone/oPhoneOwner00000000000000001", timeout=5)
+    assert page.status_code == 200 and phone.cookies.get(PHONE_COOKIE) == \
+        "oPhoneOwner00000000000000001"
+    assert "本浏览器现为该用户的手机" in page.text
+    assert _authorized_openid(fake_wechat, phone) == "oPhoneOwner00000000000000001"
+    assert _authorized_openid(fake_wechat, phone, openid="oChosen") == "oChosen"  # explicit wins
+    phone.get(f"{fake_wechat.url}/_fake/phone", timeout=5)  # the index belongs to nobody
+    assert _authorized_openid(fake_wechat, phone) == "oPhoneOwner00000000000000001"
+    assert _authorized_openid(fake_wechat, requests.Session()) == DEFAULT_OPENID
+
+
 def test_oauth_authorize_refuses_unknown_appid(fake_wechat):
     res = requests.get(f"{fake_wechat.url}/connect/oauth2/authorize", params={
         "appid": "wx_bad", "redirect_uri": "http://qc.example.cn/cb", "scope": "snsapi_base"},
