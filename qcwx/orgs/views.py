@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import login_required, login_user, logout_user
 
-from qcwx.extensions import limiter
+from qcwx.extensions import limiter, login_manager
 from qcwx.orgs.forms import LoginForm
 from qcwx.orgs.services import authenticate
 
@@ -26,7 +26,10 @@ def login():
     """Show the login form; on success go where the user was heading."""
     if (request.method == "GET" and "MicroMessenger" in request.headers.get("User-Agent", "")
             and not request.args.get("password")):
-        # Inside WeChat the bound account logs in through OAuth, no password needed.
+        # Inside WeChat the bound account logs in through OAuth, no password needed. The
+        # "please log in" flash was meant for the form, which is skipped: drop it, or it would
+        # greet the user on the page they land on, already logged in.
+        _drop_flash(login_manager.login_message)
         return redirect(url_for("wechat.oauth_start", next=_safe_next(request.args.get("next"))))
     form = LoginForm()
     if form.validate_on_submit():
@@ -36,6 +39,13 @@ def login():
             return redirect(_safe_next(request.args.get("next")))
         form.password.errors.append("用户名或密码错误")
     return render_template("orgs/login.html", form=form)
+
+
+def _drop_flash(message: str | None) -> None:
+    """Remove a pending flash ``message`` (others stay)."""
+    flashes = session.get("_flashes")
+    if message and flashes:
+        session["_flashes"] = [f for f in flashes if f[1] != message]
 
 
 @bp.route("/logout", methods=["POST"])
