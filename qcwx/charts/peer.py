@@ -68,8 +68,10 @@ def lab_comparison(labs: Sequence[Any], group_mean: float, group_sd: float, char
                    title: str, unit: str = "", decimals: int = 2) -> Scatter:
     """Build the lab-means chart: every lab's mean, ordered, over group mean ±1/2/3 SD bands.
 
-    ``labs`` are dicts/objects with ``code``, ``mean`` and ``highlight`` (own lab). Labs are
-    sorted by mean (x = lab code in that order); points are coloured by |SDI| band.
+    ``labs`` are dicts/objects with ``code``, ``mean`` and ``highlight`` (own lab), and
+    optionally ``label``, a short x-axis label (the code when absent or not unique; the code
+    stays in the tooltip). Labs are sorted by mean; points are coloured by |SDI| band. More
+    than eight labs are labelled vertically, each label whole when it is short (a code).
     """
     sd = _group_sd(group_sd)
     gm = float(group_mean)
@@ -77,20 +79,23 @@ def lab_comparison(labs: Sequence[Any], group_mean: float, group_sd: float, char
     for lab in labs:
         mean = c.number(c.field(lab, "mean"))
         if mean is not None:
-            rows.append((str(c.field(lab, "code")), mean,
-                         bool(c.field(lab, "highlight", default=False))))
+            code = str(c.field(lab, "code"))
+            rows.append((code, mean, bool(c.field(lab, "highlight", default=False)),
+                         str(c.field(lab, "label", default=None) or code)))
     rows.sort(key=lambda r: (r[1], r[0]))
-    codes = [r[0] for r in rows]
+    axis = [r[3] for r in rows]
+    if len(set(axis)) < len(axis):
+        axis = [r[0] for r in rows]
     items = []
-    for code, mean, own in rows:
+    for (code, mean, own, _), label in zip(rows, axis, strict=True):
         sdi = (mean - gm) / sd
         tip = c.tooltip_text(code + (f"（{OWN_LAB}）" if own else ""), [
             ("均值", f"{c.fmt(mean, decimals)} {unit}".strip()), ("SDI", f"{sdi:+.2f}")])
-        items.append(_lab_item(code, [code, c.r10(mean)], _sdi_colour(sdi), own, tip))
+        items.append(_lab_item(code, [label, c.r10(mean)], _sdi_colour(sdi), own, tip))
     span = c.symmetric_span([(r[1] - gm) / sd for r in rows], 3.5, 8.0)
     lo, hi, step = c.nice_axis(gm - span * sd, gm + span * sd, 6)
     chart = c.new_chart(Scatter, chart_id, "320px")
-    chart.add_xaxis(codes)
+    chart.add_xaxis(axis)
     chart.add_yaxis("实验室均值", items, symbol_size=8,
                     label_opts=opts.LabelOpts(is_show=False),
                     markline_opts=c.mark_lines(
@@ -102,13 +107,21 @@ def lab_comparison(labs: Sequence[Any], group_mean: float, group_sd: float, char
                     markarea_opts=_bands(gm, sd))
     sub = f"组均值 {c.fmt(gm, decimals)}  SD {c.fmt(sd, decimals + 1)}  {unit}  n={len(rows)}"
     top = c.title_height(sub)
-    rotated = len(codes) > 8
     return c.finish(
         chart, title_opts=c.title(title, sub),
         legend_opts=c.legend([], top),
-        grid_opts=c.grid(top + 12, bottom=10, left=8 + 16 * rotated, right=14),
-        xaxis=c.category_axis(codes, rotate=45 if rotated else 0),
-        yaxis=c.value_axis(min_=lo, max_=hi, interval=step))
+        grid_opts=c.grid(top + 12, bottom=10, left=8, right=14),
+        xaxis=_lab_axis(axis), yaxis=c.value_axis(min_=lo, max_=hi, interval=step))
+
+
+def _lab_axis(labels: Sequence[str]) -> dict:
+    """Return the labs' category axis: upright when few, vertical and all shown when many."""
+    if len(labels) <= 8:
+        return c.category_axis(labels)
+    axis = c.category_axis(labels, rotate=90)
+    axis["axisLabel"].update({"interval": 0, "hideOverlap": False, "fontSize": 10,
+                              "width": 72, "margin": 6})
+    return axis
 
 
 def _bands(gm: float, sd: float) -> dict:
