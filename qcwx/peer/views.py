@@ -28,10 +28,12 @@ from qcwx.peer.filters import (
     recent_months,
 )
 from qcwx.peer.models import GROUP_LEVEL_LABELS
+from qcwx.peer.paging import choice_arg, page_number, paginate
 from qcwx.peer.queries import centre as centre_q
 from qcwx.peer.queries import exceptions as exception_report
 from qcwx.peer.queries import labs as labs_q
 from qcwx.peer.queries import lot as lot_q
+from qcwx.peer.queries import lot_table
 from qcwx.peer.queries.members import chart_rows
 from qcwx.qcstats.peer import MIN_LABS
 from qcwx.timeutil import local_today
@@ -40,6 +42,18 @@ from qcwx.web.forms import current_actor
 bp = Blueprint("peer", __name__, url_prefix="/peer", cli_group="peer")
 CENTRE_ROLES = services.CENTRE_ROLES
 MATRIX_FILTERS = ("hospital_level", "instrument_maker", "reagent_maker", "method")
+
+
+def _int_arg(args, name: str, label: str) -> int | None:
+    """Return :func:`qcwx.peer.filters.int_arg`, refusing non-ASCII or overlong digits first.
+
+    ``"²"`` passes ``str.isdigit`` but not ``int()``; thousands of digits exceed ``int()``'s
+    limit: both are a 400 naming the field, never a 500.
+    """
+    text = str(args.get(name) or "").strip()
+    if text and not (text.isascii() and len(text) <= 9):
+        raise UserError(f"{label}参数无效：{text[:20]}", field=name)
+    return int_arg(args, name, label)
 
 
 def _require_centre(actor) -> None:
@@ -116,15 +130,15 @@ def lab(lab_id: int):
 
 def _lot_args(actor, region_id: int):
     args = request.args
-    grouping = int_arg(args, "grouping", "分组方案")
+    grouping = _int_arg(args, "grouping", "分组方案")
     if grouping is not None:
         filters = parse_filters(lot_q.load_grouping(region_id, grouping).filters)
     else:
         filters = parse_filters(args)
     own_ts = queries.first_system(actor) if actor.role not in CENTRE_ROLES else None
     level, analyte = lot_q.load_level(
-        region_id, int_arg(args, "level", "质控水平"), int_arg(args, "analyte", "检验项目"),
-        int_arg(args, "lot", "质控品批号"), own_ts)
+        region_id, _int_arg(args, "level", "质控水平"), _int_arg(args, "analyte", "检验项目"),
+        _int_arg(args, "lot", "质控品批号"), own_ts)
     return filters, level, analyte
 
 
@@ -134,18 +148,21 @@ def lot():
     """The QC-lot comparison chart page (某批号质控品的用户室间比对图) with stackable filters."""
     actor = current_actor()
     today = local_today()
-    region_id = queries.region_id_for(actor, int_arg(request.args, "region", "区域"))
+    region_id = queries.region_id_for(actor, _int_arg(request.args, "region", "区域"))
     period = parse_period(request.args, today)
     filters, level, analyte = _lot_args(actor, region_id)
-    highlight = int_arg(request.args, "lab", "实验室")
+    highlight = _int_arg(request.args, "lab", "实验室")
     if highlight is not None and not scopes.can_access_lab(actor, highlight):
         raise NotFound()
+    sort = choice_arg(request.args, "sort", lot_table.MEMBER_SORTS, "mean", "排序方式")
     view = lot_q.lot_view(actor, region_id, level, analyte, period, filters, highlight)
     chart_html, trend_html = _lot_charts(actor, region_id, view, today)
     return render_template(
         "peer/lot.html", view=view, period=period, charts=chart_html, trends=trend_html,
         choices=lot_q.lot_choices(region_id), groupings=lot_q.saved_groupings(region_id),
-        highlight=highlight, **_common(region_id))
+        highlight=highlight, sort=sort, SORTS=lot_table.MEMBER_SORTS,
+        axis=lot_table.axis_labels(view.members),
+        members=lot_table.sort_members(view.members, sort), **_common(region_id))
 
 
 def _lot_charts(actor, region_id: int, view: lot_q.LotView, today):
@@ -154,7 +171,9 @@ def _lot_charts(actor, region_id: int, view: lot_q.LotView, today):
         return [], []
     title = f"{view.analyte.name} {view.level.name}"
     dec = view.analyte.decimals
-    members = chart_rows(view.members)
+    axis = lot_table.axis_labels(view.members)
+    members = [{**row, "label": axis[m.ts_id]}
+               for row, m in zip(chart_rows(view.members), view.members, strict=True)]
     out = [("各实验室均值", charts.render(charts.lab_comparison(
                members, view.g_mean, view.g_sd, chart_id="pe-lab-comparison",
                title=f"{title} 实验室均值比较", unit=view.unit, decimals=dec))),
@@ -188,10 +207,10 @@ def _lot_charts(actor, region_id: int, view: lot_q.LotView, today):
 def lot_size():
     """Return the group size of a filter stack as JSON (the filter panel's live count)."""
     actor = current_actor()
-    region_id = queries.region_id_for(actor, int_arg(request.args, "region", "区域"))
+    region_id = queries.region_id_for(actor, _int_arg(request.args, "region", "区域"))
     period = parse_period(request.args, local_today())
     filters, level, analyte = _lot_args(actor, region_id)
-    highlight = int_arg(request.args, "lab", "实验室")
+    highlight = _int_arg(request.args, "lab", "实验室")
     if highlight is not None and not scopes.can_access_lab(actor, highlight):
         raise NotFound()
     first = lot_q.lot_size(region_id, level, analyte, period, filters, actor=actor,
@@ -209,7 +228,7 @@ def lot_size():
 def save_grouping():
     """Save the lot page's current filters as a named grouping (centre only)."""
     actor = current_actor()
-    region_id = queries.region_id_for(actor, int_arg(request.form, "region", "区域"))
+    region_id = queries.region_id_for(actor, _int_arg(request.form, "region", "区域"))
     grouping = services.save_grouping(actor, region_id, request.form.get("name", ""),
                                       parse_filters(request.form))
     db.session.commit()
@@ -222,7 +241,7 @@ def save_grouping():
 def delete_grouping(grouping_id: int):
     """Delete a saved grouping (centre only)."""
     actor = current_actor()
-    region_id = queries.region_id_for(actor, int_arg(request.form, "region", "区域"))
+    region_id = queries.region_id_for(actor, _int_arg(request.form, "region", "区域"))
     services.delete_grouping(actor, region_id, grouping_id)
     db.session.commit()
     flash("已删除分组方案")
@@ -241,9 +260,9 @@ def _back_to_lot(grouping_id: int | None = None) -> str:
 
 
 def _centre_args(actor):
-    region_id = queries.region_id_for(actor, int_arg(request.args, "region", "区域"))
+    region_id = queries.region_id_for(actor, _int_arg(request.args, "region", "区域"))
     period = parse_period(request.args, local_today())
-    lot_id = int_arg(request.args, "lot", "质控品批号")
+    lot_id = _int_arg(request.args, "lot", "质控品批号")
     choices = lot_q.lot_choices(region_id)
     if lot_id is not None and not any(c["lot"].id == lot_id for c in choices):
         raise NotFound("本区域没有使用该批号的实验室", field="lot")
@@ -260,12 +279,16 @@ def centre():
     metric = request.args.get("metric") or "grade"
     if metric not in ("grade", "sdi", "cvr"):
         raise UserError(f"显示指标无效：{metric}", field="metric")
-    level_index = int_arg(request.args, "level_index", "水平序号")
+    level_index = _int_arg(request.args, "level_index", "水平序号")
+    sort = centre_q.check_matrix_sort(request.args.get("sort") or "rank")
+    number = page_number(request.args)
     row_filters = {k: v for k, v in parse_filters(request.args).items() if k in MATRIX_FILTERS}
     rows, analytes, snap = centre_q.matrix(region_id, period, lot_id=lot_id,
                                           level_index=level_index, row_filters=row_filters)
+    page = paginate(centre_q.sort_matrix(rows, sort, metric), number)
     facets = centre_q.facet_values(region_id, MATRIX_FILTERS)
-    return render_template("peer/centre.html", rows=rows, analytes=analytes, snap=snap,
+    return render_template("peer/centre.html", page=page, analytes=analytes, snap=snap,
+                           sort=sort, SORTS=centre_q.sort_labels(sort, analytes),
                            period=period, metric=metric, lot_id=lot_id, choices=choices,
                            level_index=level_index, row_filters=row_filters, facets=facets,
                            snapshots=queries.snapshots(region_id), snapshot=snap,
@@ -280,8 +303,12 @@ def nccl():
     actor = current_actor()
     _require_centre(actor)
     region_id, period, lot_id, choices = _centre_args(actor)
-    return render_template("peer/nccl.html", rows=centre_q.nccl_table(region_id, period, lot_id),
-                           period=period, lot_id=lot_id, choices=choices, **_common(region_id))
+    sort = choice_arg(request.args, "sort", centre_q.NCCL_SORTS, "analyte", "排序方式")
+    number = page_number(request.args)
+    rows = centre_q.sort_nccl(centre_q.nccl_table(region_id, period, lot_id), sort)
+    return render_template("peer/nccl.html", page=paginate(rows, number), sort=sort,
+                           SORTS=centre_q.NCCL_SORTS, period=period, lot_id=lot_id,
+                           choices=choices, **_common(region_id))
 
 
 @bp.route("/centre/exceptions")
@@ -291,10 +318,16 @@ def exceptions():
     actor = current_actor()
     _require_centre(actor)
     region_id, period, _, _ = _centre_args(actor)
-    min_n = int_arg(request.args, "min_n", "最少结果数") or 10
-    report = exception_report.exceptions(region_id, period, min_n=min_n)
+    args = request.args
+    min_n = _int_arg(args, "min_n", "最少结果数") or 10
+    report = exception_report.report_page(
+        region_id, period, min_n=min_n, kind=args.get("kind") or None,
+        sort=args.get("sort") or "lab", page=page_number(args))
     return render_template("peer/exceptions.html", report=report, period=period, min_n=min_n,
-                           **_common(region_id))
+                           KIND_TITLES=exception_report.KIND_TITLES,
+                           KIND_SHORT=exception_report.KIND_SHORT,
+                           SORTS=exception_report.SORTS,
+                           MIN_DAYS=exception_report.FEW_RESULTS_MIN_DAYS, **_common(region_id))
 
 
 @bp.route("/centre/freeze", methods=["POST"])
@@ -303,7 +336,7 @@ def freeze():
     """Freeze a finished month for the centre's region (never recomputes a frozen one)."""
     actor = current_actor()
     _require_centre(actor)
-    region_id = queries.region_id_for(actor, int_arg(request.form, "region", "区域"))
+    region_id = queries.region_id_for(actor, _int_arg(request.form, "region", "区域"))
     month = (request.form.get("month") or "").strip()
     result = services.freeze_month(region_id, month, local_today(), actor)[0]
     db.session.commit()

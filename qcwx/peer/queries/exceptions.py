@@ -7,7 +7,13 @@
 * ``outlier`` — a system mean more than 5 SD from the Algorithm A mean of all labs on its
   lot/level in the same unit (≥ 3 systems): a system coded to the wrong analyte, or whose
   unit field does not match the numbers it reports.
-* ``few_results`` — an active system × level with fewer in-control results than asked.
+* ``few_results`` — an active system × level with fewer in-control results than asked, judged
+  only once the period has had time to collect them (:func:`few_results_due`): a calendar
+  month from its 20th day on (a finished month always qualifies), rolling 30 days and lot
+  cumulative always. On the 6th of a month every lab has "too few" results; that is no
+  exception.
+
+The page shows one kind at a time, sorted and paged on the server (:func:`report_page`).
 """
 
 from __future__ import annotations
@@ -21,13 +27,28 @@ import pandas as pd
 from sqlalchemy import select
 
 from qcwx.catalog.models import Analyte, QcLevel, test_system_level
+from qcwx.errors import UserError
 from qcwx.extensions import db
 from qcwx.peer import compute
 from qcwx.peer.filters import Period
+from qcwx.peer.paging import Page, paginate
 from qcwx.peer.queries.frames import system_moments, systems_frame
 from qcwx.peer.units import unit_key, unit_known
 
 KINDS = ("unknown_unit", "unit_mismatch", "outlier", "few_results")
+#: The kinds in the order the page offers them, with their Chinese titles.
+KIND_TITLES = {
+    "unit_mismatch": "同批号同水平单位不一致（不同单位不合并比对）",
+    "outlier": "均值偏离同单位全部实验室 5 SD 以上（疑似编码或单位错误）",
+    "unknown_unit": "未知单位",
+    "few_results": "结果过少",
+}
+KIND_SHORT = {"unit_mismatch": "单位不一致", "outlier": "偏离 5 SD", "unknown_unit": "未知单位",
+              "few_results": "结果过少"}
+#: Orders of one kind's list (query ``sort``).
+SORTS = {"lab": "按实验室", "analyte": "按项目"}
+#: A calendar month is checked for "too few results" from this many days on.
+FEW_RESULTS_MIN_DAYS = 20
 
 
 @dataclass(frozen=True)
@@ -46,9 +67,53 @@ class ExceptionItem:
 MakeItem = Callable[[str, Mapping, "int | None", str], ExceptionItem]
 
 
+@dataclass(frozen=True)
+class ExceptionPage:
+    """One kind of the exception report, sorted and paged, with every kind's count."""
+
+    kind: str
+    sort: str
+    counts: dict[str, int]
+    page: Page[ExceptionItem]
+    few_results_due: bool
+    days_so_far: int | None
+
+
+def days_so_far(period: Period) -> int | None:
+    """Return the days the period covers up to now (None for a lot's open-ended cumulation)."""
+    return (period.end - period.start).days + 1 if period.start is not None else None
+
+
+def few_results_due(period: Period) -> bool:
+    """Return whether "too few results" may be judged: the period has had time to collect.
+
+    A calendar month qualifies from its :data:`FEW_RESULTS_MIN_DAYS`-th day (a finished month
+    has at least 28); rolling 30 days and lot cumulative always do.
+    """
+    return period.kind != "month" or (days_so_far(period) or 0) >= FEW_RESULTS_MIN_DAYS
+
+
+def report_page(region_id: int, period: Period, *, min_n: int = 10, kind: str | None = None,
+                sort: str = "lab", page: int = 1) -> ExceptionPage:
+    """Return one kind of the report (default: the first kind with items), sorted and paged."""
+    if kind is not None and kind not in KIND_TITLES:
+        raise UserError(f"异常类型无效：{kind[:20]}", field="kind")
+    if sort not in SORTS:
+        raise UserError(f"排序方式无效：{sort[:20]}", field="sort")
+    report = exceptions(region_id, period, min_n=min_n)
+    counts = {k: len(report[k]) for k in KIND_TITLES}
+    kind = kind or next((k for k in KIND_TITLES if counts[k]), next(iter(KIND_TITLES)))
+    items = sorted(report[kind], key=(lambda i: (i.lab, i.analyte, i.level or "", i.ts_id))
+                   if sort == "lab" else (lambda i: (i.analyte, i.level or "", i.lab, i.ts_id)))
+    return ExceptionPage(kind, sort, counts, paginate(items, page), few_results_due(period),
+                         days_so_far(period))
+
+
 def exceptions(region_id: int, period: Period, min_n: int = 10,
                outlier_sd: float = 5.0) -> dict[str, list[ExceptionItem]]:
     """Return the exception report: unknown unit, unit mismatch, mean > 5 SD off, few results.
+
+    Few results are listed only when :func:`few_results_due` (else the list is empty).
 
     A unit mismatch is reported per system × QC level: within the lot/level/analyte the
     reference unit is the one the most labs report in (ties: the analyte's own unit, then
@@ -75,7 +140,8 @@ def exceptions(region_id: int, period: Period, min_n: int = 10,
                          for r in systems.to_dict("records") if not unit_known(r["unit"])],
         "unit_mismatch": unit_mismatches(systems, level_map, own_units, item),
         "outlier": _outliers(frame, outlier_sd, item),
-        "few_results": _few_results(systems, frame, level_map, period, min_n, item),
+        "few_results": _few_results(systems, frame, level_map, period, min_n, item)
+        if few_results_due(period) else [],
     }
 
 

@@ -16,13 +16,7 @@ from datetime import date
 import pandas as pd
 from sqlalchemy import func, select
 
-from qcwx.catalog.models import (
-    Analyte,
-    QcLevel,
-    QcLot,
-    QcMaterial,
-    TestSystem,
-)
+from qcwx.catalog.models import Analyte, QcLevel, QcLot, QcMaterial, TestSystem
 from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
@@ -35,10 +29,7 @@ from qcwx.peer.filters import (
     describe,
     recent_months,
 )
-from qcwx.peer.models import (
-    GROUP_LEVEL_LABELS,
-    SavedGrouping,
-)
+from qcwx.peer.models import GROUP_LEVEL_LABELS, SavedGrouping
 from qcwx.peer.queries import grade_or_none, int_or_none, num, own_lab_ids
 from qcwx.peer.queries.frames import load_specs, system_moments, systems_frame
 from qcwx.peer.queries.labs import history
@@ -66,6 +57,8 @@ class Member:
     bias_rank: int | None
     grade: str | None
     sigma: float | None
+    #: The lab's anonymous code (the chart's short axis label); "" when not loaded.
+    anon_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,6 +95,8 @@ class LotView:
     names: dict[str, dict[str, str]]
     #: Other units reported on this lot/level: (unit as written, labs) — never pooled.
     other_units: tuple[tuple[str, int], ...] = ()
+    #: Members' labs the viewer may open (``peer.lab``): the centre all, a lab its own.
+    linkable: frozenset[int] = frozenset()
 
     @property
     def peer(self) -> LevelSize | None:
@@ -227,12 +222,21 @@ def lot_view(actor: User, region_id: int, level: QcLevel, analyte: Analyte, peri
     members = [Member(int(r["ts_id"]), int(r["lab_id"]), labels[i], int(r["lab_id"]) in highlight,
                       int(r["n"]), float(r["mean"]), num(r["sd"]), num(r["cv"]), num(r["sdi"]),
                       num(r["cvr"]), num(r["bias_pct"]), int_or_none(r["bias_rank"]),
-                      grade_or_none(r["grade"]), num(r["sigma"]))
+                      grade_or_none(r["grade"]), num(r["sigma"]), str(r["anon_code"] or ""))
                for i, r in enumerate(records)]
     first = part.iloc[0]
     return replace(empty_view, members=members, g_mean=num(first["g_mean"]),
                    g_sd=num(first["g_sd"]), g_cv=num(first["g_cv"]),
-                   g_flagged=bool(first["g_flagged"]), tea_pct=num(first["tea_pct"]))
+                   g_flagged=bool(first["g_flagged"]), tea_pct=num(first["tea_pct"]),
+                   linkable=_linkable(actor, {m.lab_id for m in members}))
+
+
+def _linkable(actor: User, lab_ids: set[int]) -> frozenset[int]:
+    """Return the labs of ``lab_ids`` inside the actor's scope (their pages may be linked)."""
+    if not lab_ids:
+        return frozenset()
+    stmt = scopes.lab_ids_in_scope(actor).where(Lab.id.in_(sorted(lab_ids)))
+    return frozenset(int(i) for i in db.session.scalars(stmt))
 
 
 def lot_size(region_id: int, level: QcLevel, analyte: Analyte, period: Period,
