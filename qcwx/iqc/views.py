@@ -23,6 +23,7 @@ from qcwx.timeutil import local_today
 from qcwx.web.forms import current_actor, form_post
 
 bp = Blueprint("iqc", __name__)
+RECENT_RUNS = 5  # runs listed under the entry form
 
 
 def _parse_date(text: str | None, field: str, default: date | None = None) -> date:
@@ -75,7 +76,7 @@ def entry(ts_id: int):
         "iqc/entry.html", ts=ts, today=today, limits=limits, errors=errors, form=form,
         channel=_phone_channel(),
         client_id=form.get("client_id") or uuid.uuid4().hex, verdict=verdict,
-        next_run_no=services.next_run_no(ts, today), recent=queries.run_history(ts, 5),
+        next_run_no=services.next_run_no(ts, today), recent=queries.run_history(ts, RECENT_RUNS),
     ), status
 
 
@@ -96,6 +97,8 @@ def submit_json(ts_id: int):
     db.session.commit()
     body = verdict.to_dict() | {
         "html": render_template("iqc/_verdict.html", verdict=verdict, ts=ts),
+        "recent_html": render_template("iqc/_recent.html", ts=ts,
+                                       recent=queries.run_history(ts, RECENT_RUNS)),
         "url": url_for("iqc.run", run_id=verdict.run_id)}
     return jsonify(body), (200 if verdict.duplicate else 201)
 

@@ -4,6 +4,7 @@
   var form = document.getElementById('entry-form');
   if (!form || !window.fetch) return;
   var slot = document.getElementById('verdict-slot');
+  var recent = document.getElementById('recent-slot');
   var btn = document.getElementById('submit-btn');
 
   function clearErrors() {
@@ -46,6 +47,8 @@
           return;
         }
         slot.innerHTML = body.html;
+        if (recent && body.recent_html !== undefined) recent.innerHTML = body.recent_html;
+        // html { scroll-padding-top } keeps the card below the sticky header.
         slot.scrollIntoView({ behavior: 'smooth', block: 'start' });
         form.client_id.value = newClientId();   // the next run is a new submission
         form.querySelectorAll('input[data-level]').forEach(function (i) { i.value = ''; });
