@@ -99,8 +99,10 @@ def int_arg(args: Mapping, name: str, label: str) -> int | None:
     if raw in (None, ""):
         return None
     text = str(raw).strip()
-    if not text.isdigit() or int(text) < 1:
-        raise UserError(f"{label}参数无效：{text}", field=name)
+    # isascii: "²" and other Unicode digits pass isdigit() but int() refuses them; the length
+    # cap keeps a 400-digit id from reaching the database as an overflowing integer.
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) < 1:
+        raise UserError(f"{label}参数无效：{text[:40]}", field=name)
     return int(text)
 
 

@@ -175,3 +175,13 @@ def test_page_number_accepts_only_ascii_digits(raw):
     with pytest.raises(UserError) as err:
         page_number({"page": raw})
     assert err.value.field == "page" and err.value.status == 400
+
+
+@pytest.mark.parametrize("raw", ["²", "١٢", "1" * 40, "0", "-1", "x"])
+def test_int_arg_refuses_unicode_digits_and_huge_ids_with_a_field_message(raw):
+    from qcwx.errors import UserError
+    from qcwx.peer.filters import int_arg
+
+    with pytest.raises(UserError) as err:
+        int_arg({"lot": raw}, "lot", "质控品批号")
+    assert err.value.field == "lot" and "质控品批号参数无效" in err.value.message
