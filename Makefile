@@ -49,8 +49,9 @@ static/vendor/.stamp: package.json package-lock.json
 
 # ECharts as the pages use it: only the chart types and components of qcwx/charts/ (the entry
 # file lists them), tree-shaken by esbuild into one minified script (about 0.6 MB instead of
-# 1.1 MB; ~205 KB over brotli instead of ~340 KB). The report pages use it; the iqc and peer
-# pages still load the full build (static/vendor/echarts.min.js).
+# 1.1 MB; ~182 KB over brotli instead of ~300 KB). Every page with charts loads it
+# (qcwx.charts.ECHARTS_SCRIPT_PATH); the full build above is kept for the tests that serve or
+# compare against it (tests/integration/test_compression.py, tests/reports/test_pdf.py).
 ECHARTS_BUNDLE_FLAGS := --bundle --minify --format=iife --global-name=echarts --target=es5 \
 	--legal-comments=none --log-level=warning \
 	--banner:js='/*! Apache ECharts (Apache-2.0, see node_modules/echarts/LICENSE), partial build: static/src/echarts-qcwx.js */'

@@ -7,7 +7,8 @@ ECharts and the drawing script once, in this order::
     <script src="{{ url_for('static', filename=ECHARTS_SCRIPT_PATH) }}"></script>
     <script src="{{ url_for('static', filename=CHARTS_SCRIPT_PATH) }}"></script>
 
-``static/vendor/echarts.min.js`` is copied from npm by ``make assets``; never a CDN.
+``static/vendor/echarts-qcwx.min.js`` is ECharts with only what the builders use, bundled from
+npm by ``make assets`` (``static/src/echarts-qcwx.js``); never a CDN.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from markupsafe import Markup
 from qcwx.charts.common import check_chart_id
 
 #: Path of ECharts under ``static/`` (``url_for('static', filename=ECHARTS_SCRIPT_PATH)``).
-ECHARTS_SCRIPT_PATH = "vendor/echarts.min.js"
+ECHARTS_SCRIPT_PATH = "vendor/echarts-qcwx.min.js"
 #: The script that draws every chart fragment of a page (``static/js/charts.js``).
 CHARTS_SCRIPT_PATH = "js/charts.js"
 

@@ -120,7 +120,7 @@ def test_options_json_is_compact_pure_json_with_raw_text():
 
 
 def test_echarts_path_is_local_and_the_template_exists():
-    assert charts.ECHARTS_SCRIPT_PATH == "vendor/echarts.min.js"
+    assert charts.ECHARTS_SCRIPT_PATH == "vendor/echarts-qcwx.min.js"
     assert (TEMPLATES_DIR / "charts" / "_chart.html").is_file()
 
 

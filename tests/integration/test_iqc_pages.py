@@ -104,7 +104,7 @@ def test_chart_page_escapes_user_text_and_uses_local_echarts(world, login, ts, s
                             run_date=local_today() - timedelta(days=5 - day), values={"1": v})
     session.commit()
     html = client.get(f"/ts/{ts.id}/chart").get_data(as_text=True)
-    assert "/static/vendor/echarts.min.js" in html and "cdn" not in html.lower()
+    assert "/static/vendor/echarts-qcwx.min.js" in html and "cdn" not in html.lower()
     assert "<script>alert(1)</script>" not in html
     assert html.count("</script>") == html.count("<script")
 

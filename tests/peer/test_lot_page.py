@@ -155,7 +155,7 @@ def test_charts_render_for_a_publishable_group_with_the_own_lab_highlighted(peer
     means = next(o for o in options if o["series"][0]["name"] == "实验室均值")
     own = [d for d in means["series"][0]["data"] if d.get("symbol") == "diamond"]
     assert [d["name"] for d in own] == [w.labs["b1"].hospital.name]
-    assert html.count("/static/vendor/echarts.min.js") == 1
+    assert html.count("/static/vendor/echarts-qcwx.min.js") == 1
 
 
 def test_small_group_sizes_show_only_the_lab_count_below_the_centre(peer_world, login):
