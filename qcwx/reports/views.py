@@ -224,7 +224,7 @@ def share_command(kind: str, lab_code: str, month: str | None, days: int | None,
     try:
         url = public_url(created.path, shared=True)
     except ConfigError as exc:
-        raise click.ClickException(f"{exc} (e.g. QCWX_BASE_URL=http://127.0.0.1:5000)") from None
+        raise click.ClickException(f"{exc}: set QCWX_BASE_URL to the public address") from None
     db.session.commit()
     click.echo(url)
 
