@@ -109,9 +109,26 @@ def check_run_date(ts: TestSystem, run_date: date) -> None:
         raise UserError("检测日期无效", field="run_date")
     if run_date > local_today(ts.lab.timezone):
         raise UserError("检测日期不能晚于今天", field="run_date")
-    if ts.qc_lot.expiry and run_date > ts.qc_lot.expiry:
-        raise UserError(f"质控批号 {ts.qc_lot.lot_number} 已于 {ts.qc_lot.expiry} 过期",
-                        field="run_date")
+    check_lot_expiry(ts, run_date)
+
+
+def chinese_date(day: date) -> str:
+    """Return ``day`` as written in Chinese, e.g. 2026年11月30日 (no zero padding)."""
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+def check_lot_expiry(ts: TestSystem, run_date: date) -> None:
+    """Refuse a run measured after the last day of its QC lot (400, field ``qc_lot``).
+
+    The expiry is the last usable day *in the lab's own calendar*: a run is a lab-local date
+    (QC_SPEC 1.1, ARCHITECTURE rule 6), so the expiry day itself is accepted up to the lab's
+    midnight and the next day is refused, whatever the server's clock zone. A run measured
+    while the lot was still valid may still be entered afterwards (back-dated entry).
+    """
+    expiry = ts.qc_lot.expiry
+    if expiry is not None and run_date > expiry:
+        raise UserError(f"质控品批号 {ts.qc_lot.lot_number} 已于 {chinese_date(expiry)} 过期，"
+                        "不能录入结果", field="qc_lot")
 
 
 def check_run_no(run_no) -> int:
