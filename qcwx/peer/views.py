@@ -20,12 +20,13 @@ from qcwx.extensions import db
 from qcwx.orgs import scopes
 from qcwx.peer import queries, services
 from qcwx.peer.filters import (
+    CALENDAR_KINDS,
     DIMENSIONS,
     PERIOD_KINDS,
+    calendar_options,
     int_arg,
     parse_filters,
     parse_period,
-    recent_months,
 )
 from qcwx.peer.models import GROUP_LEVEL_LABELS
 from qcwx.peer.paging import choice_arg, page_number, paginate
@@ -91,7 +92,9 @@ def _common(region_id: int) -> dict:
     return {"PERIOD_KINDS": PERIOD_KINDS, "DIMENSIONS": DIMENSIONS,
             "LEVEL_LABELS": GROUP_LEVEL_LABELS, "UNPUBLISHED": queries.UNPUBLISHED,
             "region_id": region_id, "is_centre": current_actor().role in CENTRE_ROLES,
-            "today": local_today(), "month_options": recent_months(local_today(), 24)[::-1]}
+            "today": local_today(), "CALENDAR_KINDS": CALENDAR_KINDS,
+            "month_options": [key for key, _ in calendar_options("month", local_today())],
+            "period_options": lambda kind: calendar_options(kind, local_today())}
 
 
 # ------------------------------------------------------------------ pages

@@ -11,10 +11,20 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from qcwx.errors import UserError
-from qcwx.peer.filters import month_end, month_period
+from qcwx.peer.filters import (
+    MIN_YEAR,
+    Period,
+    month_period,
+    quarter_of,
+    quarter_period,
+    year_period,
+)
 
-#: Period kinds a dynamic report offers, with their Chinese names.
-PERIOD_KINDS = {"this_month": "本月", "last_month": "上月", "days": "最近N天", "range": "日期范围"}
+#: Period kinds a dynamic report offers, with their Chinese names. "本季度"/"本年" stay live
+#: like "本月"; "上季度"/"上年" are the calendar quarter/year before the day the link is opened.
+PERIOD_KINDS = {"this_month": "本月", "last_month": "上月", "this_quarter": "本季度",
+                "last_quarter": "上季度", "this_year": "本年", "last_year": "上年",
+                "days": "最近N天", "range": "日期范围"}
 #: The longest range a report covers (a year of daily QC is already 365 points per level).
 MAX_DAYS = 366
 
@@ -36,14 +46,28 @@ class ReportPeriod:
 
 def _date(raw, field: str, label: str) -> date:
     try:
-        return date.fromisoformat(str(raw).strip())
+        value = date.fromisoformat(str(raw).strip())
     except (TypeError, ValueError):
-        raise UserError(f"{label}格式无效，应为 YYYY-MM-DD：{raw}", field=field) from None
+        raise UserError(f"{label}格式无效，应为 YYYY-MM-DD：{str(raw)[:20]}", field=field) from None
+    if value.year < MIN_YEAR:
+        raise UserError(f"{label}不能早于 {MIN_YEAR} 年：{value}", field=field)
+    return value
 
 
-def _previous_month(today: date) -> str:
-    first = today.replace(day=1) - timedelta(days=1)
-    return first.strftime("%Y-%m")
+def _calendar(kind: str, today: date) -> Period:
+    """Return the calendar month/quarter/year a relative kind names on ``today``."""
+    if kind == "this_month":
+        return month_period(today.strftime("%Y-%m"), today)
+    if kind == "last_month":
+        return month_period((today.replace(day=1) - timedelta(days=1)).strftime("%Y-%m"), today)
+    if kind == "this_quarter":
+        return quarter_period(quarter_of(today), today)
+    if kind == "last_quarter":
+        first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+        return quarter_period(quarter_of(first - timedelta(days=1)), today)
+    if kind == "this_year":
+        return year_period(str(today.year), today)
+    return year_period(str(today.year - 1), today)
 
 
 def parse_spec(args: Mapping) -> dict:
@@ -53,7 +77,7 @@ def parse_spec(args: Mapping) -> dict:
     """
     kind = (args.get("period") or "this_month").strip()
     if kind not in PERIOD_KINDS:
-        raise UserError(f"报告周期无效：{kind}", field="period")
+        raise UserError(f"报告周期无效：{kind[:20]}", field="period")
     if kind == "days":
         raw = str(args.get("days") or "").strip()
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_DAYS:
@@ -69,13 +93,9 @@ def parse_spec(args: Mapping) -> dict:
 def resolve(spec: Mapping, today: date) -> ReportPeriod:
     """Return the dates a spec covers on ``today`` (lab-local)."""
     kind = spec.get("kind")
-    if kind == "this_month":
-        p = month_period(today.strftime("%Y-%m"), today)
+    if kind in PERIOD_KINDS and kind not in ("days", "range"):
+        p = _calendar(kind, today)
         return ReportPeriod(p.start, p.end, p.label, p.month)
-    if kind == "last_month":
-        month = _previous_month(today)
-        return ReportPeriod(date.fromisoformat(month + "-01"), month_end(month),
-                            month_period(month, today).label, month)
     if kind == "days":
         days = int(spec["days"])
         return ReportPeriod(today - timedelta(days=days - 1), today, f"最近{days}天")

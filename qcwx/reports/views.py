@@ -77,6 +77,7 @@ def report(lab_id: int, kind: str):
                            ttl_choices=services.TTL_CHOICES,
                            ts_choices=queries.ts_choices(lab) if kind == "dynamic" else [],
                            months=queries.month_choices(local_today()),
+                           period_kinds=periods.PERIOD_KINDS,
                            default_ttl=services.DEFAULT_TTL_DAYS)
 
 

@@ -135,7 +135,7 @@ def test_bad_period_is_a_400_naming_the_field(peer_world, login):
     resp = client.get(f"/peer/labs/{peer_world.labs['r1'].id}?period=month&month=2026-13",
                       headers={"Accept": "application/json"})
     assert resp.status_code == 400 and resp.get_json()["field"] == "month"
-    resp = client.get(f"/peer/labs/{peer_world.labs['r1'].id}?period=year",
+    resp = client.get(f"/peer/labs/{peer_world.labs['r1'].id}?period=decade",
                       headers={"Accept": "application/json"})
     assert resp.status_code == 400 and resp.get_json()["field"] == "period"
 

@@ -42,6 +42,7 @@ def test_last_n_days_and_a_range():
     ({"period": "days", "days": "²"}, "days"),
     ({"period": "range", "start": "2026-02-30", "end": "2026-03-01"}, "start"),
     ({"period": "range", "start": "2026-01-01"}, "end"),
+    ({"period": "range", "start": "0001-01-01", "end": "2026-12-01"}, "start"),  # implausible
 ])
 def test_bad_arguments_name_the_field(args, field):
     with pytest.raises(UserError) as err:
@@ -51,7 +52,7 @@ def test_bad_arguments_name_the_field(args, field):
 
 @pytest.mark.parametrize("start, end, field", [
     ("2026-12-01", "2026-11-01", "end"),      # backwards
-    ("0001-01-01", "2026-12-01", "end"),      # longer than a year
+    ("2025-01-01", "2026-12-01", "end"),      # longer than a year
     ("9999-01-01", "9999-12-31", "start"),    # in the future
 ])
 def test_an_impossible_range_is_refused_when_resolved(start, end, field):
@@ -59,3 +60,18 @@ def test_an_impossible_range_is_refused_when_resolved(start, end, field):
     with pytest.raises(UserError) as err:
         resolve(spec, TODAY)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize("kind, today, start, end, label", [
+    ("this_quarter", date(2026, 12, 6), date(2026, 10, 1), date(2026, 12, 6), "2026年第4季度"),
+    ("this_quarter", date(2026, 1, 1), date(2026, 1, 1), date(2026, 1, 1), "2026年第1季度"),
+    ("last_quarter", date(2026, 12, 6), date(2026, 7, 1), date(2026, 9, 30), "2026年第3季度"),
+    ("last_quarter", date(2026, 3, 31), date(2025, 10, 1), date(2025, 12, 31), "2025年第4季度"),
+    ("last_quarter", date(2026, 4, 1), date(2026, 1, 1), date(2026, 3, 31), "2026年第1季度"),
+    ("this_year", date(2026, 12, 6), date(2026, 1, 1), date(2026, 12, 6), "2026年"),
+    ("last_year", date(2026, 1, 1), date(2025, 1, 1), date(2025, 12, 31), "2025年"),
+])
+def test_quarters_and_years_are_calendar_spans(kind, today, start, end, label):
+    p = resolve(parse_spec({"period": kind}), today)
+    assert (p.start, p.end, p.label, p.month) == (start, end, label, None)
+    assert p.days == (end - start).days + 1

@@ -30,7 +30,7 @@ from qcwx.catalog.models import Analyte, QcLevel, test_system_level
 from qcwx.errors import UserError
 from qcwx.extensions import db
 from qcwx.peer import compute
-from qcwx.peer.filters import Period
+from qcwx.peer.filters import CALENDAR_KINDS, Period
 from qcwx.peer.paging import Page, paginate
 from qcwx.peer.queries.frames import system_moments, systems_frame
 from qcwx.peer.units import unit_key, unit_known
@@ -87,10 +87,11 @@ def days_so_far(period: Period) -> int | None:
 def few_results_due(period: Period) -> bool:
     """Return whether "too few results" may be judged: the period has had time to collect.
 
-    A calendar month qualifies from its :data:`FEW_RESULTS_MIN_DAYS`-th day (a finished month
-    has at least 28); rolling 30 days and lot cumulative always do.
+    A calendar month, quarter or year qualifies from its :data:`FEW_RESULTS_MIN_DAYS`-th day
+    (a finished month has at least 28); rolling 30 days and lot cumulative always do.
     """
-    return period.kind != "month" or (days_so_far(period) or 0) >= FEW_RESULTS_MIN_DAYS
+    return (period.kind not in CALENDAR_KINDS
+            or (days_so_far(period) or 0) >= FEW_RESULTS_MIN_DAYS)
 
 
 def report_page(region_id: int, period: Period, *, min_n: int = 10, kind: str | None = None,
