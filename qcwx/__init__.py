@@ -94,6 +94,7 @@ def register_blueprints(app: Flask) -> None:
     from qcwx.labels.views import bp as labels_bp
     from qcwx.orgs.views import bp as orgs_bp
     from qcwx.peer.views import bp as peer_bp
+    from qcwx.recognition.views import bp as recognition_bp
     from qcwx.reports.views import bp as reports_bp
     from qcwx.web.views import bp as web_bp
     from qcwx.wechat.views import bp as wechat_bp
@@ -105,6 +106,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(peer_bp)
     app.register_blueprint(alerts_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(recognition_bp)
     app.register_blueprint(mp_bp)  # JSON + JWT, CSRF-exempt (see miniprogram_api.views)
     app.register_blueprint(ingest_bp)
     app.register_blueprint(ingest_api_bp)

@@ -32,6 +32,7 @@ from qcwx.peer.models import (
     PeerTsState,
     SavedGrouping,
 )
+from qcwx.recognition.models import RecognitionCriteriaVersion, RecognitionOverride
 from qcwx.reports.models import PublishedReport, ShareLink
 from qcwx.wechat.models import SubscribeConsent, WechatInvite
 
@@ -44,4 +45,5 @@ __all__ = [
     "Submission",
     "TestSystem", "User", "Violation",
     "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
+    "RecognitionCriteriaVersion", "RecognitionOverride",
 ]

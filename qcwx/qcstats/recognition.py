@@ -25,7 +25,7 @@ import pandas as pd
 __all__ = [
     "CRITERIA", "CRITERION_LABELS", "FAIL", "IMPROVE", "NA", "PASS", "RECOMMENDED", "TOL",
     "UNQUALIFIED", "VERDICTS", "VERDICT_TONES", "RecognitionCriteria", "finite", "month_at",
-    "month_index", "month_text", "recommend", "window_months",
+    "gaps", "month_index", "month_text", "recommend", "window_months",
 ]
 
 
@@ -257,3 +257,51 @@ def recommend(facts: pd.DataFrame, latest: str,
     rows = [{"lab": lab, "analyte": analyte, "month": latest, **_one(group, window, criteria)}
             for (lab, analyte), group in part.groupby(KEYS[:2], sort=True)]
     return pd.DataFrame(rows, columns=columns)
+
+
+# --------------------------------------------------------------------------- what to fix
+
+
+def _grades_text(grades: Sequence[str]) -> str:
+    return "/".join(grades)
+
+
+def gaps(rec, criteria: RecognitionCriteria | None = None) -> tuple[str, ...]:
+    """Return what a lab × analyte must fix to qualify, one line per failing criterion.
+
+    Each line names the criterion, its value and the threshold it must reach, e.g.
+    ``填报率 84.0% → 需 ≥ 90%``; a criterion that could not be assessed says so. Empty
+    when every criterion passed.
+
+    Examples
+    --------
+    >>> rec = {"submission_pct": 84.0, "in_control_pct": 97.5, "grade": "C",
+    ...        "nccl_failed_months": ("2026-08",), "nccl_unassessed_months": (),
+    ...        "status_submission": "fail", "status_in_control": "pass",
+    ...        "status_nccl": "fail", "status_grade": "fail"}
+    >>> for line in gaps(rec):
+    ...     print(line)
+    填报率 84.0% → 需 ≥ 90%
+    NCCL 未通过（2026年8月）→ 需窗口内每月每个水平通过
+    最新月等级 C → 需 A/B 级
+    """
+    criteria = criteria or RecognitionCriteria()
+    out = []
+    status = {k: rec.get(f"status_{k}") for k in CRITERIA}
+    if status["submission"] == FAIL:
+        out.append(f"填报率 {rec['submission_pct']:.1f}% → 需 ≥ {criteria.min_submission_pct:g}%")
+    if status["in_control"] == FAIL:
+        out.append(f"在控率 {rec['in_control_pct']:.1f}% → 需 ≥ {criteria.min_in_control_pct:g}%")
+    if status["nccl"] == FAIL:
+        months = "、".join(month_text(m) for m in rec.get("nccl_failed_months", ()))
+        out.append(f"NCCL 未通过（{months}）→ 需窗口内每月每个水平通过")
+    if status["grade"] == FAIL:
+        out.append(f"最新月等级 {rec['grade']} → 需 {_grades_text(criteria.passing_grades)} 级")
+    if status["submission"] == NA or status["in_control"] == NA:
+        out.append("窗口内没有已评价的质控批次 → 需按日开展并上报室内质控")
+    if status["nccl"] == NA:
+        months = "、".join(month_text(m) for m in rec.get("nccl_unassessed_months", ()))
+        out.append(f"NCCL 无法评价（{months}）→ 需比对组达到发布条件并配置质量规范")
+    if status["grade"] == NA:
+        out.append("最新月无法评定等级 → 需比对组达到发布条件并配置 TEa")
+    return tuple(out)

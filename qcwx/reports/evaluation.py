@@ -210,7 +210,8 @@ def footnotes(data: EvaluationData) -> tuple[str, ...]:
         "σ =（TEa − |偏倚|）/ CV，等级 A σ ≥ 6、B ≥ 4、C ≥ 3、D < 3。",
         f"填报率 = 有已评价批次的天数 / 应开展质控的日历天数（按检测系统，实验室取平均）；"
         f"在控率 = 1 − 失控批数 / 已评价批数。推荐互认需填报率 ≥ {c.min_submission_pct:g}%、"
-        f"在控率 ≥ {c.min_in_control_pct:g}%、窗口内每月每个水平 NCCL 通过、最新月等级 A 或 B。",
+        f"在控率 ≥ {c.min_in_control_pct:g}%、窗口内每月每个水平 NCCL 通过、"
+        f"最新月等级为 {'或'.join(c.passing_grades)}（本区域现行阈值）。",
         "本报告可公开分享：其他实验室一律以匿名代码显示。",
     ]
     if data.snapshot is not None:

@@ -37,7 +37,7 @@ from qcwx.peer.queries.lot import Member
 from qcwx.peer.queries.members import group_members
 from qcwx.qcstats import conclusions
 
-#: The §7 defaults (region-configurable thresholds are a later issue).
+#: The §7 defaults; a region's own thresholds come from :mod:`qcwx.recognition.services`.
 CRITERIA = conclusions.RecognitionCriteria()
 #: Months of trend shown per analyte (and looked back over to date a problem).
 TREND_MONTHS = 12
@@ -101,11 +101,15 @@ class EvaluationData:
 
 
 def gather(lab: Lab, month: str, today: date,
-           criteria: conclusions.RecognitionCriteria = CRITERIA) -> EvaluationData:
+           criteria: conclusions.RecognitionCriteria | None = None) -> EvaluationData:
     """Return the evaluation inputs of ``lab`` for ``month`` (a completed or current month).
 
+    ``criteria`` defaults to the thresholds in force for the lab's region.
     Raises :class:`qcwx.errors.UserError` (field ``month``) for a malformed or future month.
     """
+    from qcwx.recognition.services import criteria_for_lab
+
+    criteria = criteria or criteria_for_lab(lab)
     period = month_period(month, today)
     region_id = lab.hospital.region_id
     systems = tuple(db.session.scalars(
@@ -126,9 +130,9 @@ def gather(lab: Lab, month: str, today: date,
     trend = monthly_results(region_id, ts_ids, months, today)
     for r in rows:  # the month itself exactly as its table shows it
         trend.setdefault((r.ts_id, r.qc_level_id), {})[month] = r
-    participation = _participation(systems, months, today)
-    facts = conclusions.monthly_facts(_level_frame(lab, systems, trend),
-                                      _system_frame(lab, systems, participation), criteria)
+    participation = system_participation(systems, months, today)
+    facts = conclusions.monthly_facts(level_frame(systems, trend),
+                                      system_frame(systems, participation), criteria)
     recs = conclusions.recommend(facts, month, criteria)
     used = {r.analyte_id for r in rows} | set(recs["analyte"].tolist())
     analytes = tuple(dict.fromkeys(ts.analyte for ts in systems if ts.analyte_id in used))
@@ -151,8 +155,8 @@ def _month_days(month: str, first: date, last: date) -> tuple[date, date] | None
     return (start, end) if start <= end else None
 
 
-def _participation(systems: Sequence[TestSystem], months: Sequence[str], today: date
-                   ) -> dict[tuple[int, str], Participation]:
+def system_participation(systems: Sequence[TestSystem], months: Sequence[str], today: date
+                         ) -> dict[tuple[int, str], Participation]:
     """Return ``{(ts, month): Participation}`` for the months a system was expected to run."""
     ids = [ts.id for ts in systems]
     if not ids:
@@ -207,10 +211,12 @@ def lab_participation(data: EvaluationData, month: str | None = None
 # ------------------------------------------------------------------ frames for qcstats
 
 
-def _level_frame(lab: Lab, systems: Sequence[TestSystem],
-                 trend: dict[tuple[int, int], dict[str, SystemResult]]) -> pd.DataFrame:
+def level_frame(systems: Sequence[TestSystem],
+                trend: dict[tuple[int, int], dict[str, SystemResult]]) -> pd.DataFrame:
+    """Return one row per lab × analyte × month × system level (the levels of monthly_facts)."""
     analyte_of = {ts.id: ts.analyte_id for ts in systems}
-    records = [{"lab": lab.id, "analyte": analyte_of[ts_id], "month": m, "sdi": r.sdi,
+    lab_of = {ts.id: ts.lab_id for ts in systems}
+    records = [{"lab": lab_of[ts_id], "analyte": analyte_of[ts_id], "month": m, "sdi": r.sdi,
                 "cvr": r.cvr, "bias_pct": r.bias_pct, "cv": r.cv, "tea_pct": r.tea_pct,
                 "allowable_cv": r.allowable_cv, "allowable_bias": r.allowable_bias,
                 "sigma": r.sigma, "grade": r.grade}
@@ -221,10 +227,12 @@ def _level_frame(lab: Lab, systems: Sequence[TestSystem],
                                           "sigma", "grade"])
 
 
-def _system_frame(lab: Lab, systems: Sequence[TestSystem],
-                  participation: dict[tuple[int, str], Participation]) -> pd.DataFrame:
+def system_frame(systems: Sequence[TestSystem],
+                 participation: dict[tuple[int, str], Participation]) -> pd.DataFrame:
+    """Return one row per lab × analyte × month × system with its participation counts."""
     analyte_of = {ts.id: ts.analyte_id for ts in systems}
-    records = [{"lab": lab.id, "analyte": analyte_of[ts_id], "month": m,
+    lab_of = {ts.id: ts.lab_id for ts in systems}
+    records = [{"lab": lab_of[ts_id], "analyte": analyte_of[ts_id], "month": m,
                 "judged_days": p.judged_days, "expected_days": p.expected_days,
                 "judged_runs": p.judged_runs, "rejected_runs": p.rejected_runs}
                for (ts_id, m), p in participation.items()]

@@ -39,11 +39,13 @@ def filename(report: Report, ext: str) -> str:
     """Return a download name such as ``质控评测报告-2026-11.pdf``."""
     from qcwx.reports.models import REPORT_KINDS
 
-    names = {**REPORT_KINDS, "record": "失控处理记录"}
-    period = report.params.get("month") or report.generated_at[:10]
+    names = {**REPORT_KINDS, "record": "失控处理记录", "recognition": "互认名单"}
+    period = (report.params.get("period") or report.params.get("month")
+              or report.generated_at[:10])
     if report.kind == "record":
         period = f"{report.params.get('action_id')}"
-    return f"{names.get(report.kind, '报告')}-{report.lab_id}-{period}.{ext}"
+    owner = report.lab_id or report.params.get("region_id", "")  # 0: a region's report
+    return f"{names.get(report.kind, '报告')}-{owner}-{period}.{ext}"
 
 
 def _attachment(data: bytes, mime: str, report: Report, ext: str) -> Response:
