@@ -92,6 +92,7 @@ def register_blueprints(app: Flask) -> None:
     from qcwx.ingest.views import bp as ingest_bp
     from qcwx.iqc.views import bp as iqc_bp
     from qcwx.labels.views import bp as labels_bp
+    from qcwx.lots.views import bp as lots_bp
     from qcwx.orgs.views import bp as orgs_bp
     from qcwx.peer.views import bp as peer_bp
     from qcwx.recognition.views import bp as recognition_bp
@@ -114,6 +115,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(wechat_bp)
     csrf.exempt(wechat_callback)  # WeChat signs its callbacks; it cannot send our CSRF token
     app.register_blueprint(labels_bp)
+    app.register_blueprint(lots_bp)
     from qcwx.admin import init_admin
 
     init_admin(app)

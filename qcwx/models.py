@@ -24,6 +24,7 @@ from qcwx.iqc.models import (
     Submission,
     Violation,
 )
+from qcwx.lots.models import DistributedLot, LotAssignment, LotChangeover, MakerTarget
 from qcwx.orgs.models import ApiKey, Hospital, Lab, Region, User
 from qcwx.peer.models import (
     PeerLabDay,
@@ -44,6 +45,7 @@ __all__ = [
     "PublishedReport", "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink",
     "Submission",
     "TestSystem", "User", "Violation",
+    "DistributedLot", "LotAssignment", "LotChangeover", "MakerTarget",
     "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
     "RecognitionCriteriaVersion", "RecognitionOverride",
 ]

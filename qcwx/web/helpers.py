@@ -86,6 +86,8 @@ def home_tiles() -> list[dict]:
     if role in ("admin", "center"):
         tiles.append({"url": url_for("ingest.keys"), "icon": "gear", "label": "接口密钥"})
         tiles.append({"url": url_for("alerts.failed"), "icon": "flag", "label": "推送失败"})
+    if role in ("center", "admin", "supervisor", "director"):
+        tiles.append({"url": url_for("lots.index"), "icon": "flask", "label": "统一批号"})
     if role in ("technician", "supervisor", "director"):
         tiles.append({"url": url_for("ingest.upload"), "icon": "upload", "label": "文件导入"})
     tiles.append({"url": url_for("ingest.mappings"), "icon": "list", "label": "项目映射"})
