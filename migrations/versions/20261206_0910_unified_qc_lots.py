@@ -1,8 +1,8 @@
 """unified QC lots: distributed lots, maker targets, assignments, change-overs
 
 Revision ID: d4e5f6a70012
-Revises: c1d2e3f40004
-Create Date: 2026-12-06 09:00:00
+Revises: d7e1c0a90001
+Create Date: 2026-12-06 09:10:00
 
 A centre registers a catalogue lot for distribution in its region (``distributed_lot``, with
 the maker's targets per analyte and level in ``distributed_lot_target``), gives it to labs
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd4e5f6a70012'
-down_revision = 'c1d2e3f40004'
+down_revision = 'd7e1c0a90001'
 branch_labels = None
 depends_on = None
 
