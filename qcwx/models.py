@@ -2,6 +2,7 @@
 
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.audit.models import AuditLog
+from qcwx.catalog.codes import AnalyteLoinc, UnitCode
 from qcwx.catalog.models import (
     Analyte,
     Calibrator,
@@ -40,6 +41,7 @@ from qcwx.wechat.models import SubscribeConsent, WechatInvite
 __all__ = [
     "AlertDelivery", "ApiKey", "ColumnMapping", "LevelCodeMapping", "SubscribeConsent",
     "TestCodeMapping", "UploadBatch", "WechatInvite",
+    "AnalyteLoinc", "UnitCode",
     "Analyte", "AuditLog", "Calibrator", "ControlLimit", "CorrectiveAction", "Hospital",
     "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
     "PublishedReport", "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink",

@@ -33,6 +33,7 @@ def init_admin(app: Flask) -> Admin:
     from qcwx.admin import views as v
     from qcwx.admin.importing import ImportTestSystemsView
     from qcwx.admin.proposals import CatalogueProposalsView
+    from qcwx.opendata.admin import AnalyteLoincView, UnitCodeView
 
     configure_babel(app)
     admin = Admin(
@@ -56,6 +57,8 @@ def init_admin(app: Flask) -> Admin:
         c.MakerNameView(m.Calibrator, db, name="校准品", category=catalogue),
         c.MakerNameView(m.QcMaterial, db, name="质控品", category=catalogue),
         c.QcLotView(m.QcLot, db, name="质控批号与水平", category=catalogue),
+        AnalyteLoincView(m.AnalyteLoinc, db, name="LOINC 编码", category=catalogue),
+        UnitCodeView(m.UnitCode, db, name="UCUM 单位编码", category=catalogue),
         CatalogueProposalsView(name="目录修改建议", endpoint="catalogue_proposals",
                                url="/admin/proposals", category=catalogue),
         ImportTestSystemsView(name="批量导入", endpoint="import_test_systems",

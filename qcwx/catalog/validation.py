@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from qcwx.catalog.code_checks import loinc_problems, unit_code_problems
+
 __all__ = [
     "CHECKS",
     "DECIMALS_MAX",
@@ -142,6 +144,8 @@ CHECKS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], Problems]
                       "tea_threshold", "version"), spec_problems),
     "qc_level": (("level_index",), level_problems),
     "test_system": (("label_version",), system_problems),
+    "analyte_loinc": (("loinc", "ucum"), loinc_problems),
+    "unit_code": (("unit", "ucum"), unit_code_problems),
 }
 
 

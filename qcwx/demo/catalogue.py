@@ -10,6 +10,7 @@ from datetime import date, timedelta
 import numpy as np
 from sqlalchemy import select
 
+from qcwx.catalog.codes import apply_shipped_codes
 from qcwx.catalog.models import (
     Analyte,
     Calibrator,
@@ -193,3 +194,4 @@ def create_test_systems(labs: list[LabPlan], systems: list[SystemPlan], end: dat
         sp.ts.levels = list(lot.levels)
         db.session.add(sp.ts)
     db.session.flush()
+    apply_shipped_codes(cat.analytes.values())  # LOINC/UCUM: the demo month exports coded

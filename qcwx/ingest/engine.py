@@ -39,6 +39,7 @@ from sqlalchemy import select
 from qcwx.catalog.models import QcLevel
 from qcwx.errors import Conflict, UserError
 from qcwx.extensions import db
+from qcwx.ingest.loinc import remember as remember_loincs
 from qcwx.ingest.mapping import Candidate, LabMapper, MappedRecord, derive_client_id
 from qcwx.ingest.schemas import Outcome
 from qcwx.iqc import services as iqc
@@ -84,6 +85,8 @@ def import_candidates(actor: User, lab: Lab, items: Sequence[Candidate], *, chan
         _store(actor, lab, groups, channel)
         _settle_copies(outcomes)
         _attach_verdicts(outcomes)
+        remember_loincs(lab.id, [(rec.test_system.id, rec.candidate.test_code, rec.candidate.loinc)
+                                 for out, rec in accepted if out.status != "error"])
     finally:
         if savepoint is not None:
             savepoint.rollback()

@@ -41,6 +41,7 @@ from qcwx.catalog.models import Instrument, QcLot, TestSystem
 from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
 from qcwx.ingest.instruments import describe_instrument, match_instruments
+from qcwx.ingest.loinc import clean_loinc, loinc_hint, systems_by_loinc
 from qcwx.ingest.models import InstrumentMapping, LevelCodeMapping, TestCodeMapping
 from qcwx.numbers import fold_text, normalize_level
 from qcwx.orgs.models import Lab
@@ -75,6 +76,7 @@ class Candidate:
     client_id: str | None = None
     row: int | None = None
     instrument: str | None = None
+    loinc: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,7 @@ class LabMapper:
             if ts.active:
                 for key in {_fold(ts.analyte.code), _fold(ts.analyte.name)}:
                     self.by_analyte[key].append(ts)
+        self.by_loinc = systems_by_loinc(systems)
 
     # ------------------------------------------------------------ test system
     def _remember(self, key: tuple, resolve):
@@ -202,13 +205,16 @@ class LabMapper:
         return found
 
     def test_system(self, code: str | None, qc_lot: str | None, ts_id: int | None = None,
-                    instrument: str | None = None) -> TestSystem:
-        """Return the lab's test system for an id, or for a code (QC lot, instrument optional)."""
-        return self._remember(("ts", code, qc_lot, ts_id, instrument),
-                              lambda: self._test_system(code, qc_lot, ts_id, instrument))
+                    instrument: str | None = None, loinc: str | None = None) -> TestSystem:
+        """Return the lab's test system for an id, or for a code (QC lot, instrument, LOINC).
+
+        The LOINC code an analyser sent is used only when the test code maps to nothing.
+        """
+        return self._remember(("ts", code, qc_lot, ts_id, instrument, loinc),
+                              lambda: self._test_system(code, qc_lot, ts_id, instrument, loinc))
 
     def _test_system(self, code: str | None, qc_lot: str | None, ts_id: int | None,
-                     instrument: str | None) -> TestSystem:
+                     instrument: str | None, loinc: str | None = None) -> TestSystem:
         if ts_id is not None:
             ts = self.systems.get(ts_id)
             if ts is None:  # another lab's, or none at all: the same answer on purpose
@@ -226,13 +232,15 @@ class LabMapper:
             found = [chosen] + [ts for ts in self.by_analyte.get(_fold(chosen.analyte.code), [])
                                 if ts is not chosen and ts.qc_lot_id == chosen.qc_lot_id]
             return self._by_instrument(code, qc_lot, instrument, found, chosen)
-        return self._by_instrument(code, qc_lot, instrument, self._by_analyte(code, key, qc_lot))
+        return self._by_instrument(code, qc_lot, instrument,
+                                   self._by_analyte(code, key, qc_lot, clean_loinc(loinc)))
 
-    def _by_analyte(self, code: str | None, key: str, qc_lot: str | None) -> list[TestSystem]:
-        found = self.by_analyte.get(key, [])
+    def _by_analyte(self, code: str | None, key: str, qc_lot: str | None,
+                    loinc: str | None = None) -> list[TestSystem]:
+        found = self.by_analyte.get(key, []) or self.by_loinc.get(loinc or "", [])
         if not found:
-            raise UserError(f"项目代码“{code}”未对应到本实验室的检测系统，请先在“项目映射”中添加",
-                            field="test_code")
+            raise UserError(f"项目代码“{code}”未对应到本实验室的检测系统，请先在“项目映射”中添加"
+                            + loinc_hint(loinc), field="test_code")
         lot = _fold(qc_lot)
         if lot:
             narrowed = [ts for ts in found if _fold(ts.qc_lot.lot_number) == lot]
@@ -322,7 +330,8 @@ class LabMapper:
     # ------------------------------------------------------------ whole record
     def map(self, item: Candidate) -> MappedRecord:
         """Resolve one candidate; raise ``UserError`` naming the field that cannot be mapped."""
-        ts = self.test_system(item.test_code, item.qc_lot, item.test_system_id, item.instrument)
+        ts = self.test_system(item.test_code, item.qc_lot, item.test_system_id, item.instrument,
+                              item.loinc)
         level_index = self.level_index(ts, item.level)
         run_date, measured_utc = self._moment(item)
         run_no = _run_no(item.run_no)

@@ -99,3 +99,23 @@ class UploadBatch(db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReceivedLoinc(db.Model):
+    """A LOINC code an analyser sent with a test code, kept with the test system it was stored in.
+
+    Parsers read the code (ASTM ``^^^WBC^6690-2``, HL7 OBX-3 coded ``LN``); keeping it lets
+    the mapping suggest test systems by LOINC and lets the centre's exception report flag a
+    code that is not one of the mapped analyte's LOINC codes (a wrongly mapped channel).
+    """
+
+    __tablename__ = "received_loinc"
+    __table_args__ = (UniqueConstraint("test_system_id", "source_code", "loinc"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lab_id: Mapped[int] = mapped_column(ForeignKey("lab.id"), index=True)
+    test_system_id: Mapped[int] = mapped_column(ForeignKey("test_system.id"), index=True)
+    source_code: Mapped[str] = mapped_column(String(64))
+    loinc: Mapped[str] = mapped_column(String(10))
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    test_system: Mapped[TestSystem] = relationship()

@@ -45,6 +45,9 @@ _RESULT_ITEM = {
         "run_no": {"type": "integer", "minimum": 1, "maximum": 99, "description": "当天批次"},
         "value": {"oneOf": [{"type": "string", "maxLength": 32}, {"type": "number"}],
                   "description": "结果；建议以文字发送以保留小数位"},
+        "loinc": {"type": "string", "maxLength": 10, "example": "14749-6",
+                  "description": "仪器发送的 LOINC 编码（可选）：项目代码无映射时用于匹配检测系统，"
+                                 "并与所映射项目的 LOINC 核对"},
     },
 }
 
@@ -165,6 +168,15 @@ def _report_response() -> dict:
                 "schema": {"$ref": "#/components/schemas/ImportReport"}}}}
 
 
+#: Shared with the research API's document (:mod:`qcwx.opendata.openapi`): same errors, same keys.
+ERROR_SCHEMA = _ERROR
+error_response = _error_response
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer",
+                   "description": "Authorization: Bearer qcwx_<前缀>_<密钥>"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
 _COMMON_ERRORS = {
     "400": _error_response("请求整体无效（中文说明与字段）"),
     "401": _error_response("缺少、无效或已吊销的 API 密钥"),
@@ -238,11 +250,7 @@ def _paths() -> dict[str, Any]:
 def _components() -> dict[str, Any]:
     """Return the security schemes and the schemas the paths refer to."""
     return {
-        "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer",
-                           "description": "Authorization: Bearer qcwx_<前缀>_<密钥>"},
-            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-        },
+        "securitySchemes": copy.deepcopy(SECURITY_SCHEMES),
         "schemas": {
             "Error": _ERROR,
             "ResultItem": _RESULT_ITEM,

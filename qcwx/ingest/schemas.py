@@ -152,7 +152,7 @@ def candidates_from_parse(result: ParseResult, lab: Lab | None = None
             index=len(items), position=rec.source.describe(), value_text=rec.value_text,
             test_code=rec.test_code, level=rec.level, qc_lot=rec.qc_lot,
             measured_at=rec.measured_at, run_no=rec.run_no, client_id=rec.client_id,
-            row=rec.source.row, instrument=rec.instrument))
+            row=rec.source.row, instrument=rec.instrument, loinc=rec.loinc))
     return items, len(records) - len(items)
 
 
@@ -210,7 +210,8 @@ def _json_item(index: int, item: Any) -> Candidate:
                      level=_text(item.get("level"), "level", 32),
                      qc_lot=_text(item.get("qc_lot"), "qc_lot", 64), measured_at=measured_at,
                      run_date=run_date, run_no=run_no, client_id=client_id,
-                     instrument=_text(item.get("instrument"), "instrument", 128))
+                     instrument=_text(item.get("instrument"), "instrument", 128),
+                     loinc=_text(item.get("loinc"), "loinc", 10))
 
 
 def _json_moment(item: Mapping) -> tuple[datetime | None, date | None]:

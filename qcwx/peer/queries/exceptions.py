@@ -7,6 +7,8 @@
 * ``outlier`` — a system mean more than 5 SD from the Algorithm A mean of all labs on its
   lot/level in the same unit (≥ 3 systems): a system coded to the wrong analyte, or whose
   unit field does not match the numbers it reports.
+* ``no_loinc`` · ``no_ucum`` · ``loinc_mismatch`` — codes missing for the open data set, or an
+  analyser's LOINC that is not the mapped analyte's (:mod:`qcwx.opendata.code_gaps`).
 * ``few_results`` — an active system × level with fewer in-control results than asked, judged
   only once the period has had time to collect them (:func:`few_results_due`): a calendar
   month from its 20th day on (a finished month always qualifies), rolling 30 days and lot
@@ -29,22 +31,24 @@ from sqlalchemy import select
 from qcwx.catalog.models import Analyte, QcLevel, test_system_level
 from qcwx.errors import UserError
 from qcwx.extensions import db
+from qcwx.opendata import code_gaps
 from qcwx.peer import compute
 from qcwx.peer.filters import CALENDAR_KINDS, Period
 from qcwx.peer.paging import Page, paginate
 from qcwx.peer.queries.frames import system_moments, systems_frame
 from qcwx.peer.units import unit_key, unit_known
 
-KINDS = ("unknown_unit", "unit_mismatch", "outlier", "few_results")
+KINDS = ("unknown_unit", "unit_mismatch", "outlier", "few_results", *code_gaps.KIND_TITLES)
 #: The kinds in the order the page offers them, with their Chinese titles.
 KIND_TITLES = {
     "unit_mismatch": "同批号同水平单位不一致（不同单位不合并比对）",
     "outlier": "均值偏离同单位全部实验室 5 SD 以上（疑似编码或单位错误）",
     "unknown_unit": "未知单位",
     "few_results": "结果过少",
+    **code_gaps.KIND_TITLES,
 }
 KIND_SHORT = {"unit_mismatch": "单位不一致", "outlier": "偏离 5 SD", "unknown_unit": "未知单位",
-              "few_results": "结果过少"}
+              "few_results": "结果过少", **code_gaps.KIND_SHORT}
 #: Orders of one kind's list (query ``sort``).
 SORTS = {"lab": "按实验室", "analyte": "按项目"}
 #: A calendar month is checked for "too few results" from this many days on.
@@ -143,6 +147,8 @@ def exceptions(region_id: int, period: Period, min_n: int = 10,
         "outlier": _outliers(frame, outlier_sd, item),
         "few_results": _few_results(systems, frame, level_map, period, min_n, item)
         if few_results_due(period) else [],
+        **code_gaps.code_exceptions(systems, {a_id: a.name for a_id, a in analytes.items()},
+                                    item),
     }
 
 
