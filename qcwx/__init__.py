@@ -87,6 +87,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount every feature's blueprint."""
     from miniprogram_api.views import bp as mp_bp
     from qcwx.alerts.views import bp as alerts_bp
+    from qcwx.dashboard.views import bp as dashboard_bp
     from qcwx.extensions import csrf
     from qcwx.ingest.api import bp as ingest_api_bp
     from qcwx.ingest.views import bp as ingest_bp
@@ -105,6 +106,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(orgs_bp)
     app.register_blueprint(iqc_bp)
     app.register_blueprint(peer_bp)
+    app.register_blueprint(dashboard_bp)
     app.register_blueprint(alerts_bp)
     app.register_blueprint(reports_bp)
     app.register_blueprint(recognition_bp)

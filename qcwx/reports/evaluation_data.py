@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import case, distinct, extract, func, select
 from sqlalchemy.orm import selectinload
 
 from qcwx.catalog.models import Analyte, QcLevel, TestSystem
@@ -166,17 +166,16 @@ def system_participation(systems: Sequence[TestSystem], months: Sequence[str], t
         .where(QcRun.test_system_id.in_(ids), QcRun.run_date <= today)
         .group_by(QcRun.test_system_id))}
     start, end = date.fromisoformat(months[0] + "-01"), min(today, month_end(months[-1]))
-    runs = pd.DataFrame(db.session.execute(
-        select(QcRun.test_system_id, QcRun.run_date, QcRun.status, func.count(QcRun.id))
-        .where(QcRun.test_system_id.in_(ids), QcRun.run_date >= start, QcRun.run_date <= end,
-               QcRun.status.in_(JUDGED))
-        .group_by(QcRun.test_system_id, QcRun.run_date, QcRun.status)).all(),
-        columns=["ts_id", "day", "status", "n"])
-    runs["month"] = [d.strftime("%Y-%m") for d in runs["day"]]
-    runs["rejected"] = runs["n"].where(runs["status"] == "reject", 0)
-    per = {(int(k[0]), k[1]): (int(g["day"].nunique()), int(g["n"].sum()),
-                               int(g["rejected"].sum()))
-           for k, g in runs.groupby(["ts_id", "month"])} if len(runs) else {}
+    # Aggregated per system and calendar month in SQL (a region-year is ~10^5 run days).
+    year, mon = extract("year", QcRun.run_date), extract("month", QcRun.run_date)
+    per = {(int(ts_id), f"{int(y):04d}-{int(m):02d}"): (int(days), int(n), int(rejected or 0))
+           for ts_id, y, m, days, n, rejected in db.session.execute(
+               select(QcRun.test_system_id, year, mon, func.count(distinct(QcRun.run_date)),
+                      func.count(QcRun.id),
+                      func.sum(case((QcRun.status == "reject", 1), else_=0)))
+               .where(QcRun.test_system_id.in_(ids), QcRun.run_date >= start,
+                      QcRun.run_date <= end, QcRun.status.in_(JUDGED))
+               .group_by(QcRun.test_system_id, year, mon))}
     out = {}
     for ts in systems:
         if ts.id not in bounds:
