@@ -77,6 +77,7 @@ def home_tiles() -> list[dict]:
     role = current_user.role
     tiles = [{"url": url_for("reports.mine"), "icon": "list", "label": "我的报告"}]
     if role in ("admin", "center"):
+        tiles.insert(0, {"url": url_for("dashboard.index"), "icon": "compare", "label": "质控总览"})
         tiles += [
             {"url": url_for("admin.index"), "icon": "hospital", "label": "机构与用户"},
             {"url": url_for("testsystem.index_view"), "icon": "flask", "label": "检测系统"},
