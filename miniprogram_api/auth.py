@@ -17,9 +17,10 @@ from datetime import datetime, timedelta, timezone
 import jwt
 from flask import current_app, g, request
 
-from qcwx.errors import UserError
+from qcwx.errors import Forbidden, UserError
 from qcwx.extensions import db
 from qcwx.orgs.models import User
+from qcwx.orgs.scopes import write_allowed
 
 AUDIENCE = "qcwx-mp"
 ALGORITHM = "HS256"
@@ -76,6 +77,9 @@ def mp_login_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         g.mp_user = user_from_header(request.headers.get("Authorization"))
+        if not write_allowed(g.mp_user, request.method,
+                             current_app.view_functions.get(request.endpoint or "")):
+            raise Forbidden("专家组成员只能查看数据，不能修改")
         return view(*args, **kwargs)
 
     return wrapper

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from qcwx.orgs.models import ROLES
+
 API_PREFIX = "/api/mp/v1"
 
 STR = {"type": "string"}
@@ -74,7 +76,7 @@ SCHEMAS: dict[str, Any] = {
                           "openid_hint": STR}, ["error", "bind_required"]),
     "Lab": _obj({"id": INT, "name": STR, "full_name": STR}),
     "User": _obj({"id": INT, "username": STR, "display_name": STR, "role": {
-        "type": "string", "enum": ["admin", "center", "director", "supervisor", "technician"]},
+        "type": "string", "enum": list(ROLES)},
         "role_label": STR, "lab": {"oneOf": [_ref("Lab"), {"type": "null"}]}}),
     "Session": _obj({"token": STR, "expires_in": INT, "user": _ref("User")}),
     "Me": _obj({"user": _ref("User")}),

@@ -1,8 +1,9 @@
 """User maintenance from the admin: the role/scope rules of ``orgs.services.create_user``.
 
 Creation goes through ``create_user`` itself; editing applies the same rules here (there is
-no ``update_user`` service yet). A centre manages users of its own region only and never
-creates or edits platform admins.
+no ``update_user`` service yet). A centre manages users of its own region and the regions
+below it (``orgs.scopes.region_subtree``) and never creates or edits platform admins. An
+expert (专家组成员) belongs to a region like a centre user.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from qcwx.errors import Forbidden, UserError
 from qcwx.extensions import db
 from qcwx.orgs.models import ROLES, Hospital, Lab, Region, User
+from qcwx.orgs.scopes import region_in_scope
 from qcwx.orgs.services import create_user
 
 MIN_PASSWORD = 8
@@ -46,6 +48,10 @@ def resolve_scope(actor: User, role: str, region: Region | None, hospital: Hospi
         if region is None:
             raise UserError("质控中心用户必须指定区域", field="region")
         scope = UserScope(role, region.id)
+    elif role == "expert":
+        if region is None:
+            raise UserError("专家组成员必须指定所属区域", field="region")
+        scope = UserScope(role, region.id)
     else:
         scope = UserScope(role)
     _check_actor(actor, scope)
@@ -59,8 +65,8 @@ def _check_actor(actor: User, scope: UserScope) -> None:
         raise Forbidden()
     if scope.role == "admin":
         raise Forbidden("质控中心不能创建或修改平台管理员")
-    if scope.region_id != actor.region_id:
-        raise Forbidden("只能管理本区域的用户")
+    if not region_in_scope(actor, scope.region_id):
+        raise Forbidden("只能管理本区域及下级区域的用户")
 
 
 def admin_create_user(actor: User, *, username: str, display_name: str, password: str,

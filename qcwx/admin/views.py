@@ -20,7 +20,17 @@ from qcwx.catalog.models import Instrument, QcLevel, QcLot
 from qcwx.catalog.services import check_test_system, generate_anon_code
 from qcwx.errors import Forbidden, UserError
 from qcwx.extensions import db
-from qcwx.orgs.models import HOSPITAL_LEVELS, HOSPITAL_TYPES, ROLES, Hospital, Lab, Region, User
+from qcwx.orgs.models import (
+    HOSPITAL_LEVELS,
+    HOSPITAL_TYPES,
+    REGION_LEVELS,
+    ROLES,
+    Hospital,
+    Lab,
+    Region,
+    User,
+)
+from qcwx.orgs.scopes import region_in_subtree
 from qcwx.web.forms import current_actor
 from qcwx.web.helpers import localtime
 
@@ -166,13 +176,27 @@ class QcModelView(AccessMixin, ModelView):
 
 
 class RegionView(QcModelView):
-    """Regions: platform admins only."""
+    """Regions, a tree (省 → 市 → 区县): platform admins only create one under a parent."""
 
     allowed_roles = frozenset({"admin"})
-    column_list = ("code", "name")
+    column_list = ("code", "name", "level", "parent")
     column_searchable_list = ("code", "name")
-    form_columns = ("code", "name")
-    column_labels = {"code": "区域编码", "name": "区域名称"}
+    column_filters = ("level",)
+    form_columns = ("parent", "code", "name", "level")
+    form_choices = {"level": list(REGION_LEVELS.items())}
+    column_choices = form_choices
+    column_formatters = {**QcModelView.column_formatters,
+                         "parent": lambda _v, _c, m, _n: m.parent.name if m.parent else "—"}
+    form_args = {"parent": {"description": "上级区域（省级区域不选）"}}
+    column_labels = {"code": "区域编码", "name": "区域名称", "level": "级别", "parent": "上级区域"}
+
+    def on_model_change(self, form: Any, model: Region, is_created: bool) -> None:
+        """Refuse a parent that is the region itself or one of its descendants (a cycle)."""
+        with db.session.no_autoflush:
+            if model.parent is not None and model.id is not None and region_in_subtree(
+                    model.id, model.parent.id):
+                raise UserError("上级区域不能是本区域或其下级区域", field="parent")
+        super().on_model_change(form, model, is_created)
 
 
 class HospitalView(QcModelView):
@@ -231,7 +255,7 @@ class UserView(QcModelView):
     }
     form_choices = {"role": list(ROLES.items())}
     form_args = {
-        "region": {"description": "质控中心用户必填"},
+        "region": {"description": "质控中心用户、专家组成员必填"},
         "hospital": {"description": "科主任必填"},
         "lab": {"description": "质控主管、检验技师必填（医院与区域随实验室确定）"},
     }

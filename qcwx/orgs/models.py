@@ -15,10 +15,12 @@ from qcwx.timeutil import utcnow
 HOSPITAL_LEVELS = ("一级", "二级", "三级")
 HOSPITAL_TYPES = ("综合医院", "专科医院", "中医医院", "妇幼保健院", "社区卫生服务中心", "民营医院")
 
-# role -> Chinese label; order is from widest to narrowest scope.
+# role -> Chinese label; order is from widest to narrowest scope. An expert (专家组成员) has a
+# centre's region scope but is read-only on data (qcwx.orgs.scopes.can_write).
 ROLES = {
     "admin": "平台管理员",
     "center": "区域质控中心",
+    "expert": "专家组成员",
     "director": "医院检验科主任",
     "supervisor": "质控主管",
     "technician": "检验技师",
@@ -29,14 +31,33 @@ ROLES = {
 PASSWORD_HASH_METHOD = "scrypt"  # noqa: S105 - a hash method name, not a password
 
 
+# Region tree levels: a province contains cities, a city districts/counties.
+REGION_LEVELS = {"province": "省", "city": "市", "district": "区县"}
+
+
 class Region(db.Model):
-    """A region run by one QC centre (区域质控中心)."""
+    """A region run by one QC centre (区域质控中心), a node of the province → city → district tree.
+
+    A centre sees its own region and every region below it (``qcwx.orgs.scopes``).
+    """
 
     __tablename__ = "region"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(100))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"), index=True)
+    level: Mapped[str] = mapped_column(String(16), default="city", server_default="city")
     hospitals: Mapped[list[Hospital]] = relationship(back_populates="region")
+    parent: Mapped[Region | None] = relationship(remote_side="Region.id", back_populates="children")
+    children: Mapped[list[Region]] = relationship(back_populates="parent")
+
+    @property
+    def level_label(self) -> str:
+        """Return the level in Chinese (省 / 市 / 区县)."""
+        return REGION_LEVELS.get(self.level, self.level)
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Hospital(db.Model):

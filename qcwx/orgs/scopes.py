@@ -1,37 +1,118 @@
-"""The one place that decides what an actor may see: every list query starts here.
+"""The one place that decides what an actor may see and change: every list query starts here.
 
 Scope is applied inside the SQL (``lab_ids_in_scope``), so rows outside it are never loaded.
 Objects outside the scope answer 404, exactly like objects that do not exist, so ids cannot be
-probed. Below ``center`` other labs appear only by anonymous code.
+probed.
+
+Regions form a tree (province → city → district/county). A centre (``center``) and an expert
+(``expert``, 专家组成员) see their own region and every region below it, labs by name; the
+subtree is a recursive CTE inside the same query. Everyone sees by name exactly the labs in
+their scope; other labs appear only by anonymous code (:func:`lab_label`), whatever the role.
+
+The expert is read-only on data: :func:`can_write` is False, and :func:`refuse_read_only_writes`
+(a before-request hook) refuses every state-changing request of a read-only role unless the
+view is marked with :func:`read_only_allowed` (logout and the like).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from sqlalchemy import Select, select
 
 from qcwx.errors import Forbidden, NotFound
 from qcwx.extensions import db
-from qcwx.orgs.models import Hospital, Lab, User
+from qcwx.orgs.models import Hospital, Lab, Region, User
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable)
 
-SEES_IDENTITIES = {"admin", "center"}
-LAB_ROLES = {"supervisor", "technician"}
-ROLE_RANK = {"admin": 5, "center": 4, "director": 3, "supervisor": 2, "technician": 1}
+# Roles whose scope is a region subtree (labs by name).
+REGION_ROLES = frozenset({"center", "expert"})
+# Roles that may open the centre's pages (matrix, NCCL table, exceptions, region reports).
+CENTRE_READERS = frozenset({"admin", "center", "expert"})
+# Roles that read but never change data: no results, limits, rules, sign-off, users, keys.
+READ_ONLY_ROLES = frozenset({"expert"})
+# Roles that manage their scope (share links, bindings, …) as a centre does. Kept under its old
+# name: "sees identities" now means "the lab is in my subtree" (see lab_label).
+SEES_IDENTITIES = frozenset({"admin", "center"})
+LAB_ROLES = frozenset({"supervisor", "technician"})
+# Invites and bindings reach only users of a rank not above the actor's. The expert ranks with
+# the director (below the centre, which may invite it); it invites nobody (it cannot write).
+ROLE_RANK = {"admin": 5, "center": 4, "expert": 3, "director": 3, "supervisor": 2,
+             "technician": 1}
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY_OK = "_qcwx_read_only_ok"
+
+
+# ------------------------------------------------------------------ region tree
+
+
+def region_subtree(region_id: int | None) -> Select:
+    """Return a SELECT of ``region_id`` and every region below it (a recursive CTE).
+
+    The CTE gets an anonymous name, so several subtrees can sit in one statement.
+    """
+    tree = select(Region.id).where(Region.id == region_id).cte(recursive=True)
+    tree = tree.union_all(select(Region.id).where(Region.parent_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def region_in_subtree(root_id: int, region_id: int) -> bool:
+    """Return whether ``region_id`` is ``root_id`` or a region below it."""
+    ids = region_subtree(root_id).subquery()
+    return db.session.execute(select(ids.c[0]).where(ids.c[0] == region_id)).first() is not None
+
+
+def region_ids_in_scope(actor: User) -> Select:
+    """Return a SELECT of the regions ``actor`` sees: all (admin), the subtree (centre, expert).
+
+    Other roles see their own lab's or hospital's region only.
+    """
+    if actor.role == "admin":
+        return select(Region.id)
+    if actor.role in REGION_ROLES:
+        return region_subtree(actor.region_id)
+    if actor.role == "director" and actor.hospital_id is not None:
+        return select(Hospital.region_id).where(Hospital.id == actor.hospital_id)
+    if actor.lab_id is not None:
+        return select(Hospital.region_id).join(Lab).where(Lab.id == actor.lab_id)
+    return select(Region.id).where(Region.id.is_(None))
+
+
+def region_in_scope(actor: User, region_id: int | None) -> bool:
+    """Return whether ``region_id`` is one of the regions the actor sees."""
+    if region_id is None:
+        return False
+    ids = region_ids_in_scope(actor).subquery()
+    return db.session.execute(select(ids.c[0]).where(ids.c[0] == region_id)).first() is not None
+
+
+def root_region_id(region_id: int) -> int:
+    """Return the root of ``region_id``'s tree (the region itself when it has no parent)."""
+    seen = {region_id}
+    current = region_id
+    while True:
+        parent = db.session.scalar(select(Region.parent_id).where(Region.id == current))
+        if parent is None or parent in seen:  # a cycle never loops forever
+            return current
+        seen.add(parent)
+        current = parent
+
+
+# ------------------------------------------------------------------ labs in scope
 
 
 def lab_ids_in_scope(actor: User) -> Select:
-    """Return a SELECT of the lab ids ``actor`` may see raw data of."""
+    """Return a SELECT of the lab ids ``actor`` may see raw data and names of."""
     stmt = select(Lab.id)
     if actor.role == "admin":
         return stmt
-    if actor.role == "center":
-        return stmt.join(Hospital).where(Hospital.region_id == actor.region_id)
+    if actor.role in REGION_ROLES:
+        return stmt.join(Hospital).where(Hospital.region_id.in_(region_subtree(actor.region_id)))
     if actor.role == "director":
         return stmt.where(Lab.hospital_id == actor.hospital_id)
     if actor.role in LAB_ROLES:
@@ -65,19 +146,61 @@ def get_lab_object(actor: User, model: type[T], object_id: int, lab_attr: str = 
     return obj
 
 
+# ------------------------------------------------------------------ roles and capabilities
+
+
 def require_role(actor: User, *roles: str) -> None:
     """Raise ``Forbidden`` unless the actor has one of ``roles``."""
     if actor.role not in roles:
         raise Forbidden()
 
 
+def is_centre_reader(actor: User) -> bool:
+    """Return whether the actor may open the centre's pages (admin, centre, expert)."""
+    return actor.role in CENTRE_READERS
+
+
+def require_centre_reader(actor: User, message: str = "只有区域质控中心可以查看全区比对") -> None:
+    """Raise ``Forbidden`` unless the actor may open the centre's pages."""
+    if not is_centre_reader(actor):
+        raise Forbidden(message)
+
+
+def can_write(actor: User | None) -> bool:
+    """Return whether the actor may change data at all (False for the read-only expert)."""
+    return actor is not None and actor.role not in READ_ONLY_ROLES
+
+
+def require_write(actor: User) -> None:
+    """Raise ``Forbidden`` for a read-only role (the expert comments, never edits data)."""
+    if not can_write(actor):
+        raise Forbidden("专家组成员只能查看数据，不能修改")
+
+
+def read_only_allowed(view: F) -> F:
+    """Mark a view that a read-only role may POST to (logout, its own profile, comments)."""
+    setattr(view, READ_ONLY_OK, True)
+    return view
+
+
+def write_allowed(actor: User | None, method: str, view: Callable | None) -> bool:
+    """Return whether ``actor`` may send a ``method`` request to ``view`` (the hook's rule)."""
+    if method in SAFE_METHODS or can_write(actor):
+        return True
+    return view is not None and getattr(view, READ_ONLY_OK, False)
+
+
 def sees_identities(actor: User) -> bool:
-    """Return whether the actor may see other labs' names (centre and admin only)."""
-    return actor.role in SEES_IDENTITIES
+    """Return whether the actor sees *every* lab by name (the platform admin only).
+
+    A centre or expert sees the labs of its subtree by name, which :func:`lab_label` and
+    :func:`lab_ids_in_scope` decide per lab; labs of other trees it sees by anonymous code.
+    """
+    return actor.role == "admin"
 
 
 def lab_label(actor: User, lab: Lab) -> str:
-    """Return the lab's name for the actor: its name when allowed, else its anonymous code."""
+    """Return the lab's name for the actor: its name when in scope, else its anonymous code."""
     if sees_identities(actor) or can_access_lab(actor, lab.id):
         return lab.full_name
     return lab.anon_code

@@ -41,6 +41,8 @@ def create_user(
         raise UserError("科主任必须指定医院", field="hospital_id")
     if role == "center" and region_id is None:
         raise UserError("质控中心用户必须指定区域", field="region_id")
+    if role == "expert" and region_id is None:
+        raise UserError("专家组成员必须指定所属区域", field="region_id")
     if len(password) < 8:
         raise UserError("密码至少 8 位", field="password")
     if db.session.scalar(select(User.id).where(User.username == username)):

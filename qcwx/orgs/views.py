@@ -4,14 +4,38 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import login_required, login_user, logout_user
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
 
+from qcwx.errors import Forbidden
 from qcwx.extensions import limiter, login_manager
 from qcwx.orgs.forms import LoginForm
+from qcwx.orgs.scopes import read_only_allowed, write_allowed
 from qcwx.orgs.services import authenticate
 
 bp = Blueprint("orgs", __name__)
+
+
+@bp.before_app_request
+def _refuse_read_only_writes() -> None:
+    """Refuse every state-changing request of a read-only role (the expert) in one place.
+
+    Views a read-only role may still POST to carry :func:`qcwx.orgs.scopes.read_only_allowed`.
+    """
+    if not current_user.is_authenticated:
+        return
+    view = current_app.view_functions.get(request.endpoint or "")
+    if not write_allowed(current_user, request.method, view):
+        raise Forbidden("专家组成员只能查看数据，不能修改")
 
 
 def _safe_next(target: str | None) -> str:
@@ -22,6 +46,7 @@ def _safe_next(target: str | None) -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit("20 per minute", methods=["POST"])
+@read_only_allowed  # logging in again (as someone else) changes no data
 def login():
     """Show the login form; on success go where the user was heading."""
     if (request.method == "GET" and "MicroMessenger" in request.headers.get("User-Agent", "")
@@ -49,6 +74,7 @@ def _drop_flash(message: str | None) -> None:
 
 
 @bp.route("/logout", methods=["POST"])
+@read_only_allowed  # ends the session, changes no data
 @login_required
 def logout():
     """End the session."""

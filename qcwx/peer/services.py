@@ -29,6 +29,7 @@ from qcwx.catalog.models import TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import celery, db
 from qcwx.iqc.models import QcResult, QcRun
+from qcwx.orgs import scopes
 from qcwx.orgs.models import Hospital, Lab, Region, User
 from qcwx.peer import queries
 from qcwx.peer.filters import DIMENSIONS, Period, month_end, month_period, parse_filters
@@ -301,7 +302,7 @@ def save_grouping(actor: User, region_id: int, name: str,
                   filters: Mapping[str, Sequence[str]]) -> SavedGrouping:
     """Save the current filter stack under a name for the region (centre only)."""
     _require_centre(actor)
-    if actor.role == "center" and actor.region_id != region_id:
+    if actor.role != "admin" and not scopes.region_in_scope(actor, region_id):
         raise NotFound("区域不存在", field="region")
     name = (name or "").strip()
     if not name:

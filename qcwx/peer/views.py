@@ -41,7 +41,7 @@ from qcwx.timeutil import local_today
 from qcwx.web.forms import current_actor
 
 bp = Blueprint("peer", __name__, url_prefix="/peer", cli_group="peer")
-CENTRE_ROLES = services.CENTRE_ROLES
+CENTRE_ROLES = scopes.CENTRE_READERS  # the expert reads the centre pages too
 MATRIX_FILTERS = ("hospital_level", "instrument_maker", "reagent_maker", "method")
 
 
@@ -92,6 +92,7 @@ def _common(region_id: int) -> dict:
     return {"PERIOD_KINDS": PERIOD_KINDS, "DIMENSIONS": DIMENSIONS,
             "LEVEL_LABELS": GROUP_LEVEL_LABELS, "UNPUBLISHED": queries.UNPUBLISHED,
             "region_id": region_id, "is_centre": current_actor().role in CENTRE_ROLES,
+            "can_write": scopes.can_write(current_actor()),
             "today": local_today(), "CALENDAR_KINDS": CALENDAR_KINDS,
             "month_options": [key for key, _ in calendar_options("month", local_today())],
             "period_options": lambda kind: calendar_options(kind, local_today())}

@@ -60,7 +60,7 @@ def nav_items() -> list[dict]:
     if not current_user.is_authenticated:
         return []
     items = []
-    if current_user.role not in ("admin", "center"):
+    if current_user.role not in ("admin", "center", "expert"):
         items.append({"url": url_for("labels.scan"), "icon": "scan", "label": "扫码录入"})
     items.append({"url": url_for("iqc.actions"), "icon": "flag", "label": "失控处理"})
     items.append({"url": url_for("peer.index"), "icon": "compare", "label": "室间比对"})
@@ -91,6 +91,9 @@ def home_tiles() -> list[dict]:
         tiles.append({"url": url_for("lots.index"), "icon": "flask", "label": "统一批号"})
     if role in ("technician", "supervisor", "director"):
         tiles.append({"url": url_for("ingest.upload"), "icon": "upload", "label": "文件导入"})
+    if role == "expert":  # read-only: reports and the centre's comparison pages
+        tiles.append({"url": url_for("peer.centre"), "icon": "compare", "label": "全区比对"})
+        return tiles
     tiles.append({"url": url_for("ingest.mappings"), "icon": "list", "label": "项目映射"})
     if role != "technician":
         tiles.append({"url": url_for("labels.index"), "icon": "label", "label": "质控标签"})

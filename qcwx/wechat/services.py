@@ -32,7 +32,13 @@ from wechatpy.utils import random_string
 from qcwx.errors import Conflict, ExternalServiceError, Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs.models import Lab, User
-from qcwx.orgs.scopes import ROLE_RANK, can_access_lab, lab_ids_in_scope, require_role
+from qcwx.orgs.scopes import (
+    ROLE_RANK,
+    can_access_lab,
+    lab_ids_in_scope,
+    region_ids_in_scope,
+    require_role,
+)
 from qcwx.timeutil import utcnow
 from qcwx.web.urls import base_url, public_url
 from qcwx.wechat import client as wechat_client
@@ -72,7 +78,8 @@ def manageable_users_stmt(actor: User):
     if actor.role in ("center", "director"):
         clauses.append(and_(User.lab_id.is_(None), User.hospital_id.in_(hospitals)))
     if actor.role == "center":
-        clauses.append(and_(User.hospital_id.is_(None), User.region_id == actor.region_id))
+        clauses.append(and_(User.hospital_id.is_(None),
+                            User.region_id.in_(region_ids_in_scope(actor))))
     return stmt.where(or_(User.id == actor.id, and_(or_(*clauses), User.role.in_(lower)))
                       ).order_by(User.id)
 

@@ -37,6 +37,7 @@ from werkzeug.routing import BuildError
 from qcwx.errors import ExternalServiceError, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs.models import User
+from qcwx.orgs.scopes import read_only_allowed
 from qcwx.web.forms import current_actor, form_post
 from qcwx.wechat import replies, services
 from qcwx.wechat.models import WechatInvite
@@ -194,6 +195,7 @@ def bind():
 
 
 @bp.post("/wechat/unbind")
+@read_only_allowed  # a read-only expert may unbind its own WeChat (the service refuses others)
 @login_required
 def unbind():
     """Remove a WeChat binding: one's own, or (admin/centre) a user's in scope."""

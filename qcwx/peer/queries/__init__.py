@@ -48,7 +48,10 @@ UNPUBLISHED = "比对组实验室不足 5 家或结果不足 20 个，暂不发�
 
 
 def region_id_for(actor: User, requested: int | None = None) -> int:
-    """Return the region whose labs the actor is compared with (admins may pick one)."""
+    """Return the region whose labs the actor looks at (admins pick any, centres one of theirs).
+
+    A centre or expert may pick a region of its subtree; anything else answers 404.
+    """
     if actor.role == "admin":
         if requested is not None:
             if db.session.get(Region, requested) is None:
@@ -58,7 +61,11 @@ def region_id_for(actor: User, requested: int | None = None) -> int:
         if first is None:
             raise NotFound("尚未建立任何区域", field="region")
         return first
-    if actor.role == "center" and actor.region_id is not None:
+    if actor.role in scopes.REGION_ROLES and actor.region_id is not None:
+        if requested is not None and requested != actor.region_id:
+            if not scopes.region_in_scope(actor, requested):
+                raise NotFound("区域不存在", field="region")
+            return requested
         return actor.region_id
     if actor.role == "director" and actor.hospital is not None:
         return actor.hospital.region_id
