@@ -1,7 +1,7 @@
 """region tree: parent region and level (省 / 市 / 区县)
 
 Revision ID: e7a1f0c2d901
-Revises: c1d2e3f40004
+Revises: 0da7a1c0de01
 Create Date: 2026-12-06 09:00:00
 
 Regions form a tree (province → city → district/county); a centre sees its own region and
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e7a1f0c2d901'
-down_revision = 'c1d2e3f40004'
+down_revision = '0da7a1c0de01'
 branch_labels = None
 depends_on = None
 
