@@ -117,6 +117,12 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(wechat_bp)
     csrf.exempt(wechat_callback)  # WeChat signs its callbacks; it cannot send our CSRF token
     app.register_blueprint(labels_bp)
+    from qcwx.opendata.api import bp as research_api_bp
+    from qcwx.opendata.views import bp as opendata_bp
+
+    app.register_blueprint(opendata_bp)
+    app.register_blueprint(research_api_bp)
+    csrf.exempt(research_api_bp)  # API-key authenticated, reads no cookies
     app.register_blueprint(lots_bp)
     from qcwx.admin import init_admin
 

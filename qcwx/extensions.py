@@ -59,7 +59,7 @@ limiter = Limiter(key_func=get_remote_address)
 
 # Every module holding tasks, imported by the worker (``include``) and by the web process.
 TASK_MODULES = ("qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks",
-                "qcwx.reports.tasks")
+                "qcwx.reports.tasks", "qcwx.opendata.tasks")
 _flask_app: dict[str, Flask] = {}
 
 

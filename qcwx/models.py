@@ -26,6 +26,7 @@ from qcwx.iqc.models import (
     Violation,
 )
 from qcwx.lots.models import DistributedLot, LotAssignment, LotChangeover, MakerTarget
+from qcwx.opendata.models import OpenDataExport, ResearchApiKey
 from qcwx.orgs.models import ApiKey, Hospital, Lab, Region, User
 from qcwx.peer.models import (
     PeerLabDay,
@@ -41,7 +42,7 @@ from qcwx.wechat.models import SubscribeConsent, WechatInvite
 __all__ = [
     "AlertDelivery", "ApiKey", "ColumnMapping", "LevelCodeMapping", "SubscribeConsent",
     "TestCodeMapping", "UploadBatch", "WechatInvite",
-    "AnalyteLoinc", "UnitCode",
+    "AnalyteLoinc", "UnitCode", "OpenDataExport", "ResearchApiKey",
     "Analyte", "AuditLog", "Calibrator", "ControlLimit", "CorrectiveAction", "Hospital",
     "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
     "PublishedReport", "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink",

@@ -53,15 +53,20 @@ def _authenticate():
                                 request.headers.get("X-API-Key"))
     key = apikeys.authenticate(raw)
     if key is None:
-        message = ("缺少 API 密钥：请在请求头 Authorization: Bearer <密钥> 或 X-API-Key 中提供"
-                   if raw is None else "API 密钥无效或已吊销")
-        response = jsonify({"error": message, "field": "Authorization"})
-        response.headers["WWW-Authenticate"] = 'Bearer realm="qcwx-ingest"'
-        return response, 401
+        return unauthorized(raw, "qcwx-ingest", "API 密钥无效或已吊销")
     apikeys.touch(key)
     g.api_key = key
     g.api_actor = apikeys.key_actor(key)
     return None
+
+
+def unauthorized(raw: str | None, realm: str, invalid: str):
+    """Return the 401 answer (Chinese, names the header) for a missing or refused key."""
+    message = ("缺少 API 密钥：请在请求头 Authorization: Bearer <密钥> 或 X-API-Key 中提供"
+               if raw is None else invalid)
+    response = jsonify({"error": message, "field": "Authorization"})
+    response.headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+    return response, 401
 
 
 @bp.errorhandler(413)

@@ -7,7 +7,6 @@ from sqlalchemy import select
 
 from qcwx import models as m
 from qcwx.audit.models import AuditLog
-from qcwx.audit.services import set_actor
 from qcwx.catalog.code_checks import loinc_valid
 from qcwx.catalog.codes import (
     AnalyteLoinc,
@@ -27,13 +26,6 @@ KNOWN = {("K", "2823-3"), ("Na", "2951-2"), ("GLU", "2345-7"), ("GLU", "14749-6"
          ("CREA", "2160-0"), ("CREA", "14682-9"), ("ALT", "1742-6"), ("HbA1c", "4548-4"),
          ("HbA1c-IFCC", "59261-8"), ("TSH", "3016-3"), ("FT4", "3024-7"), ("WBC", "6690-2"),
          ("Hb", "718-7"), ("PLT", "777-3"), ("PT", "5902-2"), ("APTT", "3173-2")}
-
-
-@pytest.fixture(autouse=True)
-def _no_audit_actor():
-    set_actor(None)
-    yield
-    set_actor(None)
 
 
 def test_every_spec_and_demo_analyte_has_a_sourced_default_loinc_with_a_valid_check_digit():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from qcwx.audit.services import set_actor
 from qcwx.catalog.codes import apply_shipped_codes
 from qcwx.extensions import db
 from qcwx.ingest import services
@@ -15,13 +14,6 @@ from qcwx.peer.filters import parse_period
 from qcwx.peer.queries import exceptions as exception_report
 from qcwx.timeutil import local_today
 from tests.integration.test_ingest_support import analyte
-
-
-@pytest.fixture(autouse=True)
-def _no_audit_actor():
-    set_actor(None)
-    yield
-    set_actor(None)
 
 
 def astm(code: str, value: str = "5.30") -> bytes:
