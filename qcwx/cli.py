@@ -23,6 +23,7 @@ def _seed_demo(app: Flask) -> None:
     @click.option("--days", default=120, show_default=True, help="Days of daily QC results.")
     def seed_demo(if_empty: bool, days: int) -> None:
         """Create the deterministic demo region (hospitals, labs, users, 120 days of QC)."""
+        from qcwx.demo.lots import seed_lot_changeover
         from qcwx.demo.seed import DEMO_PASSWORDS, seed
         from qcwx.orgs.models import Region
 
@@ -30,8 +31,10 @@ def _seed_demo(app: Flask) -> None:
             click.echo("database already holds data; demo seed skipped")
             return
         summary = seed(days=days)
+        lots_summary = seed_lot_changeover()  # qcwx/demo/lots.py, after the base demo
         db.session.commit()
         click.echo(summary)
+        click.echo(lots_summary)
         for username, password in DEMO_PASSWORDS.items():
             click.echo(f"  {username:<12} {password}")
 

@@ -165,16 +165,54 @@ def candidates(a: LotAssignment) -> list[TestSystem]:
     return list(db.session.scalars(stmt))
 
 
+@dataclass(frozen=True)
+class LabStatus:
+    """A lab's change-over as the centre sees it: one status over its test systems."""
+
+    lab: Lab
+    rows: tuple[StatusRow, ...]
+
+    def _count(self, status: str) -> int:
+        return sum(1 for r in self.rows if r.old_test_system and r.status == status)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Return the number of test systems per status."""
+        return {key: self._count(key) for key in STATUS_LABELS}
+
+    @property
+    def status(self) -> str:
+        """Return ``switched`` when every system switched, ``parallel`` when any runs, else none."""
+        states = {r.status for r in self.rows if r.old_test_system}
+        if states == {"switched"}:
+            return "switched"
+        return "parallel" if "parallel" in states else "none"
+
+    @property
+    def label(self) -> str:
+        """Return e.g. 平行检测中（12/20）: the least advanced of the lab's parallel systems."""
+        if self.status == "switched":
+            last = max(r.changeover.switch_date for r in self.rows)
+            return f"已切换（{last.isoformat()}）"
+        started = [r.progress.n for r in self.rows if r.status == "parallel" and r.progress]
+        if started:
+            return f"平行检测中（{min(started)}/{MIN_RESULTS}）"
+        return STATUS_LABELS[self.status]
+
+
+def lab_statuses(dlot: DistributedLot, *, with_progress: bool = True) -> list[LabStatus]:
+    """Return one :class:`LabStatus` per assigned lab, by name."""
+    by_lab: dict[int, list[StatusRow]] = {}
+    for r in status_rows(dlot, with_progress=with_progress):
+        by_lab.setdefault(r.lab.id, []).append(r)
+    return [LabStatus(rows[0].lab, tuple(rows)) for rows in by_lab.values()]
+
+
 def summary(dlot: DistributedLot) -> dict[str, int]:
-    """Return how many assigned labs are switched (every line), in parallel, or not started."""
-    by_lab: dict[int, set[str]] = {}
-    for r in status_rows(dlot, with_progress=False):
-        by_lab.setdefault(r.lab.id, set()).add(r.status)
+    """Return how many assigned labs are switched (every system), in parallel, or not started."""
     out = dict.fromkeys(STATUS_LABELS, 0)
-    for states in by_lab.values():
-        key = "switched" if states == {"switched"} else (
-            "parallel" if "parallel" in states else "none")
-        out[key] += 1
+    for lab in lab_statuses(dlot, with_progress=False):
+        out[lab.status] += 1
     return out
 
 

@@ -177,6 +177,15 @@ def start_parallel(actor: User, assignment_id: int, old_test_system_id, start: d
     return row
 
 
+def start_parallel_many(actor: User, assignment_id: int, old_test_system_ids, start: date
+                        ) -> list[LotChangeover]:
+    """Start the parallel runs of several test systems at once (the lab page's checkboxes)."""
+    ids = [i for i in (old_test_system_ids or []) if str(i).strip()]
+    if not ids:
+        raise UserError("请至少选择一个检测系统", field="old_test_system_id")
+    return [start_parallel(actor, assignment_id, ts_id, start) for ts_id in ids]
+
+
 def _old_system(assignment: LotAssignment, ts_id) -> TestSystem:
     ts = db.session.get(TestSystem, int(ts_id)) if str(ts_id or "").isdigit() else None
     lot = assignment.distributed_lot.qc_lot

@@ -85,7 +85,7 @@ def detail(lot_id: int):
             return redirect(url_for("lots.detail", lot_id=dlot.id))
         errors, status = done.errors, done.status
     assigned = {a.lab_id for a in dlot.assignments}
-    return render_template("lots/detail.html", dlot=dlot, rows=queries.status_rows(dlot),
+    return render_template("lots/detail.html", dlot=dlot, labs_status=queries.lab_statuses(dlot),
                            labs=[lab for lab in queries.assignable_labs(actor, dlot)
                                  if lab.id not in assigned],
                            errors=errors, today=local_today(), labels=queries.STATUS_LABELS
@@ -115,13 +115,14 @@ def start(assignment_id: int):
     """Start the parallel runs of one test system on the assigned lot."""
     actor = current_actor()
     form = request.form
-    done = form_post(lambda: services.start_parallel(
-        actor, assignment_id, form.get("old_test_system_id"),
+    done = form_post(lambda: services.start_parallel_many(
+        actor, assignment_id, form.getlist("old_test_system_id"),
         _date(form.get("parallel_start"), "parallel_start", _lab_day(actor, assignment_id))))
     if done.ok:
-        flash("已开始平行检测：新批号的检测系统已启用，请每天同时录入新旧两个批号")
+        flash(f"已开始 {len(done.value)} 个检测系统的平行检测：新批号的检测系统已启用，"
+              "请每天同时录入新旧两个批号")
         return redirect(url_for("lots.lab"))
-    return _error(actor, done, f"a{assignment_id}-{form.get('old_test_system_id')}")
+    return _error(actor, done, f"a{assignment_id}")
 
 
 @bp.route("/changeovers/<int:changeover_id>/switch", methods=["POST"])

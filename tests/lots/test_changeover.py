@@ -56,7 +56,7 @@ def enter_parallel(world, co, days: range):
                        values={"1": "5.0", "2": "15.0"}, notify=False)
 
 
-def test_changeover_from_registration_to_the_centres_status(world, session):
+def test_changeover_from_registration_to_the_centres_status(world, session, login):
     setup = register_and_assign(world)
     dlot = setup.dlot
     assert dlot.qc_lot.lot_number == NEW_LOT and [lv.name for lv in dlot.qc_lot.levels] == [
@@ -80,6 +80,8 @@ def test_changeover_from_registration_to_the_centres_status(world, session):
     session.commit()  # what a request would have committed; the refused switch rolls back
     row = next(r for r in queries.status_rows(dlot) if r.changeover is co)
     assert row.label == "平行检测中（12/20）" and not row.progress.ready
+    lab_a = next(ls for ls in queries.lab_statuses(dlot) if ls.lab.id == world.lab_a.id)
+    assert (lab_a.status, lab_a.label) == ("parallel", "平行检测中（12/20）")
     with pytest.raises(UserError) as early:
         services.confirm_switch(sup, co.id, today())
     assert early.value.field == "switch_date" and "数据不足" in early.value.message
@@ -111,6 +113,11 @@ def test_changeover_from_registration_to_the_centres_status(world, session):
     assert labels == {world.lab_a.id: f"已切换（{switch_day.isoformat()}）",
                       world.lab_b.id: "未开始"}
     assert queries.summary(dlot) == {"none": 1, "parallel": 0, "switched": 1}
+    by_lab = {ls.lab.id: (ls.status, ls.label) for ls in queries.lab_statuses(dlot)}
+    assert by_lab == {world.lab_a.id: ("switched", f"已切换（{switch_day.isoformat()}）"),
+                      world.lab_b.id: ("none", "未开始")}
+    page = login(world.users["center"]).get(f"/lots/{dlot.id}").get_data(as_text=True)
+    assert f"已切换（{switch_day.isoformat()}）" in page and 'data-status="none"' in page
 
 
 def test_switch_cannot_be_confirmed_twice_nor_dated_before_the_parallel_start(world, session):

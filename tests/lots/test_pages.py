@@ -210,3 +210,20 @@ def test_every_lots_form_carries_a_csrf_token_and_a_post_without_it_is_refused(t
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(LotChangeover)) == 1
         db.engine.dispose()
+
+
+def test_lab_page_starts_several_systems_at_once_and_refuses_an_empty_selection(
+        client, login, lots_world):
+    from tests.factories import analyte, test_system
+
+    world, setup = lots_world
+    tc = test_system(world.lab_a, analyte("TC", "总胆固醇"), world.systems["a"].qc_lot)
+    db.session.commit()
+    sup = login(world.users["supervisor"])
+    url = f"/lots/assignments/{setup.assignments['a'].id}/start"
+    empty = sup.post(url, data={"parallel_start": today().isoformat()})
+    assert empty.status_code == 400 and "请至少选择一个检测系统" in empty.get_data(as_text=True)
+    both = sup.post(url, data={"old_test_system_id": [str(world.systems["a"].id), str(tc.id)]})
+    assert both.status_code == 302 and count(LotChangeover) == 2
+    page = sup.get("/lots/lab").get_data(as_text=True)
+    assert page.count("平行检测中（0/20）") == 2 and "开始平行检测（" not in page
