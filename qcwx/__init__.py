@@ -87,6 +87,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount every feature's blueprint."""
     from miniprogram_api.views import bp as mp_bp
     from qcwx.alerts.views import bp as alerts_bp
+    from qcwx.analytics.views import bp as analytics_bp
     from qcwx.dashboard.views import bp as dashboard_bp
     from qcwx.extensions import csrf
     from qcwx.ingest.api import bp as ingest_api_bp
@@ -124,6 +125,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(research_api_bp)
     csrf.exempt(research_api_bp)  # API-key authenticated, reads no cookies
     app.register_blueprint(lots_bp)
+    app.register_blueprint(analytics_bp)
     from qcwx.admin import init_admin
 
     init_admin(app)

@@ -95,6 +95,7 @@ def home_tiles() -> list[dict]:
         tiles.append({"url": url_for("peer.centre"), "icon": "compare", "label": "全区比对"})
         return tiles
     tiles.append({"url": url_for("ingest.mappings"), "icon": "list", "label": "项目映射"})
+    tiles.append({"url": url_for("analytics.sigma_lab"), "icon": "compare", "label": "质量分析"})
     if role != "technician":
         tiles.append({"url": url_for("labels.index"), "icon": "label", "label": "质控标签"})
         tiles.append({"url": url_for("wechat.invites"), "icon": "wechat", "label": "微信绑定"})
