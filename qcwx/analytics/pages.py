@@ -12,12 +12,12 @@ from datetime import date
 from sqlalchemy import select
 
 from qcwx import charts
-from qcwx.analytics import design
+from qcwx.analytics import design, periods
 from qcwx.analytics.sigma import SIGMA_BANDS, LevelSigma, region_distribution, systems_sigma
 from qcwx.catalog.models import TestSystem
 from qcwx.charts import sigma as sigma_charts
 from qcwx.extensions import db
-from qcwx.orgs.models import Lab
+from qcwx.orgs.models import Hospital, Lab
 from qcwx.peer.filters import Period
 
 
@@ -47,8 +47,7 @@ class LabPage:
 
 def lab_page(lab: Lab, period: Period, basis: str, today: date) -> LabPage:
     """Return every active test system's σ of ``lab`` and the normalised decision chart."""
-    systems = list(db.session.scalars(select(TestSystem).where(
-        TestSystem.lab_id == lab.id, TestSystem.active).order_by(TestSystem.id)))
+    systems = lab_systems(lab)
     rows = systems_sigma(lab.hospital.region_id, systems, period, basis, today)
     points = [{"code": r.label, "bias_pct": 100 * r.bias_pct / r.tea.pct,
                "cv_pct": 100 * r.cv / r.tea.pct, "highlight": False}
@@ -69,3 +68,45 @@ def region_page(region_id: int, period: Period):
             [(label, total[key]) for key, label, _, _ in SIGMA_BANDS], chart_id="an-region-bands",
             title="全区 σ 分布（检测系统 × 水平）"))
     return total, per_analyte, chart
+
+
+@dataclass(frozen=True)
+class PeriodsPage:
+    """The before/after page: its scope, the two spans, rows and summaries."""
+
+    scope: str
+    title: str
+    before: periods.Span
+    after: periods.Span
+    rows: list[periods.RowChange]
+    groups: list[periods.GroupChange]
+    systems: dict[int, TestSystem]
+    levels: dict[int, str]
+
+
+def periods_page(scope: str, title: str, region_id: int, systems: list[TestSystem],
+                 before: periods.Span, after: periods.Span, labs: dict[int, str]) -> PeriodsPage:
+    """Compare ``systems`` over the two spans; summarise per lab (region scope) and overall."""
+    rows = periods.compare_spans(region_id, [ts.id for ts in systems], before, after)
+    groups = []
+    if scope == "region":
+        for lab_id, name in labs.items():
+            mine = [r for r in rows if r.lab_id == lab_id]
+            if mine:
+                groups.append(periods.group_change(name, mine))
+    overall = periods.group_change(title, rows)
+    levels = {lv.id: lv.name for ts in systems for lv in ts.levels}
+    return PeriodsPage(scope, title, before, after, rows if scope != "region" else [],
+                       [overall, *groups], {ts.id: ts for ts in systems}, levels)
+
+
+def region_systems(region_id: int) -> list[TestSystem]:
+    """Return the active test systems of a region's labs."""
+    return list(db.session.scalars(select(TestSystem).join(Lab).join(Hospital).where(
+        Hospital.region_id == region_id, TestSystem.active).order_by(TestSystem.id)))
+
+
+def lab_systems(lab: Lab) -> list[TestSystem]:
+    """Return the active test systems of a lab."""
+    return list(db.session.scalars(select(TestSystem).where(
+        TestSystem.lab_id == lab.id, TestSystem.active).order_by(TestSystem.id)))

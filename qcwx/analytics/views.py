@@ -100,3 +100,6 @@ def sigma_region():
     total, per_analyte, chart = pages.region_page(region_id, period)
     return render_template("analytics/sigma_region.html", total=total, rows=per_analyte,
                            chart=chart, **_common(period))
+
+
+from qcwx.analytics import views_periods  # noqa: E402,F401  (routes on this blueprint)
