@@ -19,7 +19,13 @@ from qcwx.iqc import targets
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.lots.models import DistributedLot, LotAssignment, LotChangeover
 from qcwx.orgs.models import Hospital, Lab, Region, User
-from qcwx.orgs.scopes import get_lab_object, lab_ids_in_scope
+from qcwx.orgs.scopes import (
+    CENTRE_READERS,
+    get_lab_object,
+    lab_ids_in_scope,
+    region_ids_in_scope,
+    region_subtree,
+)
 from qcwx.qcstats.limits import MIN_DAYS, MIN_RESULTS
 from qcwx.timeutil import local_today
 
@@ -27,16 +33,15 @@ STATUS_LABELS = {"none": "未开始", "parallel": "平行检测中", "switched":
 
 
 def _lot_scope(actor: User):
+    """Select the lots registered in a region the actor's centre pages cover (its subtree)."""
     stmt = select(DistributedLot)
-    if actor.role == "admin":
-        return stmt
-    if actor.role == "center":
-        return stmt.where(DistributedLot.region_id == actor.region_id)
-    return stmt.where(DistributedLot.id.is_(None))
+    if actor.role not in CENTRE_READERS:
+        return stmt.where(DistributedLot.id.is_(None))
+    return stmt.where(DistributedLot.region_id.in_(region_ids_in_scope(actor)))
 
 
 def distributed_lots(actor: User) -> list[DistributedLot]:
-    """Return the lots the centre (its region) or the admin (all) distributes, newest first."""
+    """Return the lots of the centre's region tree (admin: all), newest first."""
     return list(db.session.scalars(_lot_scope(actor).order_by(DistributedLot.id.desc())))
 
 
@@ -73,9 +78,10 @@ def get_changeover(actor: User, changeover_id) -> LotChangeover:
 
 
 def assignable_labs(actor: User, dlot: DistributedLot) -> list[Lab]:
-    """Return the labs of the lot's region in the actor's scope, by name."""
-    stmt = (select(Lab).join(Hospital).where(Hospital.region_id == dlot.region_id,
-                                             Lab.id.in_(lab_ids_in_scope(actor)))
+    """Return the labs of the lot's region tree in the actor's scope, by name."""
+    stmt = (select(Lab).join(Hospital)
+            .where(Hospital.region_id.in_(region_subtree(dlot.region_id)),
+                   Lab.id.in_(lab_ids_in_scope(actor)))
             .order_by(Hospital.name, Lab.name))
     return list(db.session.scalars(stmt))
 

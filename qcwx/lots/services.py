@@ -20,7 +20,7 @@ from qcwx.lots import parsing
 from qcwx.lots.models import DistributedLot, LotAssignment, LotChangeover, MakerTarget
 from qcwx.lots.queries import get_assignment, get_changeover, get_distributed_lot
 from qcwx.orgs.models import Hospital, Lab, Region, User
-from qcwx.orgs.scopes import can_access_lab
+from qcwx.orgs.scopes import can_access_lab, region_in_subtree
 from qcwx.timeutil import local_today, utcnow
 
 CENTRE_ROLES = {"center", "admin"}
@@ -110,7 +110,7 @@ def _maker_target(lot: QcLot, t: parsing.TargetLine) -> MakerTarget:
 
 
 def assign_labs(actor: User, lot_id: int, lab_ids, from_date: date) -> list[LotAssignment]:
-    """Give the lot to labs of its region (in the actor's scope); already given ones are kept."""
+    """Give the lot to labs of its region tree (in the actor's scope); given ones are kept."""
     _require(actor, CENTRE_ROLES, "分配统一批号质控品")
     dlot = get_distributed_lot(actor, lot_id)
     if not isinstance(from_date, date):
@@ -120,8 +120,8 @@ def assign_labs(actor: User, lot_id: int, lab_ids, from_date: date) -> list[LotA
     out = []
     for lab_id in ids:
         lab = db.session.get(Lab, lab_id)
-        if lab is None or not can_access_lab(actor, lab_id) or \
-                db.session.get(Hospital, lab.hospital_id).region_id != dlot.region_id:
+        if lab is None or not can_access_lab(actor, lab_id) or not region_in_subtree(
+                dlot.region_id, db.session.get(Hospital, lab.hospital_id).region_id):
             raise NotFound("实验室不存在或不在本区域", field="lab_ids")
         if lab_id not in have:
             row = LotAssignment(lab_id=lab_id, from_date=from_date, assigned_by_id=actor.id)
