@@ -38,6 +38,15 @@ def _seed_demo(app: Flask) -> None:
         for username, password in DEMO_PASSWORDS.items():
             click.echo(f"  {username:<12} {password}")
 
+    @app.cli.command("seed-demo-comment")
+    def seed_demo_comment() -> None:
+        """Add the demo expert's comment (and the lab's reply) to last month's evaluation."""
+        from qcwx.demo.comments import seed_expert_comment
+
+        message = seed_expert_comment()
+        db.session.commit()
+        click.echo(message)
+
 
 def _fake_wechat(app: Flask) -> None:
     @app.cli.command("fake-wechat")

@@ -36,6 +36,7 @@ from qcwx.peer.models import (
     SavedGrouping,
 )
 from qcwx.recognition.models import RecognitionCriteriaVersion, RecognitionOverride
+from qcwx.reports.comments import ExpertComment
 from qcwx.reports.models import PublishedReport, ShareLink
 from qcwx.wechat.models import SubscribeConsent, WechatInvite
 
@@ -50,5 +51,5 @@ __all__ = [
     "TestSystem", "User", "Violation",
     "DistributedLot", "LotAssignment", "LotChangeover", "MakerTarget",
     "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
-    "RecognitionCriteriaVersion", "RecognitionOverride",
+    "RecognitionCriteriaVersion", "RecognitionOverride", "ExpertComment",
 ]

@@ -49,7 +49,10 @@ __all__ = ["Channel", "Recipient", "SendError", "all_channels", "get", "register
 
 RUN_KINDS = frozenset({"run_warning", "run_reject"})
 KIND_LABELS = {"run_warning": "质控警告", "run_reject": "质控失控",
-               "missing_submission": "质控未提交提醒", "daily_digest": "质控日报"}
+               "missing_submission": "质控未提交提醒", "daily_digest": "质控日报",
+               "expert_comment": "专家点评", "comment_reply": "点评回复"}
+#: Notices whose payload names its recipients (``user_ids``), text (``fields``) and ``url``.
+NOTICE_KINDS = frozenset({"expert_comment", "comment_reply"})
 DEFAULT_MP_TEMPLATE = "MP_QC_ALERT_TEMPLATE"
 MP_ALERT_PAGE = "pages/run/run"
 
@@ -196,6 +199,9 @@ def audience(outbox: OutboxMessage) -> list[User]:
         return _lab_users(outbox.lab_id, ("technician", "supervisor"))
     if outbox.kind == "daily_digest":
         return _lab_users(outbox.lab_id, ("supervisor",))
+    if outbox.kind in NOTICE_KINDS:  # chosen when the notice was written
+        return list(db.session.scalars(select(User).where(
+            User.id.in_(outbox.payload.get("user_ids", [])), User.active).order_by(User.id)))
     return []
 
 
@@ -284,6 +290,8 @@ def _template_data(outbox: OutboxMessage) -> tuple[dict, str]:
             "remark": _field("请在平台上查看详情并跟进失控处理。"),
         }
         return data, _home_link()
+    if outbox.kind in NOTICE_KINDS:
+        return {k: _field(v) for k, v in p["fields"].items()}, p["url"]
     raise ValueError(f"no template message for outbox kind {outbox.kind!r}")
 
 

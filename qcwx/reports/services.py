@@ -76,8 +76,14 @@ def published_evaluation(lab_id: int, month: str) -> PublishedReport | None:
 
 
 def frozen_report(item: PublishedReport) -> Report:
-    """Return the report exactly as it was published (its content says frozen and when)."""
-    return Report.from_dict(item.content)
+    """Return the report as it was published, with the expert comments added since.
+
+    The published content never changes; comments live in their own rows and show in a
+    section after the generated conclusions (so the PDF cache key changes with them).
+    """
+    from qcwx.reports.comments import with_comments
+
+    return with_comments(Report.from_dict(item.content), item)
 
 
 def publish_evaluation(lab: Lab, month: str, today: date, actor: User | None = None

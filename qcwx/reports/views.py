@@ -26,7 +26,7 @@ from qcwx.errors import ConfigError, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
 from qcwx.orgs.models import Lab
-from qcwx.reports import exports, periods, queries, services
+from qcwx.reports import comments, exports, periods, queries, services
 from qcwx.reports.models import REPORT_KINDS
 from qcwx.timeutil import local_today, utcnow
 from qcwx.web.forms import current_actor
@@ -72,7 +72,10 @@ def report(lab_id: int, kind: str):
     lab = _lab(lab_id)
     params = _params(kind, request.args)
     report = queries.report_for_page(lab, kind, params, local_today())
+    published = (services.published_evaluation(lab.id, params["month"])
+                 if kind == "evaluation" else None)
     return render_template("reports/report.html", report=report, lab=lab, kind=kind,
+                           comments=comments.page_context(current_actor(), published),
                            params=params, query=request.args.to_dict(flat=False),
                            ttl_choices=services.TTL_CHOICES,
                            ts_choices=queries.ts_choices(lab) if kind == "dynamic" else [],
@@ -243,3 +246,4 @@ def publish_command(month: str | None, lab_codes: tuple[str, ...]) -> None:
     except UserError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"{month}: {done} evaluation report(s) published, {existing} already were")
+from qcwx.reports import comment_views  # noqa: E402,F401 - registers its routes
