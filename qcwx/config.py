@@ -53,6 +53,7 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "INGEST_UPLOAD_MAX_BYTES": (int, 20 * 1024 * 1024),
     "INGEST_API_MAX_BYTES": (int, 5 * 1024 * 1024),
     "INGEST_API_RATELIMIT": (str, "120 per minute"),
+    "RESEARCH_API_RATELIMIT": (str, "60 per minute"),
     "ALERT_CENTER_ON_REJECT": (bool, False),
     "MP_TEMPLATE_ALERT": (str, "MP_QC_ALERT_TEMPLATE"),
     "CHROMIUM_PATH": (str, default_chromium_path()),  # prints report PDFs (Playwright)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 import zipfile
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from qcwx.opendata import fhir
 from qcwx.opendata.columns import DICTIONARY_HEADER, NAMES, dictionary_rows
+from qcwx.opendata.fhir_text import observation_entry
 
 CSV_NAME, DICTIONARY_NAME, README_NAME = "qc_results.csv", "data_dictionary.csv", "README.txt"
 README = """区域室内质控去标识化数据集
@@ -50,13 +52,15 @@ class _BundleStream:
         self.seen: set[str] = set()
         self.first = True
 
-    def _emit(self, resource: dict) -> None:
+    def _emit(self, resource: dict | None = None, text: str | None = None) -> None:
+        """Write one entry (a resource, or an entry's JSON text); validate every n-th."""
         s = self.summary
+        text = text if text is not None else fhir.entry(resource)
         if self.every and s.resources % self.every == 0:
-            fhir.validate(resource)
+            fhir.validate(json.loads(text)["resource"])  # what is written, parsed back
             s.validated += 1
         s.resources += 1
-        self.out.write(("" if self.first else ",") + fhir.entry(resource))
+        self.out.write(("" if self.first else ",") + text)
         self.first = False
 
     def add(self, row: dict) -> None:
@@ -73,7 +77,7 @@ class _BundleStream:
         if row["device_code"] not in self.seen:
             self.seen.add(row["device_code"])
             self._emit(fhir.device(row))
-        self._emit(fhir.observation(row))
+        self._emit(text=observation_entry(row))
 
     def close(self) -> None:
         if self.out is not None:
@@ -93,7 +97,8 @@ def write_export(path: Path, chunks: Iterable[list[dict]], *, timestamp: str,
     summary = Summary()
     tmp_csv = path.with_suffix(".csv.part")
     try:
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
+                             allowZip64=True) as zf, \
                 tmp_csv.open("w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(NAMES)

@@ -117,3 +117,24 @@ def test_no_name_user_openid_serial_or_free_text_in_any_exported_file(judged, tm
         text = zf.read(name).decode("utf-8")
         leaked = [s for s in secrets if len(s) >= 2 and s in text]
         assert not leaked, (name, leaked)
+
+
+def test_bundle_urls_are_rfc_4122_name_based_uuids():
+    import uuid
+
+    for kind, ident in (("Observation", "r1"), ("Device", "D0A1B2C3D4E"), ("Organization", "L001")):
+        assert fhir.full_url(kind, ident) == f"urn:uuid:{uuid.uuid5(fhir._NS, f'{kind}/{ident}')}"
+
+
+def test_the_fast_observation_text_is_exactly_the_observation(judged):
+    from qcwx.opendata.fhir_text import observation_entry
+
+    rows = _rows(judged)
+    bare = {**rows[0], "analyte_loinc": "", "unit_ucum": "", "method_code": "",
+            "target_mean": None, "target_sd": None, "z": None, "qc_level": None}
+    ruled = {**rows[0], "rules": "1-3s;R-4s", "run_status": "reject", "value": 7,
+             "loinc_display": 'quote " and 中文'}
+    for row in [*rows, bare, ruled]:
+        parsed = json.loads(observation_entry(row))
+        expected = json.loads(fhir.entry(fhir.observation(row)))
+        assert parsed == expected
