@@ -1,6 +1,7 @@
 """Import every model module so the metadata (and Alembic autogenerate) sees all tables."""
 
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
+from qcwx.analytics.models import InstrumentComparison
 from qcwx.audit.models import AuditLog
 from qcwx.catalog.codes import AnalyteLoinc, UnitCode
 from qcwx.catalog.models import (
@@ -52,4 +53,5 @@ __all__ = [
     "DistributedLot", "LotAssignment", "LotChangeover", "MakerTarget",
     "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
     "RecognitionCriteriaVersion", "RecognitionOverride", "ExpertComment",
+    "InstrumentComparison",
 ]

@@ -46,7 +46,8 @@ class Span:
         return Period("range", self.start, self.end)
 
 
-def _date(text: str | None, field: str, default: date) -> date:
+def parse_date(text: str | None, field: str, default: date) -> date:
+    """Return a YYYY-MM-DD argument (``default`` when empty), 400 naming ``field``."""
     if not text:
         return default
     try:
@@ -57,10 +58,10 @@ def _date(text: str | None, field: str, default: date) -> date:
 
 def parse_spans(args, today: date) -> tuple[Span, Span]:
     """Return (before, after) from ``a_start a_end b_start b_end``; default 30 days each."""
-    b_end = _date(args.get("b_end"), "b_end", today)
-    b_start = _date(args.get("b_start"), "b_start", b_end - timedelta(days=DEFAULT_DAYS - 1))
-    a_end = _date(args.get("a_end"), "a_end", b_start - timedelta(days=1))
-    a_start = _date(args.get("a_start"), "a_start", a_end - timedelta(days=DEFAULT_DAYS - 1))
+    b_end = parse_date(args.get("b_end"), "b_end", today)
+    b_start = parse_date(args.get("b_start"), "b_start", b_end - timedelta(days=DEFAULT_DAYS - 1))
+    a_end = parse_date(args.get("a_end"), "a_end", b_start - timedelta(days=1))
+    a_start = parse_date(args.get("a_start"), "a_start", a_end - timedelta(days=DEFAULT_DAYS - 1))
     for name, start, end in (("a", a_start, a_end), ("b", b_start, b_end)):
         if start > end:
             raise UserError("开始日期不能晚于结束日期", field=f"{name}_start")

@@ -102,4 +102,4 @@ def sigma_region():
                            chart=chart, **_common(period))
 
 
-from qcwx.analytics import views_periods  # noqa: E402,F401  (routes on this blueprint)
+from qcwx.analytics import views_comparison, views_periods  # noqa: E402,F401  (routes here)
