@@ -1,7 +1,10 @@
 """Saved instrument comparisons (WS/T 407): pairs, lambda, allowable bias, decision levels.
 
 Revision ID: 5a17c0e3b9d2
-Revises: 0da7a1c0de02
+Revises: 0da7a1c0de02, e7c0a1b2c301
+
+Also joins the two heads main had (open data and expert comments, both after the region tree),
+so there is one head again.
 """
 
 import sqlalchemy as sa
@@ -9,7 +12,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5a17c0e3b9d2'
-down_revision = '0da7a1c0de02'
+down_revision = ('0da7a1c0de02', 'e7c0a1b2c301')
 branch_labels = None
 depends_on = None
 

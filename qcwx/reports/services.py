@@ -56,7 +56,14 @@ def build(kind: str, lab: Lab, params: dict, today: date) -> Report:
 
         spec = params.get("period") or {"kind": "this_month"}
         report = build_dynamic(lab, params.get("ts_ids"), periods.resolve(spec, today), today)
-        return _with_params(report, {**report.params, "period": spec})
+        extra = {"period": spec}
+        if params.get("comparison_ids"):  # saved instrument comparisons the user chose
+            from qcwx.analytics import report_section
+
+            report = replace(report, sections=report.sections + report_section.sections(
+                lab, params["comparison_ids"]))
+            extra["comparison_ids"] = params["comparison_ids"]
+        return _with_params(report, {**report.params, **extra})
     if kind == "evaluation":
         from qcwx.reports.evaluation import build_evaluation
 

@@ -22,6 +22,7 @@ from flask import (
 )
 from flask_login import login_required
 
+from qcwx.analytics import report_section
 from qcwx.errors import ConfigError, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
@@ -48,7 +49,9 @@ def _params(kind: str, args) -> dict:
     if kind == "dynamic":
         ts = args.getlist("ts")
         ts_ids = queries.parse_ts_ids(ts)
-        return {"ts_ids": ts_ids, "period": periods.parse_spec(args)}
+        params = {"ts_ids": ts_ids, "period": periods.parse_spec(args)}
+        chosen = report_section.parse_ids(args.getlist("cmp"))  # optional comparisons
+        return params | ({"comparison_ids": chosen} if chosen else {})
     if kind == "evaluation":
         return {"month": queries.parse_month(args.get("month"), local_today())}
     raise NotFound()
@@ -79,6 +82,7 @@ def report(lab_id: int, kind: str):
                            params=params, query=request.args.to_dict(flat=False),
                            ttl_choices=services.TTL_CHOICES,
                            ts_choices=queries.ts_choices(lab) if kind == "dynamic" else [],
+                           cmp_choices=report_section.choices(lab) if kind == "dynamic" else [],
                            months=queries.month_choices(local_today()),
                            period_kinds=periods.PERIOD_KINDS,
                            default_ttl=services.DEFAULT_TTL_DAYS)
