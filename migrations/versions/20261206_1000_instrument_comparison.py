@@ -1,10 +1,7 @@
 """Saved instrument comparisons (WS/T 407): pairs, lambda, allowable bias, decision levels.
 
 Revision ID: 5a17c0e3b9d2
-Revises: 0da7a1c0de02, e7c0a1b2c301
-
-Also joins the two heads main had (open data and expert comments, both after the region tree),
-so there is one head again.
+Revises: 0da7a1c0de03
 """
 
 import sqlalchemy as sa
@@ -12,7 +9,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5a17c0e3b9d2'
-down_revision = ('0da7a1c0de02', 'e7c0a1b2c301')
+down_revision = '0da7a1c0de03'
 branch_labels = None
 depends_on = None
 
