@@ -59,7 +59,12 @@ ECHARTS_BUNDLE_FLAGS := --bundle --minify --format=iife --global-name=echarts --
 static/vendor/echarts-qcwx.min.js: static/src/echarts-qcwx.js static/vendor/.stamp
 	node_modules/.bin/esbuild $< $(ECHARTS_BUNDLE_FLAGS) --define:process.env.NODE_ENV='"production"' --outfile=$@
 
-assets: static/vendor/.stamp static/vendor/echarts-qcwx.min.js
+# The same ECharts plus its SVG renderer, for the server: qcwx/charts/ssr.py loads it into an
+# embedded V8 (mini-racer) and inlines the first charts of a report as SVG, painted with the HTML.
+static/vendor/echarts-qcwx-ssr.js: static/src/echarts-qcwx-ssr.js static/src/echarts-qcwx.js static/vendor/.stamp
+	node_modules/.bin/esbuild $< $(ECHARTS_BUNDLE_FLAGS) --define:process.env.NODE_ENV='"production"' --outfile=$@
+
+assets: static/vendor/.stamp static/vendor/echarts-qcwx.min.js static/vendor/echarts-qcwx-ssr.js
 
 # Browser tests drive Debian's chromium (never a downloaded browser) and need a CJK font.
 browser-deps:

@@ -25,13 +25,23 @@ Printed per page and profile (median of ``--runs`` cold loads):
 * **transferred**: the sum of ``Network.loadingFinished.encodedDataLength`` (headers plus
   body as received, after compression) of every request, and per resource;
 * **first chart**: milliseconds from navigation start (``performance.timeOrigin``) to the
-  first animation frame in which a ``.qc-chart canvas`` holds a non-transparent pixel — the
-  first chart has been painted into its canvas (title, axes and the start of the series'
-  500 ms grow-in animation), read by a ``requestAnimationFrame`` probe added with
-  ``add_init_script`` (the page's own scripts are unchanged). The probe's frame is the one
-  in which the pixels exist; the compositor shows them at the next vsync (≤ 17 ms later).
-  Beside it: when the HTML and the chart scripts arrived, DOMContentLoaded, and the time all
+  first animation frame in which a chart is on screen: either the server-drawn SVG
+  (``qcwx/charts/ssr.py``: an ``svg.qc-chart__ssr`` with drawn shapes inside a
+  ``.qc-chart`` box that has its size, i.e. the page's CSS has applied) or a
+  ``.qc-chart canvas`` holding a non-transparent pixel. Read by a ``requestAnimationFrame``
+  probe added with ``add_init_script`` (the page's own scripts are unchanged): Chromium runs
+  no animation frame while rendering is blocked (stylesheets still loading), so the probe's
+  frame is one that gets painted; the compositor shows it at the next vsync (≤ 17 ms later).
+  The first-contentful-paint entry is printed beside it as a cross-check.
+* **first canvas**: the same for the first interactive ECharts canvas (after the deferred
+  ECharts bundle arrived and ``static/js/charts.js`` drew it over the SVG).
+  Beside them: when the HTML and the chart scripts arrived, DOMContentLoaded, and the time all
   charts of the page were drawn (every ``.qc-chart`` has a canvas).
+
+Before each cold load the server's in-memory SVG cache is emptied (``--warm-svg`` keeps it),
+so the page's HTML includes drawing its first charts in the embedded V8 as for a report
+nobody opened yet; the SSR times themselves (V8 start, first chart, further charts, cache hit)
+are measured apart on the 8-chart report and printed first.
 
 Targets (the issue): an 8-chart report ≤ 600 KB transferred and its first chart drawn within
 1.5 s on Fast 3G. The numbers are printed against them; nothing asserts on wall-clock time.
@@ -76,11 +86,23 @@ UNTHROTTLED = {"offline": False, "latency": 0, "downloadThroughput": -1, "upload
 TARGET_BYTES = 600 * 1000
 TARGET_FIRST_CHART_MS = 1500.0
 
-#: Runs before any page script: record when the first chart canvas holds a painted pixel.
+#: Runs before any page script: record when the first chart (server SVG or canvas) is painted.
 PROBE = """
 (() => {
-  const probe = window.__qcwxProbe = {firstChart: null, allCharts: null, dcl: null};
+  const probe = window.__qcwxProbe = {firstChart: null, firstSvg: null, firstCanvas: null,
+                                      allCharts: null, dcl: null, fcp: null};
   document.addEventListener('DOMContentLoaded', () => { probe.dcl = performance.now(); });
+  new PerformanceObserver((list) => {
+    list.getEntries().forEach((e) => {
+      if (e.name === 'first-contentful-paint') { probe.fcp = e.startTime; }
+    });
+  }).observe({type: 'paint', buffered: true});
+  function svgShown() {
+    const svg = document.querySelector('.qc-chart svg.qc-chart__ssr');
+    if (!svg || !svg.querySelector('path, text')) { return false; }
+    const box = svg.getBoundingClientRect();
+    return box.width > 0 && box.height > 0;
+  }
   function painted(canvas) {
     if (!canvas.width || !canvas.height) { return false; }
     const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
@@ -89,11 +111,15 @@ PROBE = """
   }
   function tick() {
     const now = performance.now();
-    if (probe.firstChart === null) {
+    if (probe.firstSvg === null && svgShown()) { probe.firstSvg = now; }
+    if (probe.firstCanvas === null) {
       const canvas = document.querySelector('.qc-chart canvas');
-      if (canvas && painted(canvas)) { probe.firstChart = now; }
+      if (canvas && painted(canvas)) { probe.firstCanvas = now; }
     }
-    if (probe.firstChart !== null && probe.allCharts === null) {
+    if (probe.firstChart === null && (probe.firstSvg !== null || probe.firstCanvas !== null)) {
+      probe.firstChart = now;
+    }
+    if (probe.firstCanvas !== null && probe.allCharts === null) {
       const boxes = document.querySelectorAll('.qc-chart');
       const drawn = document.querySelectorAll('.qc-chart canvas');
       if (document.readyState !== 'loading' && boxes.length && drawn.length >= boxes.length) {
@@ -115,7 +141,11 @@ class Load:
     encodings: dict[str, str] = field(default_factory=dict)
     caching: dict[str, str] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)
+    requested: dict[str, float] = field(default_factory=dict)
     first_chart: float | None = None
+    first_svg: float | None = None
+    first_canvas: float | None = None
+    fcp: float | None = None
     all_charts: float | None = None
     dcl: float | None = None
     charts: int = 0
@@ -193,6 +223,45 @@ def serve(app, port: int):
     return server
 
 
+def print_ssr_timings(app, path: str) -> None:
+    """Time the server-side SVG drawing of a report's charts in a fresh embedded V8.
+
+    Cold: starting V8 and loading ECharts, then the first chart (its code not yet compiled);
+    warm: each further chart; cached: the first chart again (the in-memory LRU).
+    """
+    import time
+
+    from qcwx.charts import ssr
+    from qcwx.reports import services
+    from qcwx.timeutil import local_today
+
+    with app.app_context():
+        report = services.report_of_link(services.find_link(path.rsplit("/", 1)[-1]),
+                                         local_today())
+    charts = [(c.options, int(c.height.removesuffix("px"))) for c in report.charts]
+    renderer = ssr.Renderer()
+    try:
+        started = time.perf_counter()
+        renderer.warm_up()
+        loaded = time.perf_counter()
+        renderer.render(*charts[0])
+        first = time.perf_counter()
+        warm = []
+        for options, height in charts[1:]:
+            t0 = time.perf_counter()
+            renderer.render(options, height)
+            warm.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        renderer.render(*charts[0])
+        cached = (time.perf_counter() - t0) * 1000
+    finally:
+        renderer.close()
+    print(f"server-side SVG ({len(charts)} charts, {ssr.WIDTH} px wide, embedded V8): "
+          f"V8 + ECharts load {(loaded - started) * 1000:.0f} ms, first chart (cold) "
+          f"{(first - loaded) * 1000:.0f} ms, further charts median {statistics.median(warm):.0f}"
+          f" ms ({min(warm):.0f}–{max(warm):.0f}), from cache {cached:.2f} ms")
+
+
 # ----------------------------------------------------------------------------- the browser
 
 
@@ -246,11 +315,15 @@ def load_once(browser, url: str, network: dict, accept_encoding: str | None,
     probe = page.evaluate("""() => ({...window.__qcwxProbe,
         charts: document.querySelectorAll('.qc-chart').length,
         arrived: performance.getEntriesByType('resource').concat(
-            performance.getEntriesByType('navigation')).map(e => [e.name, e.responseEnd])})""")
+            performance.getEntriesByType('navigation')).map(e => [e.name, e.responseEnd,
+                                                                  e.startTime])})""")
     load.first_chart, load.all_charts, load.dcl = (probe["firstChart"], probe["allCharts"],
                                                    probe["dcl"])
+    load.first_svg, load.first_canvas, load.fcp = (probe["firstSvg"], probe["firstCanvas"],
+                                                   probe["fcp"])
     load.charts = probe["charts"]
-    load.arrived = {short(name): t for name, t in probe["arrived"]}
+    load.arrived = {short(name): t for name, t, _ in probe["arrived"]}
+    load.requested = {short(name): t for name, _, t in probe["arrived"]}
     context.close()
     if errors:
         print(f"   console: {errors[:3]}")
@@ -276,26 +349,36 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "OVER"
 
 
-def print_row(page: str, profile: str, load: Load, firsts: list[float], gate: bool) -> None:
-    """Print one page × profile: bytes, first chart (median, range), all charts drawn."""
+def print_row(page: str, profile: str, loads: list[Load], gate: bool) -> None:
+    """Print one page × profile: bytes, first chart (median, range), first canvas, all drawn."""
+    load = median_load(loads)
+    firsts = [x.first_chart for x in loads if x.first_chart is not None] or [float("nan")]
     first = statistics.median(firsts)
+    canvas = statistics.median([x.first_canvas or float("nan") for x in loads])
     spread = f"{min(firsts):.0f}–{max(firsts):.0f}" if len(firsts) > 1 else ""
+    kind = "svg" if load.first_svg is not None and load.first_svg <= (load.first_chart or 0) \
+        else "canvas"
     size_mark = f"[{verdict(load.total <= TARGET_BYTES)} ≤ 600 KB]" if gate else ""
     time_mark = (f"[{verdict(first <= TARGET_FIRST_CHART_MS)} ≤ 1.5 s]"
                  if gate and profile == "Fast 3G" else "")
     print(f"  {page:<15} {profile:<22} {load.charts:>3} charts {load.total / 1000:7.1f} KB "
-          f"{size_mark:<16} first chart {first:6.0f} ms ({spread:>9}) {time_mark:<15} "
+          f"{size_mark:<16} first chart {first:6.0f} ms {kind:<6} ({spread:>9}) "
+          f"{time_mark:<15} first canvas {canvas:6.0f} ms  "
           f"all drawn {load.all_charts or 0:6.0f} ms")
 
 
 def print_breakdown(load: Load) -> None:
     """Print what each resource of one load weighed, how it came and when it arrived."""
+    svg = f"{load.first_svg:.0f} ms" if load.first_svg is not None else "none"
     print(f"    Accept-Encoding {load.accept_encoding!r}; DOMContentLoaded {load.dcl or 0:.0f} ms,"
-          f" first chart {load.first_chart or 0:.0f} ms, all charts {load.all_charts or 0:.0f} ms")
+          f" first-contentful-paint {load.fcp or 0:.0f} ms, first SVG chart {svg},"
+          f" first canvas {load.first_canvas or 0:.0f} ms,"
+          f" all charts {load.all_charts or 0:.0f} ms")
     for name, size in sorted(load.resources.items(), key=lambda kv: -kv[1]):
         arrived = load.arrived.get(name)
-        when = f"arrived {arrived:6.0f} ms" if arrived else "(after load)"
-        print(f"    {size / 1000:7.1f} KB  {load.encodings.get(name, '?'):<8} {when:<17} "
+        when = (f"asked {load.requested.get(name, 0):5.0f}, arrived {arrived:5.0f} ms"
+                if arrived else "(after load)")
+        print(f"    {size / 1000:7.1f} KB  {load.encodings.get(name, '?'):<8} {when:<30} "
               f"{name}  [{load.caching.get(name, '-')}]")
 
 
@@ -310,6 +393,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="cold loads per row (median)")
     parser.add_argument("--cpu-slowdown", type=float, default=1.0,
                         help="also emulate a slower CPU (DevTools' 4× mid-tier phone: 4)")
+    parser.add_argument("--only-target", action="store_true",
+                        help="only the targeted row: the 8-chart page, Fast 3G, compressed")
+    parser.add_argument("--warm-svg", action="store_true",
+                        help="keep the server's SVG cache between loads (a report opened before)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     if not Path(CHROMIUM).exists():
@@ -319,6 +406,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from qcwx import create_app
+    from qcwx.charts import ssr
 
     tmp = Path(tempfile.mkdtemp(prefix="qcwx-bench-weight-"))
     db_path = tmp / "demo.sqlite3"
@@ -332,6 +420,7 @@ def main() -> None:
     app = create_app({"DATABASE_URL": f"sqlite:///{db_path}", "BASE_URL": base,
                       "LOG_LEVEL": "WARNING", "RATELIMIT_ENABLED": False})
     links = make_links(app, n_systems=4)
+    print_ssr_timings(app, links["8 charts"])
     server = serve(app, port)
     profiles = (("Fast 3G", FAST_3G, None), ("Fast 3G, uncompressed", FAST_3G, "identity"),
                 ("unthrottled", UNTHROTTLED, None))
@@ -339,6 +428,10 @@ def main() -> None:
           f"row (median; range){'; CPU ×%g' % args.cpu_slowdown if args.cpu_slowdown > 1 else ''}")
     print(f"targets (8-chart page, Fast 3G): ≤ {TARGET_BYTES // 1000} KB transferred, "
           f"first chart ≤ {TARGET_FIRST_CHART_MS / 1000:.1f} s")
+    print(f"Fast 3G = CDP Network.emulateNetworkConditions latency {FAST_3G['latency']} ms, "
+          f"down {FAST_3G['downloadThroughput'] * 8 / 1e6:.2f} Mbit/s, "
+          f"up {FAST_3G['uploadThroughput'] * 8 / 1e3:.0f} kbit/s; HTTP cache disabled; "
+          f"server SVG cache {'kept' if args.warm_svg else 'emptied before each load'}")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -347,11 +440,16 @@ def main() -> None:
             details = []
             for page_name, path in links.items():
                 for profile, network, encoding in profiles:
-                    loads = [load_once(browser, base + path, network, encoding,
-                                       args.cpu_slowdown) for _ in range(args.runs)]
-                    firsts = [x.first_chart for x in loads if x.first_chart is not None]
+                    if args.only_target and (page_name != "8 charts" or profile != "Fast 3G"):
+                        continue
+                    loads = []
+                    for _ in range(args.runs):
+                        if not args.warm_svg:
+                            ssr.renderer.forget()  # a report nobody opened yet
+                        loads.append(load_once(browser, base + path, network, encoding,
+                                               args.cpu_slowdown))
                     med = median_load(loads)
-                    print_row(page_name, profile, med, firsts or [float("nan")],
+                    print_row(page_name, profile, loads,
                               gate=page_name == "8 charts" and encoding is None)
                     if profile == "Fast 3G":
                         details.append((page_name, profile, med))

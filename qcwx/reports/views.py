@@ -27,7 +27,7 @@ from qcwx.errors import ConfigError, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
 from qcwx.orgs.models import Lab
-from qcwx.reports import comments, exports, periods, queries, services
+from qcwx.reports import comments, exports, firstpaint, periods, queries, services
 from qcwx.reports.models import REPORT_KINDS
 from qcwx.timeutil import local_today, utcnow
 from qcwx.web.forms import current_actor
@@ -79,7 +79,8 @@ def report(lab_id: int, kind: str):
                  if kind == "evaluation" else None)
     return render_template("reports/report.html", report=report, lab=lab, kind=kind,
                            comments=comments.page_context(current_actor(), published),
-                           params=params, query=request.args.to_dict(flat=False),
+                           chart_svgs=firstpaint.chart_svgs(report), params=params,
+                           query=request.args.to_dict(flat=False),
                            ttl_choices=services.TTL_CHOICES,
                            ts_choices=queries.ts_choices(lab) if kind == "dynamic" else [],
                            cmp_choices=report_section.choices(lab) if kind == "dynamic" else [],
@@ -167,6 +168,8 @@ def shared(token: str):
     services.count_view(link)
     db.session.commit()
     return render_template("reports/shared.html", report=report, link=link, token=token,
+                           chart_svgs=firstpaint.chart_svgs(report),
+                           inline_styles=firstpaint.inline_styles(),
                            share_image=public_url("/static/img/share-card.png")), 200, {
         "Cache-Control": "private, no-store", "Referrer-Policy": "no-referrer",
         "X-Robots-Tag": "noindex, nofollow"}

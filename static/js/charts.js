@@ -7,6 +7,9 @@
    (IntersectionObserver) first and those far from it without the grow-in animation nobody
    sees: a report of 40 charts shows its first one as soon as a report of one would, and the
    page stays responsive while the rest are drawn.
+   A chart's box may already hold the chart drawn on the server (<svg class="qc-chart__ssr">,
+   qcwx/charts/ssr.py), painted with the HTML before ECharts arrived: it is replaced by the
+   interactive chart, without the grow-in animation, in the same frame.
    When printing (print media, or <html data-print>: the PDF export) charts are drawn all at
    once, without animation (the first frame is the final one) and without zoom sliders;
    window.qcwxChartsDone is true only once every chart given is drawn (the PDF printer waits). */
@@ -28,12 +31,16 @@
     if (!el || !window.echarts) { return; }
     if (observer) { observer.unobserve(el); }
     var chart = echarts.getInstanceByDom(el);
+    var drawnBefore = el.querySelector('svg.qc-chart__ssr');
+    if (drawnBefore) { el.removeChild(drawnBefore); }  // same frame: the canvas takes its place
     if (!chart) {
       chart = echarts.init(el, null, {renderer: 'canvas'});
       window.addEventListener('resize', function () { chart.resize(); });
     }
     var options = JSON.parse(script.textContent);
-    if (near[el.id] === false) { options.animation = false; }  // far off screen: nobody sees it
+    // far off screen nobody sees the grow-in; over the server's SVG it would replay a chart
+    // already shown whole
+    if (near[el.id] === false || drawnBefore) { options.animation = false; }
     if (printing()) {
       options.animation = false;
       [].concat(options.dataZoom || []).forEach(function (zoom) {
