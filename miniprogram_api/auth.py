@@ -19,6 +19,7 @@ from flask import current_app, g, request
 
 from qcwx.errors import Forbidden, UserError
 from qcwx.extensions import db
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import write_allowed
 
@@ -54,21 +55,34 @@ def user_from_header(header: str | None) -> User:
     """Return the active, still-bound user of a ``Bearer`` header, else raise 401."""
     if not header or not header.startswith("Bearer ") or not header[7:].strip():
         raise Unauthorized()
-    try:
-        claims = jwt.decode(header[7:].strip(), signing_key(), algorithms=[ALGORITHM],
-                            audience=AUDIENCE, options={"require": ["exp", "sub", "aud"]})
-    except jwt.ExpiredSignatureError:
-        raise Unauthorized("登录已过期，请重新登录") from None
-    except jwt.InvalidTokenError:
-        raise Unauthorized("登录凭证无效，请重新登录") from None
-    try:
-        user = db.session.get(User, int(claims["sub"]))
-    except (TypeError, ValueError):
-        raise Unauthorized("登录凭证无效，请重新登录") from None
+    claims = _claims(header[7:].strip())
+    user = db.session.get(User, _subject(claims))
     if user is None or not user.active or not user.mp_openid or user.mp_openid != claims.get(
             "oid"):
         raise Unauthorized("账号已解绑或停用，请重新登录")
     return user
+
+
+def _claims(token: str) -> dict:
+    try:
+        return jwt.decode(token, signing_key(), algorithms=[ALGORITHM], audience=AUDIENCE,
+                          options={"require": ["exp", "sub", "aud"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("登录已过期，请重新登录") from None
+    except jwt.InvalidTokenError:
+        raise Unauthorized("登录凭证无效，请重新登录") from None
+
+
+def _subject(claims: dict) -> int:
+    uid = parse_id(claims.get("sub"))
+    if uid is None:
+        raise Unauthorized("登录凭证无效，请重新登录")
+    return uid
+
+
+def user_id_from_token(token: str) -> int:
+    """Return the user id of a valid token without loading the user (rate-limit buckets)."""
+    return _subject(_claims(token))
 
 
 def mp_login_required(view):

@@ -11,6 +11,9 @@ from datetime import date
 from flask import request
 
 from qcwx.errors import UserError
+from qcwx.iqc.validation import check_plausible_date
+from qcwx.numbers import MAX_ID, ascii_int
+from qcwx.web.inputs import has_lone_surrogate
 
 MAX_TEXT = 512
 
@@ -20,6 +23,8 @@ def body() -> dict:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise UserError("请求内容必须是 JSON 对象", field="body")
+    if has_lone_surrogate(data):
+        raise UserError("请求内容含有无效字符（孤立的 Unicode 代理码位）", field="body")
     return data
 
 
@@ -42,10 +47,9 @@ def int_arg(name: str, label: str, default: int, low: int, high: int) -> int:
     raw = request.args.get(name)
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UserError(f"{label}必须是整数", field=name) from None
+    value = ascii_int(raw, -MAX_ID, MAX_ID)
+    if value is None:
+        raise UserError(f"{label}必须是整数", field=name)
     if not low <= value <= high:
         raise UserError(f"{label}必须在 {low}–{high} 之间", field=name)
     return value
@@ -56,10 +60,10 @@ def int_field(data: dict, name: str, label: str) -> int:
     value = data.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise UserError(f"请填写{label}", field=name)
-    try:
-        return int(value)
-    except ValueError:
-        raise UserError(f"{label}必须是整数", field=name) from None
+    number = ascii_int(value, 1, MAX_ID)
+    if number is None:
+        raise UserError(f"{label}必须是正整数", field=name)
+    return number
 
 
 def date_field(data: dict, name: str, default: date) -> date:
@@ -70,9 +74,10 @@ def date_field(data: dict, name: str, default: date) -> date:
     if not isinstance(raw, str):
         raise UserError("日期格式无效，应为 YYYY-MM-DD", field=name)
     try:
-        return date.fromisoformat(raw.strip())
+        day = date.fromisoformat(raw.strip())
     except ValueError:
         raise UserError(f"日期“{raw}”格式无效，应为 YYYY-MM-DD", field=name) from None
+    return check_plausible_date(day, name)
 
 
 def level_values(data: dict) -> dict[str, str | None]:

@@ -19,6 +19,7 @@ from qcwx.alerts.channels import mp_template_id
 from qcwx.extensions import csrf, db
 from qcwx.iqc import services as iqc_services
 from qcwx.timeutil import local_today
+from qcwx.web.contention import retry_on_contention
 from qcwx.wechat import miniprogram as mp_identity
 
 bp = Blueprint("mp", __name__, url_prefix="/api/mp/v1")
@@ -72,6 +73,7 @@ def scan():
 
 @bp.post("/runs")
 @mp_login_required
+@retry_on_contention
 def submit_run():
     """Submit one run (channel ``mp``); 201 stored, 200 when ``client_id`` was seen before."""
     data = schemas.body()

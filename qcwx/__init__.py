@@ -28,6 +28,7 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     configure_extensions(app)
     configure_compression(app)
     configure_celery(app)
+    configure_security(app)
     register_blueprints(app)
     register_template_helpers(app)
     register_error_handlers(app)
@@ -61,11 +62,9 @@ def configure_extensions(app: Flask) -> None:
         if db.engine.dialect.name == "sqlite":
             make_sqlite_transactional(db.engine)
 
-    @login_manager.user_loader
-    def load_user(user_id: str):
-        from qcwx.orgs.models import User
+    from qcwx.web.security import load_session_user
 
-        return db.session.get(User, int(user_id))
+    login_manager.user_loader(load_session_user)  # checks the session version too
 
 
 def configure_compression(app: Flask) -> None:
@@ -81,6 +80,15 @@ def configure_celery(app: Flask) -> None:
     from qcwx.extensions import init_celery
 
     init_celery(app)
+
+
+def configure_security(app: Flask) -> None:
+    """Guard inputs (bounded URL ids, safe JSON) and harden responses, before any route."""
+    from qcwx.web import contention, inputs, security
+
+    inputs.install(app)
+    security.install(app)
+    contention.install(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -17,12 +17,16 @@ from typing import Any, Mapping
 from sqlalchemy.engine import make_url
 
 from qcwx.errors import ConfigError
+from qcwx.web.security import cookie_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = PROJECT_ROOT / "instance"
 ENVIRONMENTS = ("development", "testing", "production")
 # Where the local fake WeChat listens in development; production talks to WeChat itself.
 DEV_WECHAT_API_BASE = "http://127.0.0.1:5055"
+DEV_SECRET_KEY = "qcwx-development-only-secret"  # noqa: S105 - dev/test only, refused in prod
+#: Shortest production secret key: 32 bytes, the HMAC-SHA256 key size it signs with.
+MIN_SECRET_KEY_BYTES = 32
 
 
 def default_chromium_path() -> str:
@@ -47,7 +51,10 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "MP_APPID": (str, "wx_dev_mp_appid"),
     "MP_SECRET": (str, "dev-mp-secret"),
     "JWT_TTL": (int, 7 * 24 * 3600),
-    "RATELIMIT_DEFAULT": (str, "600 per minute"),
+    "RATELIMIT_DEFAULT": (str, "600 per minute"),  # per user/key; per address if anonymous
+    "LOGIN_RATELIMIT_IP": (str, "20 per minute"),
+    "LOGIN_RATELIMIT_ACCOUNT": (str, "10 per minute;50 per hour"),
+    "PROXY_FIX": (int, 0),  # reverse-proxy hops whose X-Forwarded-For/-Proto are trusted
     "LOG_LEVEL": (str, "INFO"),
     "INGEST_UPLOAD_DIR": (str, None),  # None → instance/uploads
     "INGEST_UPLOAD_MAX_BYTES": (int, 20 * 1024 * 1024),
@@ -99,7 +106,7 @@ def build_config(override: Mapping[str, Any] | None = None) -> Mapping[str, Any]
     if env == "production":
         _check_production(values)
     if not values.get("SECRET_KEY"):
-        values["SECRET_KEY"] = "qcwx-development-only-secret"  # noqa: S105 - dev/test only
+        values["SECRET_KEY"] = DEV_SECRET_KEY
     if not values.get("DATABASE_URL"):
         INSTANCE_DIR.mkdir(exist_ok=True)
         values["DATABASE_URL"] = f"sqlite:///{INSTANCE_DIR / 'qcwx.sqlite3'}"
@@ -108,9 +115,8 @@ def build_config(override: Mapping[str, Any] | None = None) -> Mapping[str, Any]
     values.setdefault("SQLALCHEMY_ENGINE_OPTIONS", _engine_options(values["DATABASE_URL"]))
     values.setdefault("TESTING", env == "testing")
     values.setdefault("WTF_CSRF_ENABLED", True)
-    values.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    values.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    values.setdefault("SESSION_COOKIE_SECURE", env == "production")
+    for key, value in cookie_settings(env).items():
+        values.setdefault(key, value)
     values.setdefault("RATELIMIT_STORAGE_URI", values["REDIS_URL"] or "memory://")
     # A Redis outage must not turn every request into a 500: count in memory meanwhile.
     values.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
@@ -132,6 +138,18 @@ def _check_production(values: Mapping[str, Any]) -> None:
     ]
     if missing:
         raise ConfigError(f"production refuses to start without {', '.join(missing)}")
+    secret = str(values["SECRET_KEY"])
+    if secret == DEV_SECRET_KEY:
+        raise ConfigError("QCWX_SECRET_KEY is the development key; production needs its own")
+    if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(f"QCWX_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes "
+                          f"in production (got {len(secret.encode())})")
+    if len(values.get("WECHAT_AES_KEY") or "") != 43:
+        raise ConfigError("production requires WeChat safe mode: set QCWX_WECHAT_AES_KEY to the "
+                          "43-character EncodingAESKey")
+    if not values.get("REDIS_URL"):
+        raise ConfigError("production requires QCWX_REDIS_URL (shared rate limits, replay "
+                          "guard, WeChat token and the task queue)")
 
 
 def _check_database_url(url: str) -> str:

@@ -19,6 +19,8 @@ class UserError(QcwxError):
     """Bad input from a user: a Chinese message, the field it concerns and the HTTP status."""
 
     status = 400
+    #: Whether the same request may succeed when sent again later (nothing was stored).
+    retryable = False
 
     def __init__(self, message: str, field: str | None = None, status: int | None = None,
                  fields: dict[str, str] | None = None):
@@ -60,6 +62,24 @@ class Conflict(UserError):
     """The request clashes with stored data (e.g. a client id reused with other values)."""
 
     status = 409
+
+
+class RetryableConflict(Conflict):
+    """A concurrent writer took the same key first; nothing was stored, send it again."""
+
+    retryable = True
+
+
+class Busy(UserError):
+    """The database stayed locked through our retries: 503 with ``Retry-After``."""
+
+    status = 503
+    retryable = True
+
+    def __init__(self, message: str = "系统繁忙（数据正在被同时写入），请稍后重试",
+                 retry_after: int = 2):
+        super().__init__(message, None)
+        self.retry_after = retry_after
 
 
 class ExternalServiceError(QcwxError):

@@ -23,7 +23,6 @@ from celery import Celery, Task
 from flask import Flask, Response, current_app, has_app_context, request
 from flask_compress import Compress
 from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -55,7 +54,16 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address)
+
+
+def _rate_limit_key() -> str:
+    """Bucket a request by its user or key when authenticated, else by address."""
+    from qcwx.web.security import rate_limit_key
+
+    return rate_limit_key()
+
+
+limiter = Limiter(key_func=_rate_limit_key)
 
 # Every module holding tasks, imported by the worker (``include``) and by the web process.
 TASK_MODULES = ("qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks",

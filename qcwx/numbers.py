@@ -16,15 +16,22 @@ import unicodedata
 from datetime import date, datetime, timedelta
 
 __all__ = [
+    "MAX_ID",
+    "ascii_int",
     "fold_text",
     "normalize_level",
     "parse_compact_datetime",
     "parse_datetime",
     "parse_excel_serial",
+    "parse_id",
     "parse_number",
     "parse_range",
     "parse_value",
 ]
+
+#: Largest database id accepted from a request: a signed 32-bit INTEGER is the narrowest id
+#: column we use (MariaDB ``INT``); SQLite raises ``OverflowError`` above 2**63-1.
+MAX_ID = 2**31 - 1
 
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-"})
 _SPACES = re.compile(r"[\s\u00a0\u3000]+")
@@ -227,3 +234,27 @@ def normalize_level(raw: str | None) -> str | None:
         digit = match.group(1)
         return _CN_DIGITS.get(digit, digit)
     return text
+
+
+def ascii_int(raw: object, low: int, high: int) -> int | None:
+    """Return ``raw`` as an int within [low, high], or None when it is anything else.
+
+    Only ASCII digits (and an optional leading minus) are accepted: ``"²"`` passes
+    ``str.isdigit`` but ``int`` refuses it, and ``"9" * 400`` would overflow ``float``/SQL.
+    """
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        value = raw
+    else:
+        text = str(raw if raw is not None else "").strip()
+        digits = text[1:] if text.startswith("-") else text
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+            return None
+        value = int(text)
+    return value if low <= value <= high else None
+
+
+def parse_id(raw: object) -> int | None:
+    """Return ``raw`` as a database id (1…:data:`MAX_ID`), or None for anything else."""
+    return ascii_int(raw, 1, MAX_ID)

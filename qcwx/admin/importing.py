@@ -28,6 +28,7 @@ from qcwx.catalog.services import (
 )
 from qcwx.errors import UserError
 from qcwx.extensions import db
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import Region
 from qcwx.web.forms import current_actor
 
@@ -67,7 +68,7 @@ class ImportTestSystemsView(AccessMixin, BaseView):
 
     def _region_id(self) -> int | None:
         raw = (request.form.get("region_id") or "").strip()
-        return int(raw) if raw.isdigit() else None
+        return parse_id(raw)
 
     def _page(self, status: int = 200, **context: Any) -> Any:
         context.setdefault("columns", IMPORT_COLUMNS)

@@ -28,6 +28,7 @@ from qcwx.catalog.proposals import (
 )
 from qcwx.errors import UserError
 from qcwx.extensions import db
+from qcwx.numbers import parse_id
 from qcwx.web.forms import current_actor
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,10 @@ def _int_arg(name: str) -> int | None:
     raw = (request.values.get(name) or "").strip()
     if not raw:
         return None
-    if not raw.isdigit():
+    ident = parse_id(raw)
+    if ident is None:
         abort(404)
-    return int(raw)
+    return ident
 
 
 def _form_text(value: Any) -> str:

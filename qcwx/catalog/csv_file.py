@@ -15,7 +15,7 @@ from datetime import date
 
 from qcwx.catalog.validation import LEVEL_INDEX_MAX
 from qcwx.errors import UserError
-from qcwx.numbers import fold_text, parse_datetime
+from qcwx.numbers import ascii_int, fold_text, parse_datetime
 from qcwx.orgs.models import HOSPITAL_LEVELS
 
 __all__ = [
@@ -288,7 +288,7 @@ def _level_names(row: ImportRow) -> tuple[tuple[str, ...], bool]:
             return (), True
     count = None
     if raw_count:
-        if not raw_count.isdigit() or not 1 <= int(raw_count) <= MAX_LEVELS:
+        if ascii_int(raw_count, 1, MAX_LEVELS) is None:
             row.errors.append(f"水平数应为 1～{MAX_LEVELS} 的整数")
             return (), bool(names)
         count = int(raw_count)

@@ -16,6 +16,7 @@ from flask_limiter.util import get_remote_address
 from qcwx.errors import UserError
 from qcwx.extensions import db, limiter
 from qcwx.ingest import apikeys, openapi, services, uploads
+from qcwx.web.contention import retry_on_contention
 
 bp = Blueprint("ingest_api", __name__, url_prefix="/api/ingest/v1")
 
@@ -94,6 +95,7 @@ def me():
 
 
 @bp.post("/results")
+@retry_on_contention
 def results():
     """Store a JSON batch of QC results; one status per item."""
     raw = request.get_data(cache=True)
@@ -106,6 +108,7 @@ def results():
 
 
 @bp.post("/messages")
+@retry_on_contention
 def messages():
     """Store the QC records of raw ASTM E1394 or HL7 v2 bytes; patient records are skipped."""
     if request.mimetype in FORM_TYPES:

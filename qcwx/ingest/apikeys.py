@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from qcwx.errors import Forbidden, NotFound, UserError
 from qcwx.extensions import db
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import ApiKey, Hospital, Lab, User
 from qcwx.orgs.scopes import can_access_lab, scoped
 from qcwx.timeutil import utcnow
@@ -54,10 +55,8 @@ def create_key(actor: User, lab_id, name: str) -> tuple[ApiKey, str]:
     """Issue a key for a lab in scope; return the row and the full key (shown only once)."""
     if actor.role not in KEY_ROLES:
         raise Forbidden("只有区域质控中心或平台管理员可以创建接口密钥")
-    try:
-        lab = db.session.get(Lab, int(lab_id))
-    except (TypeError, ValueError):
-        lab = None
+    ident = parse_id(lab_id)
+    lab = db.session.get(Lab, ident) if ident is not None else None
     if lab is None or not can_access_lab(actor, lab.id):
         raise NotFound("实验室不存在或无权访问", field="lab_id")
     name = (name or "").strip()

@@ -271,6 +271,7 @@ def _settle_copies(outcomes: Iterable[Outcome]) -> None:
             continue
         if first.status == "error":
             o.status, o.error, o.field, o.code = "error", first.error, first.field, first.code
+            o.retryable = first.retryable
         else:
             o.store(first.run_id, duplicate=True)
 

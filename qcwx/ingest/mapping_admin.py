@@ -26,6 +26,7 @@ from qcwx.ingest.models import (
     LevelCodeMapping,
     TestCodeMapping,
 )
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import utcnow
@@ -81,10 +82,9 @@ def add_test_code_mapping(actor: User, lab_id: int, source_code: str, test_syste
     lot = (qc_lot_number or "").strip()
     if len(lot) > 64:
         raise UserError("质控批号过长（最多64个字符）", field="qc_lot_number")
-    try:
-        ts_id = int(test_system_id)
-    except (TypeError, ValueError):
-        raise UserError("请选择检测系统", field="test_system_id") from None
+    ts_id = parse_id(test_system_id)
+    if ts_id is None:
+        raise UserError("请选择检测系统", field="test_system_id")
     ts = db.session.get(TestSystem, ts_id)
     if ts is None or ts.lab_id != lab.id:
         raise NotFound("检测系统不存在或不属于该实验室", field="test_system_id")
@@ -180,10 +180,10 @@ def add_instrument_mapping(actor: User, lab_id: int, source_instrument: str,
                         field="source_instrument")
     if len(text) > 128:
         raise UserError("仪器名称过长（最多128个字符）", field="source_instrument")
-    try:
-        inst = db.session.get(Instrument, int(instrument_id))
-    except (TypeError, ValueError):
-        raise UserError("请选择仪器", field="instrument_id") from None
+    ident = parse_id(instrument_id)
+    if ident is None:
+        raise UserError("请选择仪器", field="instrument_id")
+    inst = db.session.get(Instrument, ident)
     if inst is None or inst.lab_id != lab.id:
         raise NotFound("仪器不存在或不属于该实验室", field="instrument_id")
     taken = {_fold(r.source_instrument) for r in db.session.scalars(

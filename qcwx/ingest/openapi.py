@@ -97,6 +97,8 @@ _OUTCOME = {
         "field": {"type": "string", "nullable": True},
         "code": {"type": "integer", "description": "错误类别，如 400 输入无效、404 无权访问、"
                  "409 与已存数据冲突"},
+        "retryable": {"type": "boolean", "description": "为 true 时该项因并发写入未保存，"
+                      "可原样重发（重发按 client_id 去重）"},
         "test_system_id": {"type": "integer", "nullable": True},
         "level": {"type": "integer", "nullable": True},
         "run_date": {"type": "string", "format": "date", "nullable": True},

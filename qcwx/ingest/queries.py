@@ -14,6 +14,7 @@ from qcwx.errors import Forbidden, NotFound
 from qcwx.extensions import db
 from qcwx.ingest.models import UploadBatch
 from qcwx.iqc import services as iqc
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import Hospital, Lab, User
 from qcwx.orgs.scopes import can_access_lab, scoped
 
@@ -27,10 +28,8 @@ def check_uploader(actor: User, lab_id: Any) -> Lab:
     if lab_id in (None, ""):  # a lab role's own lab, else the first lab in scope
         labs = [actor.lab_id] if actor.lab_id else [lab.id for lab in uploadable_labs(actor)[:1]]
         lab_id = labs[0] if labs else None
-    try:
-        lab = db.session.get(Lab, int(lab_id)) if lab_id not in (None, "") else None
-    except (TypeError, ValueError):
-        lab = None
+    ident = parse_id(lab_id)
+    lab = db.session.get(Lab, ident) if ident is not None else None
     if lab is None or not can_access_lab(actor, lab.id):
         raise NotFound("实验室不存在或无权访问", field="lab_id")
     return lab

@@ -45,6 +45,7 @@ class Outcome:
     error: str | None = None
     field: str | None = None
     code: int | None = None
+    retryable: bool = False
     test_system_id: int | None = None
     test_system: str | None = None
     level_index: int | None = None
@@ -66,6 +67,7 @@ class Outcome:
     def fail(self, exc: UserError) -> None:
         """Mark the item as refused with the error's Chinese message and field."""
         self.status, self.error, self.field, self.code = "error", exc.message, exc.field, exc.status
+        self.retryable = exc.retryable  # not stored because of a concurrent writer: resend
 
     def bind(self, rec: MappedRecord) -> None:
         """Remember what the item was mapped to (shown in previews and results)."""
@@ -85,7 +87,8 @@ class Outcome:
         if self.row is not None:
             out["row"] = self.row
         if self.status == "error":
-            out.update(error=self.error, field=self.field, code=self.code)
+            out.update(error=self.error, field=self.field, code=self.code,
+                       retryable=self.retryable)
         else:
             out.update(test_system_id=self.test_system_id, level=self.level_index,
                        run_date=self.run_date.isoformat() if self.run_date else None,

@@ -23,6 +23,7 @@ from qcwx.extensions import db
 from qcwx.ingest.formats import tabular
 from qcwx.ingest.models import ColumnMapping
 from qcwx.ingest.queries import check_uploader
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import can_access_lab
 
@@ -117,10 +118,8 @@ def column_mappings(actor: User, lab_id: int) -> list[ColumnMapping]:
 
 def get_column_mapping(actor: User, mapping_id: Any) -> ColumnMapping:
     """Return one saved column mapping (404 when missing or outside scope)."""
-    try:
-        row = db.session.get(ColumnMapping, int(mapping_id))
-    except (TypeError, ValueError):
-        row = None
+    ident = parse_id(mapping_id)
+    row = db.session.get(ColumnMapping, ident) if ident is not None else None
     if row is None or not can_access_lab(actor, row.lab_id):
         raise NotFound("列映射不存在或无权访问", field="mapping_id")
     return row

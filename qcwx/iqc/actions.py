@@ -5,6 +5,7 @@ from __future__ import annotations
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.iqc.models import CAUSE_CATEGORIES, CorrectiveAction
+from qcwx.iqc.validation import MAX_NOTE, clean_text
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import utcnow
@@ -22,13 +23,8 @@ def load_action(actor: User, action_id: int) -> CorrectiveAction:
     return action
 
 
-def _required(value: str | None, field: str, label: str, limit: int = 2000) -> str:
-    text = (value or "").strip()
-    if not text:
-        raise UserError(f"请填写{label}", field=field)
-    if len(text) > limit:
-        raise UserError(f"{label}过长（最多{limit}字）", field=field)
-    return text
+def _required(value: str | None, field: str, label: str, limit: int = MAX_NOTE) -> str:
+    return clean_text(value, field, label, limit=limit)
 
 
 def _record_fields(cause_category: str, texts: dict[str, str | None]) -> dict[str, str]:
@@ -65,7 +61,8 @@ def complete_action(
     action.description = clean["description"]
     action.action_taken = clean["action_taken"]
     action.rerun_result = clean["rerun_result"]
-    action.patient_impact = (patient_impact or "").strip() or None
+    action.patient_impact = clean_text(patient_impact, "patient_impact", "对患者结果的影响",
+                                       limit=MAX_NOTE, required=False)
     action.status = "submitted"
     action.completed_by_id = actor.id
     action.completed_at = utcnow()
@@ -86,7 +83,8 @@ def sign_action(
         action.status = "signed"
         action.signed_by_id = actor.id
         action.signed_at = utcnow()
-        action.sign_comment = (comment or "").strip() or None
+        action.sign_comment = clean_text(comment, "comment", "审核意见", limit=MAX_NOTE,
+                                         required=False)
     else:
         action.status = "open"
         action.sign_comment = _required(comment, "comment", "退回原因")

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from qcwx.catalog.models import QcLevel, TestSystem
-from qcwx.errors import Conflict, Forbidden, NotFound, UserError
+from qcwx.errors import Conflict, Forbidden, NotFound, RetryableConflict, UserError
 from qcwx.extensions import db
 from qcwx.iqc import bulk
 from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API of this package)
@@ -46,11 +46,14 @@ from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Viola
 from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of this package)
     CHANNELS,
     MAX_CLIENT_ID,
+    MAX_REASON,
     MAX_VALUE_TEXT,
     SUBMITTER_ROLES,
     check_plausible,
+    check_plausible_date,
     check_run_date,
     check_run_no,
+    clean_text,
     level_keys,
     load_test_system,
     parse_value,
@@ -216,7 +219,7 @@ def store_runs(actor: User, channel: str, prepared: Sequence[PreparedRun], *,
                         _store_system(actor, channel, group, notify_from)
                 except IntegrityError:
                     for p in group:
-                        p.error = Conflict(RACE_MESSAGE, field="run_no")
+                        p.error = RetryableConflict(RACE_MESSAGE, field="run_no")
         if len(prepared) > 50:
             _release_runs()
     for p in prepared:
@@ -319,15 +322,14 @@ def correct_result(actor: User, result_id: int, value_text: str, reason: str) ->
         raise Forbidden("当前角色不能更正质控结果")
     if not old.is_current:
         raise Conflict("该结果已被更正，请在最新版本上操作", field="result_id")
-    if not reason or not reason.strip():
-        raise UserError("更正结果必须填写原因", field="reason")
+    reason = clean_text(reason, "reason", "更正原因", limit=MAX_REASON)
     ts = old.run.test_system
     value = parse_value(value_text, "value")
     check_plausible(ts, value, "value")
     old.is_current = False
     new = QcResult(run_id=old.run_id, qc_level_id=old.qc_level_id, version=old.version + 1,
                    is_current=True, value_text=str(value_text).strip(), value=value,
-                   measured_at=old.measured_at, entered_by_id=actor.id, reason=reason.strip())
+                   measured_at=old.measured_at, entered_by_id=actor.id, reason=reason)
     db.session.add(new)
     db.session.flush()
     evaluate_from(ts, old.run, notify=True, actor=actor)

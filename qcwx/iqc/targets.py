@@ -26,6 +26,7 @@ from qcwx.iqc.queries import (  # noqa: F401  (re-exported: what is in force, fo
     limits_in_force,
     z_scores,
 )
+from qcwx.iqc.validation import MAX_REASON, check_plausible_date, clean_text
 from qcwx.orgs.models import User
 from qcwx.qcstats import limits as qclimits
 from qcwx.qcstats import westgard
@@ -34,6 +35,10 @@ LIMIT_KINDS = {"fixed": "定值（厂商或指定靶值）", "established": "实
 # Who may change what a test system is judged by (technicians submit, they do not judge).
 TARGET_EDITORS = {"supervisor", "director", "center", "admin"}
 REASON_MAX = ControlLimit.reason.type.length
+#: Smallest SD a limit may have: relative to the mean (a CV of one in a million) and, for a
+#: mean of zero, absolute; 1e-320 (a denormal) made every z-score infinite.
+MIN_CV = 1e-6
+MIN_SD = 1e-12
 
 
 def require_target_editor(actor: User, what: str) -> None:
@@ -45,15 +50,14 @@ def require_target_editor(actor: User, what: str) -> None:
 def set_rule_set(actor: User, ts: TestSystem, rules: Mapping[str, str], reason: str) -> RuleSet:
     """Store a new rule-set version; refuse unknown codes, bad roles or an empty set."""
     require_target_editor(actor, "修改质控规则")
-    if not reason or not reason.strip():
-        raise UserError("请填写修改原因", field="reason")
+    reason = clean_text(reason, "reason", "修改原因", limit=MAX_REASON)
     try:
         clean = westgard.validate_rule_set(rules)
     except ValueError as exc:
         raise UserError(_rule_set_message(str(exc)), field="rules") from None
     version = (db.session.scalar(select(func.max(RuleSet.version))
                                  .where(RuleSet.test_system_id == ts.id)) or 0) + 1
-    row = RuleSet(test_system_id=ts.id, version=version, rules=clean, reason=reason.strip(),
+    row = RuleSet(test_system_id=ts.id, version=version, rules=clean, reason=reason,
                   created_by_id=actor.id)
     db.session.add(row)
     db.session.flush()
@@ -80,14 +84,16 @@ def set_control_limit(
         raise UserError("靶值和标准差必须是数字", field="target_mean")
     if sd <= 0:
         raise UserError("标准差必须大于0", field="target_sd")
-    if not reason or not reason.strip():
-        raise UserError("请填写设定或修改靶值的原因", field="reason")
+    if sd < max(abs(mean) * MIN_CV, MIN_SD):
+        raise UserError("标准差过小（相对靶值不足百万分之一），请核对", field="target_sd")
+    check_plausible_date(effective_from, "effective_from")
+    reason = clean_text(reason, "reason", "设定或修改靶值的原因", limit=MAX_REASON)
     version = (db.session.scalar(
         select(func.max(ControlLimit.version)).where(
             ControlLimit.test_system_id == ts.id, ControlLimit.qc_level_id == level.id)) or 0) + 1
     row = ControlLimit(test_system_id=ts.id, qc_level_id=level.id, version=version, kind=kind,
                        target_mean=float(mean), target_sd=float(sd), n_used=n_used,
-                       effective_from=effective_from, reason=reason.strip(),
+                       effective_from=effective_from, reason=reason,
                        created_by_id=actor.id)
     db.session.add(row)
     db.session.flush()

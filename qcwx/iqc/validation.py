@@ -17,6 +17,7 @@ from sqlalchemy.orm import selectinload
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
+from qcwx.numbers import MAX_ID, ascii_int
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import local_today
@@ -26,10 +27,40 @@ CHANNELS = {"h5": "手机录入", "scan": "扫码录入", "upload": "文件导�
             "mp": "小程序"}
 MAX_VALUE_TEXT = 32
 MAX_CLIENT_ID = 64
-
-
+#: Reasons (limit, rule set, correction) are ``String(255)`` columns; notes are ``Text``.
+MAX_REASON = 255
+MAX_NOTE = 2000
+#: Dates a QC run or a limit may carry: earlier or later ones are typing errors, and
+#: 0001-01-01 / 9999-12-31 overflow date arithmetic (a window ending a day later).
+PLAUSIBLE_FIRST_DAY = date(1990, 1, 1)
+PLAUSIBLE_LAST_DAY = date(2099, 12, 31)
 
 # ---------------------------------------------------------------- validation
+def clean_text(value, field: str, label: str, *, limit: int, required: bool = True
+               ) -> str | None:
+    """Return the trimmed text (None when optional and empty); refuse it over ``limit``.
+
+    Checked before the database: MariaDB refuses a too-long value with an error (a 500),
+    SQLite silently stores it.
+    """
+    text = ("" if value is None else str(value)).strip()
+    if not text:
+        if required:
+            raise UserError(f"请填写{label}", field=field)
+        return None
+    if len(text) > limit:
+        raise UserError(f"{label}过长（最多{limit}字）", field=field)
+    return text
+
+
+def check_plausible_date(day: date, field: str) -> date:
+    """Return ``day`` when it lies in the plausible window, else refuse it naming ``field``."""
+    if not PLAUSIBLE_FIRST_DAY <= day <= PLAUSIBLE_LAST_DAY:
+        raise UserError(f"日期 {day.isoformat()} 不在合理范围内（{PLAUSIBLE_FIRST_DAY.year}–"
+                        f"{PLAUSIBLE_LAST_DAY.year} 年）", field=field)
+    return day
+
+
 def parse_value(text: str, field_name: str) -> float:
     """Parse a value as typed on a phone: full-width digits and commas, spaces; finite only."""
     if text is None or not str(text).strip():
@@ -60,10 +91,9 @@ def check_plausible(ts: TestSystem, value: float, field_name: str) -> None:
 
 def load_test_system(actor: User, ts_id: int) -> TestSystem:
     """Return the test system if in the actor's scope, else 404 (existence is not revealed)."""
-    try:
-        ts_id = int(ts_id)
-    except (TypeError, ValueError):
-        raise NotFound("检测系统不存在或无权访问", field="test_system_id") from None
+    ts_id = ascii_int(ts_id, 1, MAX_ID)
+    if ts_id is None:
+        raise NotFound("检测系统不存在或无权访问", field="test_system_id")
     ts = db.session.get(TestSystem, ts_id, options=[selectinload(TestSystem.levels)])
     if ts is None or not can_access_lab(actor, ts.lab_id):
         raise NotFound("检测系统不存在或无权访问", field="test_system_id")
@@ -107,6 +137,7 @@ def check_run_date(ts: TestSystem, run_date: date) -> None:
     """Refuse a run date in the lab's future or after the QC lot's expiry."""
     if not isinstance(run_date, date) or isinstance(run_date, datetime):
         raise UserError("检测日期无效", field="run_date")
+    check_plausible_date(run_date, "run_date")
     if run_date > local_today(ts.lab.timezone):
         raise UserError("检测日期不能晚于今天", field="run_date")
     check_lot_expiry(ts, run_date)
@@ -135,10 +166,11 @@ def check_run_no(run_no) -> int:
     """Return the run number (1 when not given); 1–99."""
     if run_no in (None, ""):
         return 1
-    try:
-        n = int(run_no)
-    except (TypeError, ValueError):
-        raise UserError("批次号必须是正整数", field="run_no") from None
+    if isinstance(run_no, float) and run_no.is_integer():
+        run_no = int(run_no)  # 2.0 from a JSON client; Infinity and NaN are refused below
+    n = ascii_int(run_no, -MAX_ID, MAX_ID)
+    if n is None:
+        raise UserError("批次号必须是正整数", field="run_no")
     if not 1 <= n <= 99:
         raise UserError("批次号必须在 1–99 之间", field="run_no")
     return n

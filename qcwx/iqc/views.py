@@ -18,9 +18,12 @@ from qcwx.iqc import actions as action_service
 from qcwx.iqc import queries, services, targets
 from qcwx.iqc.models import CAUSE_CATEGORIES, QcRun
 from qcwx.iqc.reports import lj_charts, monthly_summary
+from qcwx.numbers import ascii_int
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today
+from qcwx.web.contention import retry_on_contention
 from qcwx.web.forms import current_actor, form_post
+from qcwx.web.inputs import has_lone_surrogate
 
 bp = Blueprint("iqc", __name__)
 RECENT_RUNS = 5  # runs listed under the entry form
@@ -32,9 +35,10 @@ def _parse_date(text: str | None, field: str, default: date | None = None) -> da
             raise UserError("请填写日期", field=field)
         return default
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise UserError(f"日期“{text}”格式无效，应为 YYYY-MM-DD", field=field) from None
+    return services.check_plausible_date(day, field)
 
 
 def _phone_channel() -> str:
@@ -53,6 +57,7 @@ def _values_from_form(form) -> dict[str, str]:
 
 @bp.route("/ts/<int:ts_id>", methods=["GET", "POST"])
 @login_required
+@retry_on_contention
 def entry(ts_id: int):
     """Show today's entry form for one test system; a POST submits and shows the verdict."""
     actor = current_actor()
@@ -82,11 +87,12 @@ def entry(ts_id: int):
 
 @bp.route("/api/ts/<int:ts_id>/runs", methods=["POST"])
 @login_required
+@retry_on_contention
 def submit_json(ts_id: int):
     """Submit a run as JSON from the entry page (CSRF token in X-CSRFToken); returns the verdict."""
     body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise UserError("请求内容必须是 JSON 对象", field="body")
+    if not isinstance(body, dict) or has_lone_surrogate(body):
+        raise UserError("请求内容必须是有效的 JSON 对象", field="body")
     actor = current_actor()
     ts = services.load_test_system(actor, ts_id)
     verdict = services.submit_run(
@@ -120,6 +126,7 @@ def run(run_id: int):
 
 @bp.route("/results/<int:result_id>/correct", methods=["POST"])
 @login_required
+@retry_on_contention
 def correct(result_id: int):
     """Store a correction as a new version and re-evaluate."""
     verdict = services.correct_result(current_actor(), result_id, request.form.get("value", ""),
@@ -129,13 +136,24 @@ def correct(result_id: int):
     return redirect(url_for("iqc.run", run_id=verdict.run_id))
 
 
+def _days_arg() -> int:
+    """Return the chart's ``days`` (default 60, 1–3660: ten years is the longest period)."""
+    raw = request.args.get("days")
+    if raw in (None, ""):
+        return 60
+    days = ascii_int(raw, 1, 3660)
+    if days is None:
+        raise UserError("天数应为 1–3660 的整数", field="days")
+    return days
+
+
 @bp.route("/ts/<int:ts_id>/chart")
 @login_required
 def chart(ts_id: int):
     """Levey–Jennings per level, Z-score and Youden charts for a period."""
     ts = services.load_test_system(current_actor(), ts_id)
     today = local_today(ts.lab.timezone)
-    days = request.args.get("days", type=int) or 60
+    days = _days_arg()
     end = _parse_date(request.args.get("end"), "end", today)
     start = _parse_date(request.args.get("start"), "start", end - timedelta(days=days - 1))
     charts = lj_charts(ts, start, end)
@@ -155,6 +173,7 @@ def summary(ts_id: int):
 
 @bp.route("/ts/<int:ts_id>/limits", methods=["GET", "POST"])
 @login_required
+@retry_on_contention
 def limits(ts_id: int):
     """Show limit versions; supervisors set fixed targets or establish them from data."""
     actor = current_actor()
@@ -197,6 +216,7 @@ def _save_limit(actor, ts, form):
 
 @bp.route("/ts/<int:ts_id>/rules", methods=["GET", "POST"])
 @login_required
+@retry_on_contention
 def rules(ts_id: int):
     """Rule-set page: each rule off / warning / reject, defaults by number of levels."""
     actor = current_actor()
@@ -232,6 +252,7 @@ def actions():
 
 @bp.route("/actions/<int:action_id>", methods=["GET", "POST"])
 @login_required
+@retry_on_contention
 def action(action_id: int):
     """Fill in (technician) or sign off (supervisor) one out-of-control record."""
     actor = current_actor()

@@ -18,6 +18,7 @@ from qcwx.extensions import db
 from qcwx.iqc import targets
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.lots.models import DistributedLot, LotAssignment, LotChangeover
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import Hospital, Lab, Region, User
 from qcwx.orgs.scopes import (
     CENTRE_READERS,
@@ -47,10 +48,9 @@ def distributed_lots(actor: User) -> list[DistributedLot]:
 
 def get_distributed_lot(actor: User, lot_id) -> DistributedLot:
     """Return one distributed lot in the actor's scope, else 404."""
-    try:
-        ident = int(lot_id)
-    except (TypeError, ValueError):
-        raise NotFound() from None
+    ident = parse_id(lot_id)
+    if ident is None:
+        raise NotFound()
     row = db.session.scalar(_lot_scope(actor).where(DistributedLot.id == ident))
     if row is None:
         raise NotFound()
@@ -59,18 +59,16 @@ def get_distributed_lot(actor: User, lot_id) -> DistributedLot:
 
 def get_assignment(actor: User, assignment_id) -> LotAssignment:
     """Return an assignment whose lab is in the actor's scope, else 404."""
-    try:
-        return get_lab_object(actor, LotAssignment, int(assignment_id))
-    except (TypeError, ValueError):
-        raise NotFound() from None
+    ident = parse_id(assignment_id)
+    if ident is None:
+        raise NotFound()
+    return get_lab_object(actor, LotAssignment, ident)
 
 
 def get_changeover(actor: User, changeover_id) -> LotChangeover:
     """Return a change-over whose lab is in the actor's scope, else 404."""
-    try:
-        row = db.session.get(LotChangeover, int(changeover_id))
-    except (TypeError, ValueError):
-        row = None
+    ident = parse_id(changeover_id)
+    row = db.session.get(LotChangeover, ident) if ident is not None else None
     if row is None:
         raise NotFound()
     get_lab_object(actor, LotAssignment, row.assignment_id)

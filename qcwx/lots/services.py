@@ -19,6 +19,7 @@ from qcwx.iqc.validation import chinese_date
 from qcwx.lots import parsing
 from qcwx.lots.models import DistributedLot, LotAssignment, LotChangeover, MakerTarget
 from qcwx.lots.queries import get_assignment, get_changeover, get_distributed_lot
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import Hospital, Lab, Region, User
 from qcwx.orgs.scopes import can_access_lab, region_in_subtree
 from qcwx.timeutil import local_today, utcnow
@@ -187,7 +188,8 @@ def start_parallel_many(actor: User, assignment_id: int, old_test_system_ids, st
 
 
 def _old_system(assignment: LotAssignment, ts_id) -> TestSystem:
-    ts = db.session.get(TestSystem, int(ts_id)) if str(ts_id or "").isdigit() else None
+    ident = parse_id(ts_id)
+    ts = db.session.get(TestSystem, ident) if ident is not None else None
     lot = assignment.distributed_lot.qc_lot
     if ts is None or ts.lab_id != assignment.lab_id:
         raise NotFound("检测系统不存在或无权访问", field="old_test_system_id")

@@ -119,6 +119,9 @@ class User(UserMixin, db.Model):
     mp_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped by logout and a password change: sessions and remember-me cookies carry it
+    # (``get_id``), so older ones stop working (qcwx.web.security).
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     region: Mapped[Region | None] = relationship()
     hospital: Mapped[Hospital | None] = relationship()
     lab: Mapped[Lab | None] = relationship()
@@ -133,9 +136,14 @@ class User(UserMixin, db.Model):
         """Return the role in Chinese."""
         return ROLES.get(self.role, self.role)
 
+    def get_id(self) -> str:
+        """Return the session id ``"<id>:<session_version>"`` (Flask-Login stores it)."""
+        return f"{self.id}:{self.session_version or 0}"
+
     def set_password(self, password: str) -> None:
-        """Store a salted hash of ``password`` (never the password)."""
+        """Store a salted hash of ``password`` and end the account's other sessions."""
         self.password_hash = generate_password_hash(password, method=PASSWORD_HASH_METHOD)
+        self.session_version = (self.session_version or 0) + 1
 
     def check_password(self, password: str) -> bool:
         """Return whether ``password`` matches the stored hash."""

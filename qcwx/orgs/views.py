@@ -14,13 +14,15 @@ from flask import (
     session,
     url_for,
 )
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 
 from qcwx.errors import Forbidden
-from qcwx.extensions import limiter, login_manager
+from qcwx.extensions import db, limiter, login_manager
 from qcwx.orgs.forms import LoginForm
 from qcwx.orgs.scopes import read_only_allowed, write_allowed
 from qcwx.orgs.services import authenticate
+from qcwx.web.security import end_all_sessions, login_account_key
 
 bp = Blueprint("orgs", __name__)
 
@@ -45,7 +47,10 @@ def _safe_next(target: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("20 per minute", methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_RATELIMIT_IP"], methods=["POST"],
+               key_func=get_remote_address)
+@limiter.limit(lambda: current_app.config["LOGIN_RATELIMIT_ACCOUNT"], methods=["POST"],
+               key_func=login_account_key)
 @read_only_allowed  # logging in again (as someone else) changes no data
 def login():
     """Show the login form; on success go where the user was heading."""
@@ -77,7 +82,9 @@ def _drop_flash(message: str | None) -> None:
 @read_only_allowed  # ends the session, changes no data
 @login_required
 def logout():
-    """End the session."""
+    """End the session, and every other session and remember-me cookie of this account."""
+    end_all_sessions(current_user)
+    db.session.commit()
     logout_user()
     flash("已退出登录")
     return redirect(url_for("orgs.login"))

@@ -31,6 +31,7 @@ from wechatpy.utils import random_string
 
 from qcwx.errors import Conflict, ExternalServiceError, Forbidden, NotFound, UserError
 from qcwx.extensions import db
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import (
     ROLE_RANK,
@@ -104,10 +105,9 @@ def manageable_users(actor: User) -> list[User]:
 
 def load_manageable_user(actor: User, user_id: int | str | None) -> User:
     """Load a user the actor may manage, else 404 (same answer as a missing user)."""
-    try:
-        uid = int(user_id)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UserError("请选择用户", field="user_id") from None
+    uid = parse_id(user_id)
+    if uid is None:
+        raise UserError("请选择用户", field="user_id")
     user = db.session.get(User, uid)
     if user is None or not manages(actor, user):
         raise NotFound("未找到该用户或无权管理", field="user_id")

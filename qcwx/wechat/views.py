@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from datetime import timedelta
 
 import qrcode
@@ -36,17 +35,16 @@ from werkzeug.routing import BuildError
 
 from qcwx.errors import ExternalServiceError, NotFound, UserError
 from qcwx.extensions import db
+from qcwx.numbers import ascii_int
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import read_only_allowed
 from qcwx.web.forms import current_actor, form_post
-from qcwx.wechat import replies, services
+from qcwx.wechat import guard, replies, services
 from qcwx.wechat.models import WechatInvite
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("wechat", __name__)
 
-MAX_CLOCK_SKEW = 300  # seconds: WeChat's own guidance for replay protection
-MAX_BODY = 64 * 1024
 # Menu targets → endpoints to try in order, so the menu registered with WeChat never changes
 # when a page moves or appears (e.g. a reports page added later).
 MENU_TARGETS = {
@@ -77,16 +75,15 @@ def _signature_problem() -> str | None:
     signature, timestamp, nonce = args.get("signature"), args.get("timestamp"), args.get("nonce")
     if not (signature and timestamp and nonce):
         return "缺少签名参数"
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
-        return "时间戳无效"
-    if abs(time.time() - sent_at) > MAX_CLOCK_SKEW:
-        return "时间戳已过期"
+    problem = guard.timestamp_problem(timestamp)
+    if problem:
+        return problem
     try:
         check_signature(current_app.config["WECHAT_TOKEN"], signature, timestamp, nonce)
     except InvalidSignatureException:
         return "签名校验失败"
+    if not guard.first_use(timestamp, nonce):
+        return "请求重复（时间戳与随机数已使用过）"
     return None
 
 
@@ -108,9 +105,9 @@ def callback():
     if request.method == "GET":
         return _refuse("缺少 echostr", 400) if not request.args.get("echostr") else Response(
             request.args["echostr"], mimetype="text/plain")
-    if (request.content_length or 0) > MAX_BODY:
+    body = guard.read_body()
+    if body is None:
         return _refuse("消息过大", 413)
-    body = request.get_data()
     crypto = _crypto()
     if crypto is not None:
         if request.args.get("encrypt_type") != "aes" or not request.args.get("msg_signature"):
@@ -241,9 +238,10 @@ def _create_invite(actor: User) -> WechatInvite:
 
 def _ttl_days() -> int:
     raw = (request.form.get("ttl_days") or str(services.INVITE_TTL.days)).strip()
-    if not raw.isdigit() or not 1 <= int(raw) <= 30:
+    days = ascii_int(raw, 1, 30)
+    if days is None:
         raise UserError("有效期应为 1–30 天", field="ttl_days")
-    return int(raw)
+    return days
 
 
 @bp.get("/wechat/invites/<int:invite_id>")

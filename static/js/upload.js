@@ -9,6 +9,10 @@
       nameBox.textContent = f ? f.name + "（" + Math.max(1, Math.round(f.size / 1024)) + " KB）" : "";
     });
   }
+  // A lab picker that reloads its form on change (no inline handlers: the CSP forbids them).
+  document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
+    select.addEventListener("change", function () { select.form.submit(); });
+  });
   var labSelect = document.querySelector("select[data-reload]");
   if (labSelect) {
     labSelect.addEventListener("change", function () {

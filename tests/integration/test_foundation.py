@@ -77,8 +77,9 @@ def test_production_refuses_to_start_without_its_public_base_url():
 
 
 def test_production_does_not_point_wechat_at_the_fake():
-    cfg = build_config({"ENV": "production", "DATABASE_URL": "sqlite://", "SECRET_KEY": "s",
-                        "BASE_URL": "https://qc.example.cn",
+    cfg = build_config({"ENV": "production", "DATABASE_URL": "sqlite://", "SECRET_KEY": "s" * 32,
+                        "BASE_URL": "https://qc.example.cn", "WECHAT_AES_KEY": "a" * 43,
+                        "REDIS_URL": "redis://127.0.0.1:6379/0",
                         "WECHAT_APPID": "wxreal", "WECHAT_SECRET": "s2", "WECHAT_TOKEN": "t"})
     assert cfg["WECHAT_API_BASE"] is None
     assert build_config({"DATABASE_URL": "sqlite://"})["WECHAT_API_BASE"].startswith("http://127.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -28,15 +29,22 @@ def sign(token: str, timestamp: str, nonce: str) -> str:
     return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
 
 
-def signed_query(token: str, timestamp: int | None = None, nonce: str = "1357924680",
+def fresh_nonce() -> str:
+    """Return a new random nonce, as WeChat sends with every callback (replays are refused)."""
+    return str(secrets.randbelow(10**10)).zfill(10)
+
+
+def signed_query(token: str, timestamp: int | None = None, nonce: str | None = None,
                  **extra: str) -> dict[str, str]:
-    """Return the query WeChat puts on a callback."""
+    """Return the query WeChat puts on a callback (a fresh nonce unless one is given)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
+    nonce = fresh_nonce() if nonce is None else nonce
     return {"signature": sign(token, ts, nonce), "timestamp": ts, "nonce": nonce, **extra}
 
 
-def encrypt_for_callback(token: str, appid: str, xml: str, nonce: str = "1357924680"):
+def encrypt_for_callback(token: str, appid: str, xml: str, nonce: str | None = None):
     """Encrypt ``xml`` as WeChat does in safe mode; return (query, body)."""
+    nonce = fresh_nonce() if nonce is None else nonce
     crypto = WeChatCrypto(token, AES_KEY, appid)
     ts = str(int(time.time()))
     envelope = xmltodict.parse(crypto.encrypt_message(xml, nonce, ts))["xml"]

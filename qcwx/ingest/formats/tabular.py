@@ -26,6 +26,7 @@ from typing import Any
 
 from qcwx.numbers import normalize_level, parse_number, parse_value
 
+from . import xlsx_guard
 from .records import IssueLog, ParsedRecord, ParseError, ParseResult, SourceRef, truncate_raw
 from .registry import register
 from .tabular_cells import cell_datetime, cell_text, cell_time, is_number
@@ -291,6 +292,7 @@ def _open_workbook(data: bytes) -> Any:
 
     if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
         raise ParseError("不支持旧版 .xls 文件，请在 Excel 中另存为 .xlsx 或 CSV 后上传")
+    xlsx_guard.check_container(data)  # a decompression bomb is refused before parsing
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -305,7 +307,8 @@ def _open_workbook(data: bytes) -> Any:
 def _sheet_rows(ws: Any) -> Any:
     ws.reset_dimensions()
     blank = 0
-    for number, row in enumerate(ws.iter_rows(values_only=True), start=1):
+    rows = ws.iter_rows(values_only=True, max_col=xlsx_guard.MAX_COLUMNS)
+    for number, row in enumerate(rows, start=1):
         if any(c is not None and cell_text(c) for c in row):
             blank = 0
         else:

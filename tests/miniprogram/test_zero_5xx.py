@@ -1,0 +1,96 @@
+"""Junk the issue-14 probe sent to the mini-program API: each answered 500, now a 4xx."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from qcwx.iqc.models import QcRun
+from tests.miniprogram.conftest import API
+
+RAW = "application/json"
+
+
+def _body(ts, **change) -> dict:
+    return {"test_system_id": ts.id, "client_id": "z5-1", "values": {"1": "5.0"}} | change
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"values": [1, 2]}, "values"),
+    ({"values": "abc"}, "values"),
+    ({"values": {"1": ["5.0"]}}, "level_1"),
+    ({"values": {"1": {"v": 5}}}, "level_1"),
+    ({"run_date": 20261201}, "run_date"),
+    ({"run_date": ["2026-12-01"]}, "run_date"),
+    ({"run_date": "0001-01-01"}, "run_date"),
+    ({"run_date": "9999-12-31"}, "run_date"),
+    ({"client_id": 12345}, "client_id"),
+    ({"client_id": ["a"]}, "client_id"),
+    ({"run_no": 1.5}, "run_no"),
+    ({"test_system_id": 2**70}, "test_system_id"),
+    ({"test_system_id": "²"}, "test_system_id"),
+])
+def test_malformed_run_fields_are_400_naming_the_field(client, bound, mp_login, change, field):
+    headers = mp_login(bound.users["technician"])
+    resp = client.post(f"{API}/runs", json=_body(bound.systems["a"], **change), headers=headers)
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["field"] == field
+
+
+@pytest.mark.parametrize("literal", ["Infinity", "-Infinity", "NaN", "1e400"])
+def test_run_no_infinity_is_refused(client, session, bound, mp_login, literal):
+    headers = mp_login(bound.users["technician"])
+    ts = bound.systems["a"]
+    raw = ('{"test_system_id": %d, "client_id": "z5-inf", "values": {"1": "5.0"}, '
+           '"run_no": %s}') % (ts.id, literal)
+    resp = client.post(f"{API}/runs", data=raw, content_type=RAW, headers=headers)
+    assert resp.status_code == 400 and resp.get_json()["field"] == "run_no"
+    assert session.scalar(select(func.count()).select_from(QcRun)) == 0
+
+
+@pytest.mark.parametrize("raw", [
+    '{"test_system_id": %d, "client_id": "\\ud800", "values": {"1": "5.0"}}',
+    '{"test_system_id": %d, "client_id": "ok", "values": {"\\udfff": "5.0"}}',
+    '{"test_system_id": %d, "client_id": "ok", "values": {"1": "5\\ud83d"}}',
+])
+def test_lone_surrogates_are_400(client, session, bound, mp_login, raw):
+    headers = mp_login(bound.users["technician"])
+    resp = client.post(f"{API}/runs", data=raw % bound.systems["a"].id, content_type=RAW,
+                       headers=headers)
+    assert resp.status_code == 400 and resp.get_json()["field"] == "body"
+    assert session.scalar(select(func.count()).select_from(QcRun)) == 0
+
+
+@pytest.mark.parametrize("depth", [40, 5000, 200_000])
+def test_deeply_nested_json_is_400(client, bound, mp_login, depth):
+    headers = mp_login(bound.users["technician"])
+    raw = "[" * depth + "]" * depth
+    resp = client.post(f"{API}/runs", data=raw, content_type=RAW, headers=headers)
+    assert resp.status_code == 400 and resp.get_json()["field"] == "body"
+
+
+@pytest.mark.parametrize("path", ["/bind", "/login"])
+def test_surrogate_code_on_bind_and_login_is_400(client, bound, path):
+    raw = '{"code": "\\ud800abc", "invite_code": "\\udc00"}'
+    resp = client.post(f"{API}{path}", data=raw, content_type=RAW)
+    assert resp.status_code == 400 and resp.get_json()["error"]
+
+
+@pytest.mark.parametrize("path", [
+    "/test-systems/{big}/runs", "/test-systems/{big}/chart-data"])
+@pytest.mark.parametrize("big", [2**31, 2**63, 10**30, int("9" * 400)])
+def test_huge_ids_in_urls_are_404(client, bound, mp_login, path, big):
+    headers = mp_login(bound.users["technician"])
+    resp = client.get(API + path.format(big=big), headers=headers)
+    assert resp.status_code == 404
+    ack = client.post(f"{API}/alerts/{big}/ack", headers=headers)
+    assert ack.status_code == 404
+
+
+@pytest.mark.parametrize("arg", ["²", "99999999999", "9" * 400, "-1", "1e3"])
+def test_query_integers_are_ascii_and_bounded(client, bound, mp_login, arg):
+    headers = mp_login(bound.users["technician"])
+    ts = bound.systems["a"]
+    resp = client.get(f"{API}/test-systems/{ts.id}/chart-data", query_string={"days": arg},
+                      headers=headers)
+    assert resp.status_code == 400 and resp.get_json()["field"] == "days"
