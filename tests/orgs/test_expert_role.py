@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from werkzeug.routing import IntegerConverter
 
 from qcwx import models as m
 from qcwx.errors import Forbidden, UserError
@@ -34,8 +35,8 @@ def _write_rules(app):
 
 
 def _url(app, rule) -> str:
-    values = {arg: ("1" if rule._converters[arg].__class__.__name__ == "IntegerConverter"
-                    else "x") for arg in rule.arguments}
+    values = {arg: ("1" if isinstance(rule._converters[arg], IntegerConverter) else "x")
+              for arg in rule.arguments}
     with app.test_request_context():
         return app.url_map.bind("localhost").build(rule.endpoint, values,
                                                    method=sorted(rule.methods)[0])
