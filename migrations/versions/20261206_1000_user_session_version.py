@@ -1,7 +1,7 @@
 """User session version: logout and a password change end every session and remember-me cookie
 
 Revision ID: 5e55f0a1b2c3
-Revises: 0da7a1c0de02, e7c0a1b2c301 (also merges main's two heads)
+Revises: 5a17c0e3b9d2
 Create Date: 2026-12-06 10:00:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5e55f0a1b2c3'
-down_revision = ('0da7a1c0de02', 'e7c0a1b2c301')
+down_revision = '5a17c0e3b9d2'
 branch_labels = None
 depends_on = None
 
