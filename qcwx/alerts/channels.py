@@ -50,9 +50,10 @@ __all__ = ["Channel", "Recipient", "SendError", "all_channels", "get", "register
 RUN_KINDS = frozenset({"run_warning", "run_reject"})
 KIND_LABELS = {"run_warning": "质控警告", "run_reject": "质控失控",
                "missing_submission": "质控未提交提醒", "daily_digest": "质控日报",
-               "expert_comment": "专家点评", "comment_reply": "点评回复"}
+               "expert_comment": "专家点评", "comment_reply": "点评回复",
+               "region_report": "区域质控报告发布"}
 #: Notices whose payload names its recipients (``user_ids``), text (``fields``) and ``url``.
-NOTICE_KINDS = frozenset({"expert_comment", "comment_reply"})
+NOTICE_KINDS = frozenset({"expert_comment", "comment_reply", "region_report"})
 DEFAULT_MP_TEMPLATE = "MP_QC_ALERT_TEMPLATE"
 MP_ALERT_PAGE = "pages/run/run"
 

@@ -147,23 +147,28 @@ def parse_ttl(raw, *, published: bool) -> int | None:
     return int(text)
 
 
-def create_link(actor: User | None, kind: str, lab: Lab, params: dict, *,
+def create_link(actor: User | None, kind: str, lab: Lab | None, params: dict, *,
                 ttl_days: int | None = DEFAULT_TTL_DAYS, title: str,
                 published: PublishedReport | None = None) -> NewLink:
-    """Create a share link; ``actor`` None is an operator at the command line.
+    """Create a share link; ``actor`` None is an operator at the command line (or a task).
 
-    Whoever may see the report may share it: the lab must be in the actor's scope.
+    Whoever may see the report may share it: the lab must be in the actor's scope; a
+    region's report (``lab`` None, ``published`` naming the region) needs the region's centre.
     """
     if kind not in REPORT_KINDS:
         raise UserError(f"报告类型无效：{kind}", field="kind")
-    if actor is not None and not scopes.can_access_lab(actor, lab.id):
+    region_id = published.region_id if published is not None and lab is None else None
+    if lab is None and region_id is None:
+        raise UserError("分享链接须指向一个实验室或区域的报告", field="kind")
+    if actor is not None and not _may_see(actor, lab.id if lab else None, region_id):
         raise NotFound()
     if ttl_days is None and published is None:
         raise UserError("只有已发布的评测报告可以永久有效", field="ttl_days")
     token = secrets.token_urlsafe(_TOKEN_BYTES)
     now = utcnow()
     link = ShareLink(
-        token_hash=hash_token(token), kind=kind, lab_id=lab.id, params=params,
+        token_hash=hash_token(token), kind=kind, lab_id=lab.id if lab else None,
+        region_id=region_id, params=params,
         published_id=published.id if published else None, title=title[:200],
         created_by_id=actor.id if actor else None, created_at=now,
         expires_at=now + timedelta(days=ttl_days) if ttl_days else None, view_count=0)
@@ -199,11 +204,23 @@ def report_of_link(link: ShareLink, today: date) -> Report:
     return build(link.kind, link.lab, dict(link.params or {}), today)
 
 
+def _may_see(actor: User, lab_id: int | None, region_id: int | None) -> bool:
+    """Return whether ``actor`` sees a lab's report (its scope) or a region's (its centre)."""
+    if lab_id is not None:
+        return scopes.can_access_lab(actor, lab_id)
+    from qcwx.reports.regional_publish import region_visible
+
+    return region_visible(actor, region_id)
+
+
 def links_of(actor: User, limit: int = 200) -> list[ShareLink]:
     """Return the links ``actor`` may manage: their own, and for centre/admin their scope's."""
     stmt = select(ShareLink).order_by(ShareLink.created_at.desc(), ShareLink.id.desc())
     if actor.role in scopes.SEES_IDENTITIES:
-        stmt = scopes.scoped(stmt, actor, ShareLink.lab_id)
+        from qcwx.reports.regional_publish import visible_region_ids
+
+        stmt = stmt.where(scopes.in_scope(actor, ShareLink.lab_id)
+                          | ShareLink.region_id.in_(visible_region_ids(actor)))
     else:
         stmt = stmt.where(ShareLink.created_by_id == actor.id)
     return list(db.session.scalars(stmt.limit(limit)))
@@ -224,7 +241,7 @@ def revoke_link(actor: User, link_id: int) -> ShareLink:
 def can_manage(actor: User, link: ShareLink) -> bool:
     """Return whether ``actor`` may revoke ``link``: its creator or the centre, lab in scope."""
     owner = link.created_by_id == actor.id or actor.role in scopes.SEES_IDENTITIES
-    return owner and scopes.can_access_lab(actor, link.lab_id)
+    return owner and _may_see(actor, link.lab_id, link.region_id)
 
 
 def managed_link(actor: User, link_id: int) -> ShareLink:

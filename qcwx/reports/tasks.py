@@ -4,8 +4,9 @@
   PDF cache (:func:`qcwx.reports.pdf.write_pdf`); idempotent: a cached file is returned as
   it is, so a retry or a second request for the same report costs nothing.
 
-* ``qcwx.reports.publish_previous_month()`` — on the 1st (beat): freeze last month and
-  publish every lab's evaluation report (labs already published are skipped).
+* ``qcwx.reports.publish_previous_month()`` — on the 1st (beat): freeze last month,
+  publish every lab's evaluation report (labs already published are skipped), then every
+  region's report of the month, announced to its centre and directors through the outbox.
 
 ``render_pdf`` is enqueued by name from :mod:`qcwx.reports.exports`; the monthly one is
 scheduled in :mod:`qcwx.beat`. Keep the registered names stable.
@@ -28,11 +29,17 @@ def render_pdf(html: str, fingerprint: str, footer_title: str) -> str:
 
 @shared_task(name="qcwx.reports.publish_previous_month")
 def publish_previous_month() -> dict:
-    """Publish last month's evaluation of every lab (one commit per lab; idempotent)."""
+    """Publish last month's evaluation of every lab and report of every region (idempotent)."""
+    from qcwx.peer.filters import month_period
     from qcwx.reports import queries, services
+    from qcwx.reports.regional_publish import publish_regions
     from qcwx.timeutil import local_today
 
     today = local_today()
     month = queries.previous_month(today)
     done, existing = services.publish_month(month, today, commit=db.session.commit)
-    return {"month": month, "published": done, "already": existing}
+    regions = publish_regions(month_period(month, today), today, commit=db.session.commit)
+    return {"month": month, "published": done, "already": existing,
+            "regions": {r.code: {"published_id": p.item.id, "new": p.created,
+                                 "recipients": len(p.outbox.payload.get("user_ids", []))
+                                 if p.outbox else 0} for r, p in regions}}

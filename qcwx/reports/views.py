@@ -253,4 +253,7 @@ def publish_command(month: str | None, lab_codes: tuple[str, ...]) -> None:
     except UserError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"{month}: {done} evaluation report(s) published, {existing} already were")
-from qcwx.reports import comment_views  # noqa: E402,F401 - registers its routes
+
+
+# Expert comments and the regional report live in their own modules on this blueprint.
+from qcwx.reports import comment_views, regional_views  # noqa: E402,F401 - register routes

@@ -28,21 +28,12 @@ from tests.reports.evaluation_world import (
     DRIFT_LAB,
     GAP_LAB,
     REJECT_LAB,
-    build_evaluation_world,
 )
 
 PEER = ["r1", "r2", "r3", "r4", "r5"]
 GROUP_OF = {**{n: PEER for n in PEER}, "b1": PEER + ["b1", "b2"], "b2": PEER + ["b1", "b2"],
             "s1": list(LABS)}
 TEA, ALLOWABLE_CV, ALLOWABLE_BIAS = 7.0, 3.0, 2.0
-
-
-@pytest.fixture
-def eval_world(session):
-    built = build_evaluation_world()
-    built.users["supervisor_r1"] = f.user("supervisor", lab_=built.labs["r1"])
-    session.commit()
-    return built
 
 
 # ------------------------------------------------------------------ independent recomputation

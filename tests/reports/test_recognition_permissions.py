@@ -20,7 +20,6 @@ from qcwx.recognition import services
 from qcwx.recognition.models import RecognitionOverride
 from tests import factories as f
 from tests.peer.conftest import LABS
-from tests.reports.test_recognition_list import eval_world  # noqa: F401 - fixture
 
 CRITERIA_FORM = {"min_submission_pct": "85", "min_in_control_pct": "95", "window_months": "3",
                  "passing_grades": ["A", "B"], "sdi_limit": "2", "cvr_limit": "1.5"}
@@ -51,7 +50,7 @@ def xlsx_hospitals(data: bytes) -> set[str]:
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_every_endpoint_for_every_role(eval_world, client, login, role):  # noqa: F811
+def test_every_endpoint_for_every_role(eval_world, client, login, role):
     w = eval_world
     user = actor(w, role)
     region1 = {w.labs[n].id for n in LABS}
@@ -106,7 +105,7 @@ def test_every_endpoint_for_every_role(eval_world, client, login, role):  # noqa
         assert withdraw.status_code == 302 and still.withdrawn_at is not None
 
 
-def test_admin_reads_another_region_by_choice(eval_world, login):  # noqa: F811
+def test_admin_reads_another_region_by_choice(eval_world, login):
     w = eval_world
     c = login(w.users["admin"])
     html = c.get(f"/recognition/?month={w.month}&region={w.region2.id}").get_data(as_text=True)
