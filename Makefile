@@ -14,12 +14,13 @@ PYTHON ?= python3
 run: install assets db  ## set up everything and serve the demo at http://127.0.0.1:$(PORT)
 	$(FLASK) seed-demo --if-empty
 	$(FLASK) peer rebuild
+	@# The fake WeChat first: the regional report is announced through it.
+	$(FLASK) fake-wechat --background
 	@# Last month's evaluation reports (with the demo's expert comment), then the regional
 	@# report, are published in the background (about a minute for the demo's 32 labs, one
 	@# commit per lab): the site is served meanwhile.
 	mkdir -p instance && (($(FLASK) reports publish && $(FLASK) seed-demo-comment; \
 		$(FLASK) reports publish-region) > instance/reports-publish.log 2>&1 &)
-	$(FLASK) fake-wechat --background
 	trap '$(FLASK) fake-wechat --stop; trap - EXIT INT TERM' EXIT INT TERM; $(FLASK) run --host 127.0.0.1 --port $(PORT)
 
 test: install-test assets browser-deps  ## install test requirements and run the whole suite

@@ -152,19 +152,20 @@ def _status_at_least(value: float, threshold: float) -> str:
     return PASS if value >= threshold - TOL else FAIL
 
 
-def _window_pct(part: pd.DataFrame, numerator, denominator: str) -> float:
-    whole = float(part[denominator].sum())
-    if whole <= 0:
-        return math.nan
-    return 100.0 * float(numerator(part)) / whole
+def _window_pct(part: float, whole: float) -> float:
+    return 100.0 * part / whole if whole > 0 else math.nan
 
 
-def _one(part: pd.DataFrame, window: Sequence[str], criteria: RecognitionCriteria) -> dict:
+def _total(rows: Sequence[dict], key: str) -> float:
+    return float(sum(float(r[key]) for r in rows))
+
+
+def _one(rows: Sequence[dict], window: Sequence[str], criteria: RecognitionCriteria) -> dict:
     latest = window[-1]
-    by_month = {r["month"]: r for r in part.to_dict("records")}
-    submission = _window_pct(part, lambda p: p["judged_days"].sum(), "expected_days")
-    in_control = _window_pct(part, lambda p: p["judged_runs"].sum() - p["rejected_runs"].sum(),
-                             "judged_runs")
+    by_month = {r["month"]: r for r in rows}
+    submission = _window_pct(_total(rows, "judged_days"), _total(rows, "expected_days"))
+    judged = _total(rows, "judged_runs")
+    in_control = _window_pct(judged - _total(rows, "rejected_runs"), judged)
     nccl = {m: by_month.get(m, {}).get("nccl_pass") for m in window}
     passed = [m for m in window if nccl[m] is True]
     failed = [m for m in window if nccl[m] is False]
@@ -254,8 +255,11 @@ def recommend(facts: pd.DataFrame, latest: str,
                "nccl_latest_failed", "grade", *(f"status_{k}" for k in CRITERIA), "failed",
                "unassessed", "verdict", "tone"]
     part = facts[facts["month"].isin(window)]
-    rows = [{"lab": lab, "analyte": analyte, "month": latest, **_one(group, window, criteria)}
-            for (lab, analyte), group in part.groupby(KEYS[:2], sort=True)]
+    groups: dict[tuple, list[dict]] = {}
+    for record in part.to_dict("records"):  # one conversion; per-group frames are slow
+        groups.setdefault((record["lab"], record["analyte"]), []).append(record)
+    rows = [{"lab": lab, "analyte": analyte, "month": latest, **_one(items, window, criteria)}
+            for (lab, analyte), items in sorted(groups.items())]
     return pd.DataFrame(rows, columns=columns)
 
 
