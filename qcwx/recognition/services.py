@@ -79,7 +79,9 @@ def centre_region(actor: User, requested: int | None = None) -> int:
     if actor.region_id is None:
         raise Forbidden("当前账号未关联区域")
     if requested is not None and requested != actor.region_id:
-        raise NotFound("区域不存在", field="region")
+        if not scopes.region_in_scope(actor, requested):  # a region below the centre's
+            raise NotFound("区域不存在", field="region")
+        return requested
     return actor.region_id
 
 

@@ -25,7 +25,7 @@ from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.errors import NotFound, UserError
 from qcwx.extensions import db
 from qcwx.orgs import scopes
-from qcwx.orgs.models import Hospital, Lab, Region, User
+from qcwx.orgs.models import Hospital, Region, User
 from qcwx.peer.filters import Period, month_period, quarter_period, year_period
 from qcwx.reports import services
 from qcwx.reports.document import Report
@@ -42,28 +42,19 @@ NOBODY = "没有可接收的用户：本区域的质控中心用户和医院主�
 
 
 def visible_region_ids(actor: User) -> Select:
-    """Return a SELECT of the regions whose reports ``actor`` sees (centre and admin only).
+    """Return a SELECT of the regions whose reports ``actor`` reads (centre readers only).
 
-    Built on the one scope helper: a region is visible when one of its labs is in scope.
+    The regions of :func:`qcwx.orgs.scopes.region_ids_in_scope`: all for an admin, the
+    subtree for a centre or an expert; nothing for lab roles (they get the share link).
     """
-    if actor.role == "admin":
-        return select(Region.id)
-    if actor.role not in scopes.SEES_IDENTITIES:
+    if actor.role not in scopes.CENTRE_READERS:
         return select(Region.id).where(Region.id.is_(None))
-    return (select(Hospital.region_id).join(Lab, Lab.hospital_id == Hospital.id)
-            .where(scopes.in_scope(actor, Lab.id)).distinct())
+    return scopes.region_ids_in_scope(actor)
 
 
 def region_visible(actor: User, region_id: int | None) -> bool:
-    """Return whether ``actor`` may see and share the reports of ``region_id``."""
-    if region_id is None or actor.role not in scopes.SEES_IDENTITIES:
-        return False
-    if actor.role == "admin":
-        return db.session.get(Region, region_id) is not None
-    if actor.region_id == region_id:
-        return True
-    return db.session.execute(visible_region_ids(actor).where(
-        Hospital.region_id == region_id)).first() is not None
+    """Return whether ``actor`` may read (and, unless read-only, share) a region's reports."""
+    return actor.role in scopes.CENTRE_READERS and scopes.region_in_scope(actor, region_id)
 
 
 def load_region(actor: User, region_id: int) -> Region:

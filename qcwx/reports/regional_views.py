@@ -14,6 +14,7 @@ from flask_login import login_required
 
 from qcwx.errors import ConfigError, Forbidden, NotFound, UserError
 from qcwx.extensions import db
+from qcwx.orgs import scopes
 from qcwx.peer.filters import calendar_options, int_arg
 from qcwx.reports import exports, services
 from qcwx.reports import regional_publish as publish
@@ -22,30 +23,24 @@ from qcwx.reports.views import _NEW_LINK_KEY, bp
 from qcwx.timeutil import local_today
 from qcwx.web.forms import current_actor
 
-CENTRE_ROLES = ("center", "admin")
+
+def _require_reader() -> None:
+    if current_actor().role not in scopes.CENTRE_READERS:
+        raise Forbidden("只有区域质控中心可以查看和发布区域质控报告")
 
 
 def _region_id(args) -> int:
-    actor = current_actor()
-    if actor.role not in CENTRE_ROLES:
-        raise Forbidden("只有区域质控中心可以查看和发布区域质控报告")
-    requested = int_arg(args, "region", "区域")
-    if requested is None:
-        if actor.role == "center" and actor.region_id is not None:
-            return actor.region_id
-        from qcwx.peer.queries import region_id_for
+    from qcwx.peer.queries import region_id_for
 
-        return region_id_for(actor)
-    return requested
+    _require_reader()
+    return region_id_for(current_actor(), int_arg(args, "region", "区域"))
 
 
 def _item(item_id: int) -> PublishedReport:
-    actor = current_actor()
-    if actor.role not in CENTRE_ROLES:
-        raise Forbidden("只有区域质控中心可以查看和发布区域质控报告")
+    _require_reader()
     item = db.session.get(PublishedReport, item_id)
-    if item is None or item.region_id is None or not publish.region_visible(actor,
-                                                                             item.region_id):
+    if item is None or item.region_id is None or not publish.region_visible(
+            current_actor(), item.region_id):
         raise NotFound()
     return item
 

@@ -173,7 +173,8 @@ def test_an_unfinished_period_cannot_be_published(eval_world, app):
     assert result.exit_code != 0 and "尚未结束" in result.output
 
 
-ROLES = ("anonymous", "technician", "supervisor", "director", "center", "admin", "center2")
+ROLES = ("anonymous", "technician", "supervisor", "director", "center", "admin", "center2",
+         "expert")
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -185,7 +186,8 @@ def test_region_pages_for_every_role(eval_world, client, login, role):
     users = {"technician": f.user("technician", lab_=w.labs["r1"]),
              "supervisor": f.user("supervisor", lab_=w.labs["r1"]),
              "director": w.users["director_r1"], "center": w.users["center"],
-             "admin": w.users["admin"], "center2": w.users["center2"]}
+             "admin": w.users["admin"], "center2": w.users["center2"],
+             "expert": f.user("expert", region_=w.region)}
     c = login(users[role]) if role != "anonymous" else client
     prev = w.window[-2]
     answers = [c.get("/reports/region/").status_code,
@@ -203,6 +205,8 @@ def test_region_pages_for_every_role(eval_world, client, login, role):
         assert answers == [403] * 6
     elif role == "center2":
         assert answers == [200, 404, 404, 404, 404, 404]
+    elif role == "expert":  # reads the region's reports, changes nothing
+        assert answers == [200, 200, 200, 200, 403, 403]
     else:
         assert answers == [200, 200, 200, 200, 302, 302]
         assert prev in published
