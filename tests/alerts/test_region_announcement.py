@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from qcwx.alerts.delivery import dispatch
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.peer.filters import month_period
 from qcwx.reports import queries
 from qcwx.reports import regional_publish as publish
 from qcwx.timeutil import local_today
 from tests.fixtures.alerts import TEMPLATE
+
+
+def deliver(session, outbox_id: int) -> None:
+    """Dispatch now: a no-op after the eager dispatch, needed if Celery was left non-eager."""
+    dispatch(outbox_id)
+    session.commit()
+    session.expire_all()
 
 
 def test_the_report_reaches_the_bound_centre_and_director_with_its_link(
@@ -27,6 +35,7 @@ def test_the_report_reaches_the_bound_centre_and_director_with_its_link(
     done = publish.publish_region(world.region1, month_period(queries.previous_month(today),
                                                              today), today)
     session.commit()  # the outbox row is dispatched after the commit (eagerly here)
+    deliver(session, done.outbox.id)
     outbox = session.get(OutboxMessage, done.outbox.id)
     assert outbox.status == "sent"
     sent = {m["touser"]: m for m in fake_wechat.messages}
@@ -48,6 +57,7 @@ def test_a_region_where_nobody_is_bound_is_a_visible_failure(session, bound, fak
     done = publish.publish_region(world.region2, month_period(
         queries.previous_month(today), today), today)
     session.commit()
+    deliver(session, done.outbox.id)
     outbox = session.get(OutboxMessage, done.outbox.id)
     assert outbox.status == "unreachable" and fake_wechat.messages == []
     page = login(world.users["center2"]).get(f"/reports/region/{done.item.id}")

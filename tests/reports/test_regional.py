@@ -56,6 +56,17 @@ def level_passes(w, name: str, month: str) -> list[tuple[bool, str]]:
     return out
 
 
+def deliver(outbox_id: int) -> None:
+    """Dispatch an outbox row now (a no-op when the eager after-commit dispatch did it).
+
+    Explicit because another test module's ``create_app`` may leave Celery non-eager.
+    """
+    from qcwx.alerts.delivery import dispatch
+
+    dispatch(outbox_id)
+    db.session.commit()
+
+
 def table(report, key: str):
     return next(t for t in report.tables if t.key == key)
 
@@ -148,6 +159,7 @@ def test_publish_once_with_a_working_share_link_and_an_announcement(eval_world, 
     expected_users = {w.users["center"].id, w.users["director_r1"].id}
     assert set(outbox.payload["user_ids"]) == expected_users and outbox.payload["url"] == url
     # nobody in this world is bound to WeChat: a visible failure, not "sent"
+    deliver(outbox.id)
     db.session.refresh(outbox)
     assert outbox.status == "unreachable"
     again = runner.invoke(args=["reports", "publish-region", "--month", w.month,
@@ -182,6 +194,7 @@ def test_region_pages_for_every_role(eval_world, client, login, role):
     w = eval_world
     done = publish.publish_region(w.region, month_period(w.month, w.today), w.today)
     db.session.commit()
+    deliver(done.outbox.id)
     item = done.item
     users = {"technician": f.user("technician", lab_=w.labs["r1"]),
              "supervisor": f.user("supervisor", lab_=w.labs["r1"]),
