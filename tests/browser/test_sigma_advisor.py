@@ -74,3 +74,37 @@ def test_supervisor_adopts_the_sigma_rules_with_one_tap(live_server, live_db, ph
                f"&month={advisor_facts['month']}")
     assert "当前规则已与推荐规则一致" in phone.inner_text("#advisor")
     assert phone.console_errors == []
+
+
+def test_analytics_pages_fit_a_phone_and_draw_their_charts(live_server, phone, browser,
+                                                           advisor_facts, tmp_path):
+    login_in_browser(phone, live_server, advisor_facts["sup"], PASSWORD)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("样本号,X 仪器,Y 仪器\n" + "".join(
+        f"S{i},{x},{y}\n" for i, (x, y) in enumerate(zip(
+            [1.0, 2.1, 2.9, 4.2, 5.0, 6.1, 7.0, 8.2, 8.9, 10.1],
+            [1.1, 2.0, 3.2, 4.5, 5.1, 6.5, 7.2, 8.8, 9.4, 10.9], strict=True))), "utf-8")
+    phone.goto(f"{live_server}/analytics/comparisons")
+    phone.select_option("#analyte_id", label="葡萄糖（GLU，mmol/L）")
+    phone.set_input_files("#file", str(csv))
+    phone.click("#upload-form button[type=submit]")
+    phone.wait_for_selector("#comparison")
+    assert phone.get_attribute("#comparison", "data-pb-slope").startswith("1.06944")
+    phone.wait_for_function("document.querySelectorAll('canvas').length >= 2")
+    shot(phone, "instrument-comparison")
+    pages = {"comparison": None, "periods": "/analytics/periods",
+             "sigma-lab": f"/analytics/sigma/lab?period=month&month={advisor_facts['month']}"}
+    for name, path in pages.items():
+        if path:
+            phone.goto(f"{live_server}{path}")
+            shot(phone, f"analytics-{name}")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name} is {width}px wide on a 390px phone"
+    desktop = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = desktop.new_page()
+    login_in_browser(page, live_server, advisor_facts["sup"], PASSWORD)
+    page.goto(f"{live_server}/analytics/sigma/lab?period=month&month={advisor_facts['month']}")
+    page.wait_for_selector("canvas")
+    shot(page, "analytics-sigma-lab-desktop")
+    desktop.close()
+    assert phone.console_errors == []
