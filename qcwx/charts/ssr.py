@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 BUNDLE = Path(__file__).resolve().parents[2] / "static" / "vendor" / "echarts-qcwx-ssr.js"
 #: Width the SVGs are drawn at: a chart's box on a 390-px phone (the SVG scales to its box).
 WIDTH = 358
+#: A chart that takes longer than this to draw is left to the browser (a page never waits).
+TIMEOUT_S = 2.0
 #: How many SVGs the in-memory cache keeps (about 30 KB each).
 CACHE_SIZE = 256
 _SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -148,8 +150,8 @@ class Renderer:
                             self.broken)
                 raise RenderError(self.broken) from exc
             try:
-                svg = ctx.call("qcwxRenderSVG", text, width, height)
-            except Exception as exc:  # a JS error of this chart's options
+                svg = ctx.call("qcwxRenderSVG", text, width, height, timeout_sec=TIMEOUT_S)
+            except Exception as exc:  # a JS error of this chart's options, or too slow
                 raise RenderError(_first_line(exc)) from exc
             self._cache[key] = svg
             while len(self._cache) > CACHE_SIZE:

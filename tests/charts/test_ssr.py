@@ -146,3 +146,17 @@ def test_options_echarts_rejects_leave_that_chart_to_the_browser(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert any("bad" in m and "TypeError" in m for m in messages)
     assert all(len(m) < 500 for m in messages)  # not V8's quote of the minified bundle
+
+
+def test_a_chart_that_takes_too_long_is_given_up_and_the_next_one_is_drawn(monkeypatch):
+    renderer = ssr.Renderer()
+    monkeypatch.setattr(ssr, "TIMEOUT_S", 0.001)
+    big = {"xAxis": {"type": "category"}, "yAxis": {},
+           "series": [{"type": "scatter", "data": [[i % 97, i % 89] for i in range(60000)]}]}
+    try:
+        with pytest.raises(ssr.RenderError, match="Timeout"):
+            renderer.render(big, 320)
+        monkeypatch.setattr(ssr, "TIMEOUT_S", 10.0)
+        assert "葡萄糖" in renderer.render(lj_options(), 320)  # V8 interrupted, still usable
+    finally:
+        renderer.close()
