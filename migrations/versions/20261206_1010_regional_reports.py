@@ -1,7 +1,7 @@
 """regional reports: published reports and share links of a region
 
 Revision ID: d7e1c0a90002
-Revises: 0da7a1c0de02, e7c0a1b2c301 (also joins main's two heads: open data and expert comments)
+Revises: 5e55f0a1b2c3
 Create Date: 2026-12-06 09:10:00
 
 A region's monthly/quarterly/yearly report is a published report that names a region
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'd7e1c0a90002'
-down_revision = ('0da7a1c0de02', 'e7c0a1b2c301')
+down_revision = '5e55f0a1b2c3'
 branch_labels = None
 depends_on = None
 
