@@ -65,3 +65,11 @@ def test_shared_link_keeps_the_chosen_comparison(aworld, login, saved):
     client.post("/logout")
     shared = client.get(token_url[token_url.index("/r/"):])
     assert shared.status_code == 200 and "仪器比对：" in shared.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "evaluation"])
+def test_reports_link_the_analytics_pages_of_their_lab(aworld, login, kind):
+    lab = aworld.labs["r1"]
+    html = login(aworld.users["tech_r1"]).get(f"/reports/labs/{lab.id}/{kind}").get_data(
+        as_text=True)
+    assert f"/analytics/sigma/lab/{lab.id}" in html and f"/analytics/periods?lab={lab.id}" in html
