@@ -58,7 +58,7 @@ def test_the_first_charts_paint_as_svg_before_echarts_and_become_canvas_charts(
     state = phone.evaluate("""() => Array.from(document.querySelectorAll('.qc-chart')).map(
         div => [!!div.querySelector('svg.qc-chart__ssr'), !!div.querySelector('canvas')])""")
     assert state == [[i < firstpaint.SSR_CHARTS, False] for i in range(n_charts)]
-    assert phone.evaluate("typeof window.echarts") == "undefined"
+    assert phone.evaluate("() => typeof window.echarts") == "undefined"
     first = boxes.nth(0)
     first.scroll_into_view_if_needed()
     box = first.bounding_box()
@@ -73,7 +73,7 @@ def test_the_first_charts_paint_as_svg_before_echarts_and_become_canvas_charts(
     phone.screenshot(path=str(SHOTS / "report-ssr-before.png"))
 
     held[0].continue_()
-    phone.wait_for_function("window.qcwxChartsDone === true", timeout=30000)
+    phone.wait_for_function("() => window.qcwxChartsDone === true", timeout=30000)
     phone.wait_for_function(f"() => ({DRAWN})().filter(Boolean).length === {n_charts}",
                             timeout=30000)
     assert phone.locator("svg.qc-chart__ssr").count() == 0  # every SVG gave way to its chart
