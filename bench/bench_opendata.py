@@ -15,6 +15,12 @@ peak growth per million rows after the first checkpoint: a flat writer shows ~0 
 million whatever the row count (an in-memory writer would grow ~1 GB per million). The
 database side of an export (``dataset.iter_chunks``: keyset pages of 5,000 rows per lab) is
 covered by the tests; this run isolates the writer. No wall-clock asserts.
+
+Measured 2026-12-06 on the shared 2-core machine (load ~12): peak RSS 134 MB at start,
+148.5 MB at 1 M rows, 160.5 MB at 9 M rows (+1.5 MB per million rows, peak/start 1.20);
+4,250 bundles, 9,021,250 FHIR resources, 918 MB zip. The small growth follows the lab-months
+(one zip directory entry per bundle, per-lab cached fragments up to their LRU bounds), not
+the rows: a writer holding rows would need gigabytes.
 """
 
 from __future__ import annotations
