@@ -100,6 +100,7 @@ def register_blueprints(app: Flask) -> None:
     from qcwx.extensions import csrf
     from qcwx.ingest.api import bp as ingest_api_bp
     from qcwx.ingest.views import bp as ingest_bp
+    from qcwx.insights.views import bp as insights_bp
     from qcwx.iqc.views import bp as iqc_bp
     from qcwx.labels.views import bp as labels_bp
     from qcwx.lots.views import bp as lots_bp
@@ -134,6 +135,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(research_api_bp)  # API-key authenticated, reads no cookies
     app.register_blueprint(lots_bp)
     app.register_blueprint(analytics_bp)
+    app.register_blueprint(insights_bp)
     from qcwx.admin import init_admin
 
     init_admin(app)

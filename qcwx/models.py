@@ -17,6 +17,7 @@ from qcwx.catalog.models import (
     TestSystem,
 )
 from qcwx.ingest.models import ColumnMapping, LevelCodeMapping, TestCodeMapping, UploadBatch
+from qcwx.insights.models import TestSystemChange
 from qcwx.iqc.models import (
     ControlLimit,
     CorrectiveAction,
@@ -49,7 +50,7 @@ __all__ = [
     "Instrument", "Lab", "Method", "OutboxMessage", "QcLevel", "QcLot", "QcMaterial", "QcResult",
     "PublishedReport", "QcRun", "QualitySpec", "Reagent", "Region", "RuleSet", "ShareLink",
     "Submission",
-    "TestSystem", "User", "Violation",
+    "TestSystem", "TestSystemChange", "User", "Violation",
     "DistributedLot", "LotAssignment", "LotChangeover", "MakerTarget",
     "PeerLabDay", "PeerSnapshot", "PeerSnapshotLab", "PeerTsState", "SavedGrouping",
     "RecognitionCriteriaVersion", "RecognitionOverride", "ExpertComment",

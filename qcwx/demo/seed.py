@@ -42,6 +42,7 @@ from qcwx.demo.plan import (
     plan_systems,
     rngs,
 )
+from qcwx.demo.signals import inject_signals
 from qcwx.demo.simulate import (
     apply_events,
     cumulative_updates,
@@ -245,6 +246,7 @@ def seed(days: int = 120, *, seed_value: int = 20261125, end: date | None = None
     placed = place_events(plan_events(labs, systems, streams["events"]), systems, dates)
     cumulative_updates(systems, dates)
     apply_events(placed, dates)
+    inject_signals(labs, systems, dates, streams["events"], users)
     n_limits = _store_limits(systems, users, dates)
     custom = _store_rule_sets(systems, users)
     clock.lap("simulation, limits")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "FLAG_SCORE", "Flag", "backdated_batches", "binom_sf", "chi2_cdf", "chi2_sf",
@@ -244,26 +245,27 @@ def copied_pairs(matrix, min_common: int = 20) -> list[CopyPair]:
     """
     values = np.asarray(matrix.values, dtype=float)
     cols = list(matrix.columns)
+    present = ~np.isnan(values)
     diffs = np.diff(values, axis=0)
+    has_diff = ~np.isnan(diffs)
+    # Pearson r of every pair of columns over pairwise-complete rows (pandas, in C)
+    r_all = pd.DataFrame(diffs).corr(min_periods=min_common).to_numpy()
+    common = present.T.astype(int) @ present.astype(int)
+    n_diff = has_diff.T.astype(int) @ has_diff.astype(int)
     out = []
-    for i in range(len(cols)):
-        for j in range(i + 1, len(cols)):
-            both = ~np.isnan(values[:, i]) & ~np.isnan(values[:, j])
-            n = int(both.sum())
-            if n < min_common:
-                continue
-            same = int(np.sum(np.isclose(values[both, i], values[both, j], rtol=0, atol=1e-9)))
-            ok = ~np.isnan(diffs[:, i]) & ~np.isnan(diffs[:, j])
-            m = int(ok.sum())
-            r = float(np.corrcoef(diffs[ok, i], diffs[ok, j])[0, 1]) if m >= min_common else 0.0
-            r = 0.0 if math.isnan(r) else r
-            p_r = _normal_sf(math.atanh(min(r, 0.999999)) * math.sqrt(m - 3)) if m > 3 else 1.0
-            p = 0.0 if same > n / 2 else p_r
-            raised = same > n / 2 or (r >= 0.9 and p_r < 1e-4)
-            flag = Flag("copied", p, score_of(p) if raised else 0.0,
-                        {"n": n, "identical": same, "r": r, "n_changes": m})
-            if raised:
-                out.append(CopyPair(cols[i], cols[j], n, same, r, flag))
+    for i, j in zip(*np.nonzero(np.triu(common >= min_common, k=1)), strict=True):
+        n = int(common[i, j])
+        both = present[:, i] & present[:, j]
+        same = int(np.sum(values[both, i] == values[both, j]))
+        m = int(n_diff[i, j])
+        r = float(r_all[i, j]) if m >= min_common and not np.isnan(r_all[i, j]) else 0.0
+        p_r = _normal_sf(math.atanh(min(r, 0.999999)) * math.sqrt(m - 3)) if m > 3 else 1.0
+        p = 0.0 if same > n / 2 else p_r
+        raised = same > n / 2 or (r >= 0.9 and p_r < 1e-4)
+        if raised:
+            flag = Flag("copied", p, score_of(p), {"n": n, "identical": same, "r": r,
+                                                   "n_changes": m})
+            out.append(CopyPair(cols[i], cols[j], n, same, r, flag))
     return out
 
 

@@ -18,7 +18,11 @@ steps and heavier tails: the honest demo series are measured in ``bench/bench_sh
 
 After an alarm the change point is the last day the CUSUM statistic was zero (Montgomery
 §9.1.3), the new level is re-estimated from the days since, and the CUSUM restarts centred
-on it, so a shift that is later corrected shows as a second change back.
+on it, so a shift that is later corrected shows as a second change back. The analysis is
+retrospective, so the new level is the mean of at least ``LEVEL_DAYS`` days from the change
+point (the days up to the alarm alone are few and noisy: re-centred on them, the CUSUM
+would soon claim a spurious change back); a second alarm in the same direction within
+``MERGE_DAYS`` still means the estimate was short, and the two are one shift.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ __all__ = [
 K_DEFAULT = 1.0
 H_DEFAULT = 5.0
 BASELINE_N = 20
+LEVEL_DAYS = 10  # the new level is the mean of at least this many days from the change
+MERGE_DAYS = 7  # a same-direction alarm this soon after another is the same shift
 D2 = 1.128  # E(|x_i − x_{i−1}|)/σ for normal data (d2 for n = 2)
 
 
@@ -136,8 +142,10 @@ def detect_shifts(z, k: float = K_DEFAULT, h: float = H_DEFAULT,
         if cu > h or cl > h:
             direction = 1 if cu > h else -1
             start = max(last_zero_u if direction > 0 else last_zero_l, seg_start)
+            if found and found[-1][2] == direction and start - found[-1][0] <= MERGE_DAYS:
+                start = found.pop()[0]  # the first estimate of the new level was short
             found.append((start, i, direction))
-            level = float(np.mean(z[start:i + 1]))
+            level = float(np.mean(z[start:max(i + 1, start + LEVEL_DAYS)]))
             cu = cl = 0.0
             seg_start = last_zero_u = last_zero_l = i + 1
         i += 1

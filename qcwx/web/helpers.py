@@ -87,6 +87,7 @@ def home_tiles() -> list[dict]:
     if role in ("admin", "center"):
         tiles.append({"url": url_for("ingest.keys"), "icon": "gear", "label": "接口密钥"})
         tiles.append({"url": url_for("alerts.failed"), "icon": "flag", "label": "推送失败"})
+        tiles.append({"url": url_for("insights.shifts"), "icon": "compare", "label": "偏移溯源"})
     if role in ("center", "admin", "supervisor", "director"):
         tiles.append({"url": url_for("lots.index"), "icon": "flask", "label": "统一批号"})
     if role in ("technician", "supervisor", "director"):

@@ -59,6 +59,21 @@ def test_a_step_is_dated_and_sized():
     assert s.alarm == int(np.argmax(up > 5.0))
 
 
+def test_a_second_alarm_soon_after_in_the_same_direction_is_the_same_shift():
+    z = np.array([0.5 if i % 2 else -0.5 for i in range(80)])
+    z[40:42] += 1.5  # a mild start makes the first level estimate too low…
+    z[42:] += 4.0    # …and the real level is higher: a second alarm five days later
+    found = sh.detect_shifts(z)
+    assert [(f.start, f.direction) for f in found] == [(40, 1)]
+    assert found[0].size == pytest.approx(float(z[40:].mean() - z[:40].mean()))
+    saved = sh.MERGE_DAYS, sh.LEVEL_DAYS
+    try:  # re-centred on the alarm days alone and unmerged, it would be two shifts
+        sh.MERGE_DAYS, sh.LEVEL_DAYS = 0, 1
+        assert len(sh.detect_shifts(z)) == 2
+    finally:
+        sh.MERGE_DAYS, sh.LEVEL_DAYS = saved
+
+
 def test_a_corrected_shift_shows_the_change_back():
     z = np.array([0.5 if i % 2 else -0.5 for i in range(100)])
     z[40:60] -= 3.0

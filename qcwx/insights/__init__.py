@@ -1,0 +1,1 @@
+"""Cause localisation of bias shifts and data-integrity signals (issue 15)."""
