@@ -1,7 +1,7 @@
 """Dated changes of a test system (reagent/calibrator lot, calibration, maintenance)
 
 Revision ID: 5a1f7c3e9b20
-Revises: 0da7a1c0de01
+Revises: d7e1c0a90002, 5e55f0a1b2c3 (also merges those two heads)
 Create Date: 2026-12-06 09:30:00
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5a1f7c3e9b20'
-down_revision = '0da7a1c0de01'
+down_revision = ('d7e1c0a90002', '5e55f0a1b2c3')
 branch_labels = None
 depends_on = None
 
