@@ -1,4 +1,4 @@
-"""Dated changes of a test system (reagent/calibrator lot, calibration, maintenance)
+"""Dated changes of a test system (reagent/calibrator lot, calibration, maintenance).
 
 Revision ID: 5a1f7c3e9b20
 Revises: d7e1c0a90002, 5e55f0a1b2c3 (also merges those two heads)
