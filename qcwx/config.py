@@ -118,6 +118,9 @@ def build_config(override: Mapping[str, Any] | None = None) -> Mapping[str, Any]
     for key, value in cookie_settings(env).items():
         values.setdefault(key, value)
     values.setdefault("RATELIMIT_STORAGE_URI", values["REDIS_URL"] or "memory://")
+    # A moving window: a fixed one lets 2x the limit through across a minute boundary (a
+    # login burst), and made tests counting to the limit fail when they straddled one.
+    values.setdefault("RATELIMIT_STRATEGY", "moving-window")
     # A Redis outage must not turn every request into a 500: count in memory meanwhile.
     values.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     values.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)

@@ -148,3 +148,11 @@ def test_a_chunked_body_cannot_bypass_the_64_kb_cap(app):
     finally:
         server.shutdown()
         thread.join(5)
+
+
+def test_limits_count_in_a_moving_window(limited):
+    """A fixed window lets twice the limit through across a minute boundary."""
+    from qcwx.extensions import limiter as shared
+
+    assert limited.config["RATELIMIT_STRATEGY"] == "moving-window"
+    assert type(shared.limiter).__name__ == "MovingWindowRateLimiter"
