@@ -62,6 +62,9 @@ SETTINGS: dict[str, tuple[type, Any]] = {
     "INGEST_API_RATELIMIT": (str, "120 per minute"),
     "RESEARCH_API_RATELIMIT": (str, "60 per minute"),
     "ALERT_CENTER_ON_REJECT": (bool, False),
+    # Separate region trees pool their labs into one peer comparison (labs outside the viewer's
+    # tree appear by anonymous code only); false compares each tree on its own.
+    "PEER_POOL_TREES": (bool, True),
     "MP_TEMPLATE_ALERT": (str, "MP_QC_ALERT_TEMPLATE"),
     "CHROMIUM_PATH": (str, default_chromium_path()),  # prints report PDFs (Playwright)
 }

@@ -16,7 +16,9 @@ from tests.fixtures.app import app_fixture  # noqa: E402  (after the rewrite hoo
 
 pytest_plugins = ["tests.fixtures.app", "tests.fixtures.wechat", "tests.fixtures.alerts"]
 
-app = app_fixture()
+# The suite's worlds put labs of separate region trees on one QC lot to show they never mix;
+# pooling trees (the product default) is tested in tests/orgs with the setting switched on.
+app = app_fixture(PEER_POOL_TREES=False)
 
 _BY_DIRECTORY = {"browser": ("browser", "slow"), "e2e": ("e2e", "redis", "mariadb", "slow")}
 

@@ -38,6 +38,7 @@ from qcwx.alerts.models import OutboxMessage
 from qcwx.errors import ExternalServiceError
 from qcwx.extensions import db
 from qcwx.orgs.models import Hospital, Lab, User
+from qcwx.orgs.scopes import region_ancestors
 from qcwx.qcstats import westgard
 from qcwx.timeutil import to_local, utcnow
 from qcwx.web.urls import public_url
@@ -176,9 +177,11 @@ def _lab_users(lab_id: int | None, roles: tuple[str, ...]) -> list[User]:
 
 
 def _centre_users(lab: Lab) -> list[User]:
+    """Return the centre users overseeing the lab: its region's and every region's above it."""
+    region_id = select(Hospital.region_id).where(Hospital.id == lab.hospital_id).scalar_subquery()
     return list(db.session.scalars(
-        select(User).join(Hospital, Hospital.region_id == User.region_id)
-        .where(Hospital.id == lab.hospital_id, User.role == "center", User.active)
+        select(User).where(User.region_id.in_(region_ancestors(region_id)),
+                           User.role == "center", User.active)
         .order_by(User.id)))
 
 

@@ -44,10 +44,14 @@ from qcwx.qcstats import specs
 
 # ---------------------------------------------------------------------------- orgs & users
 def create_orgs(labs: list[LabPlan]) -> Region:
-    region = Region(code=d.REGION_CODE, name=d.REGION_NAME)
-    db.session.add(region)
+    """Create the city, its two districts and the hospitals split between them; return the city."""
+    region = Region(code=d.REGION_CODE, name=d.REGION_NAME, level="city")
+    districts = [Region(code=code, name=name, level="district", parent=region)
+                 for code, name in d.DISTRICTS]
+    db.session.add_all([region, *districts])
     for lab in labs:
-        hospital = Hospital(region=region, code=f"DEMO-H{lab.index + 1:02d}", name=lab.name,
+        hospital = Hospital(region=districts[lab.index % len(districts)],
+                            code=f"DEMO-H{lab.index + 1:02d}", name=lab.name,
                             level=lab.level, type=lab.type)
         lab.lab = Lab(hospital=hospital, code=f"DEMO-H{lab.index + 1:02d}-JY", name=d.LAB_NAME,
                       anon_code=lab.anon_code, timezone="Asia/Shanghai")
@@ -62,7 +66,10 @@ def create_users(region: Region, labs: list[LabPlan]) -> dict[str, User]:
     if taken:
         raise UserError(f"示范用户已存在：{'、'.join(sorted(taken))}", status=409)
     h1, lab1, lab2 = labs[HOSP1].lab, labs[HOSP1].lab, labs[TECH2_LAB].lab
-    scope = {"admin": {}, "center": {"region_id": region.id},
+    district = {r.code: r.id for r in region.children}
+    scope = {"admin": {}, "center": {"region_id": region.id}, "expert": {"region_id": region.id},
+             "center_a": {"region_id": district[d.DISTRICTS[0][0]]},
+             "center_b": {"region_id": district[d.DISTRICTS[1][0]]},
              "director": {"hospital_id": h1.hospital_id}, "supervisor": {"lab_id": lab1.id},
              "tech": {"lab_id": lab1.id}, "tech2": {"lab_id": lab2.id}}
     users = {username: create_user(username=username, display_name=name, password=DEMO_PASSWORD,

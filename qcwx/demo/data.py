@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 REGION_CODE = "DEMO"
 REGION_NAME = "示范市"
+# The city's two district centres (code, name); hospital i belongs to DISTRICTS[i % 2].
+DISTRICTS: tuple[tuple[str, str], ...] = (("DEMO-A", "示范市东城区"), ("DEMO-B", "示范市西城区"))
 LAB_NAME = "检验科"
 
 # (name, level, type): hospital 1 is where the demo director, supervisor and tech work.

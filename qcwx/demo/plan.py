@@ -24,10 +24,14 @@ from qcwx.qcstats import specs
 log = logging.getLogger(__name__)
 
 DEMO_PASSWORD = "qcwx-demo-2026"  # noqa: S105 - documented demo password
-# username, display name, role; the scope is fixed in `_create_users`.
+# username, display name, role; the scope is fixed in `create_users`: center and expert at the
+# city, center_a / center_b at its two districts.
 DEMO_USERS = (
     ("admin", "系统管理员", "admin"),
     ("center", "陈静", "center"),
+    ("center_a", "刘洋", "center"),
+    ("center_b", "孙丽", "center"),
+    ("expert", "吴志明", "expert"),
     ("director", "李建国", "director"),
     ("supervisor", "张敏", "supervisor"),
     ("tech", "王芳", "technician"),

@@ -58,6 +58,7 @@ from qcwx.iqc import services as iqc_services
 from qcwx.iqc import targets
 from qcwx.iqc.models import ControlLimit, CorrectiveAction, QcResult, QcRun, Submission
 from qcwx.orgs.models import Hospital, Lab, Region, User
+from qcwx.orgs.scopes import region_subtree
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today, to_utc
 
@@ -256,7 +257,8 @@ def seed(days: int = 120, *, seed_value: int = 20261125, end: date | None = None
     status = Counter(dict(db.session.execute(
         select(QcRun.status, func.count()).join(TestSystem, TestSystem.id == QcRun.test_system_id)
         .join(Lab, Lab.id == TestSystem.lab_id).join(Hospital, Hospital.id == Lab.hospital_id)
-        .where(Hospital.region_id == region.id).group_by(QcRun.status)).all()))
+        .where(Hospital.region_id.in_(region_subtree(region.id)))
+        .group_by(QcRun.status)).all()))
     counts = {"hospitals": len(labs), "labs": len(labs), "test_systems": len(systems),
               "control_limits": n_limits, "runs": n_runs, "results": n_results,
               "reject": status["reject"], "warning": status["warning"], "custom_rule_sets": custom,

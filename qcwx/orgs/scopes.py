@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, TypeVar
 
+from flask import current_app
 from sqlalchemy import Select, select
 
 from qcwx.errors import Forbidden, NotFound
@@ -61,6 +62,13 @@ def region_subtree(region_id: int | None) -> Select:
     return select(tree.c.id)
 
 
+def region_ancestors(region_id: int | None) -> Select:
+    """Return a SELECT of ``region_id`` and every region above it (whose centres oversee it)."""
+    up = select(Region.id, Region.parent_id).where(Region.id == region_id).cte(recursive=True)
+    up = up.union_all(select(Region.id, Region.parent_id).where(Region.id == up.c.parent_id))
+    return select(up.c.id)
+
+
 def region_in_subtree(root_id: int, region_id: int) -> bool:
     """Return whether ``region_id`` is ``root_id`` or a region below it."""
     ids = region_subtree(root_id).subquery()
@@ -101,6 +109,38 @@ def root_region_id(region_id: int) -> int:
             return current
         seen.add(parent)
         current = parent
+
+
+def peer_regions(region_id: int) -> Select | None:
+    """Return a SELECT of the regions whose labs are compared with ``region_id``'s, None for all.
+
+    Peer statistics use every lab of the region's whole tree (bigger groups are better); with
+    ``PEER_POOL_TREES`` (the default) separate trees pool too. Pooling widens only the
+    comparison group: names still follow :func:`lab_ids_in_scope`.
+    """
+    if current_app.config.get("PEER_POOL_TREES", True):
+        return None
+    return region_subtree(root_region_id(region_id))
+
+
+def regions_in_scope(actor: User) -> list[Region]:
+    """Return the regions the actor sees, each parent before its children (for pickers)."""
+    regions = list(db.session.scalars(select(Region).where(
+        Region.id.in_(region_ids_in_scope(actor))).order_by(Region.code, Region.id)))
+    ids = {r.id for r in regions}
+    children: dict[int | None, list[Region]] = {}
+    for r in regions:
+        children.setdefault(r.parent_id if r.parent_id in ids else None, []).append(r)
+    out: list[Region] = []
+
+    def walk(parent: int | None) -> None:
+        for child in children.get(parent, []):
+            if child not in out:
+                out.append(child)
+                walk(child.id)
+
+    walk(None)
+    return out
 
 
 # ------------------------------------------------------------------ labs in scope

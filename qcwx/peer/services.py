@@ -192,7 +192,7 @@ def rebuild_cache(region_id: int | None = None) -> RefreshResult:
     if region_id is not None:
         stmt = (stmt.join(Lab, Lab.id == TestSystem.lab_id)
                 .join(Hospital, Hospital.id == Lab.hospital_id)
-                .where(Hospital.region_id == region_id))
+                .where(Hospital.region_id.in_(scopes.region_subtree(region_id))))
     result = refresh_systems(db.session.scalars(stmt).all())
     log.info("peer cache rebuilt (region=%s): %s", region_id, result)
     return result
@@ -250,7 +250,8 @@ def _freeze_region(region_id: int, period: Period, actor: User | None) -> Freeze
     db.session.flush()
     lots = sorted(set(db.session.scalars(
         select(TestSystem.qc_lot_id).join(Lab, Lab.id == TestSystem.lab_id)
-        .join(Hospital, Hospital.id == Lab.hospital_id).where(Hospital.region_id == region_id))))
+        .join(Hospital, Hospital.id == Lab.hospital_id)
+        .where(Hospital.region_id.in_(scopes.region_subtree(region_id))))))
     n_rows = n_results = 0
     for start in range(0, len(lots), FREEZE_LOT_CHUNK):
         chunk = lots[start:start + FREEZE_LOT_CHUNK]

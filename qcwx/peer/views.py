@@ -93,6 +93,8 @@ def _common(region_id: int) -> dict:
             "LEVEL_LABELS": GROUP_LEVEL_LABELS, "UNPUBLISHED": queries.UNPUBLISHED,
             "region_id": region_id, "is_centre": current_actor().role in CENTRE_ROLES,
             "can_write": scopes.can_write(current_actor()),
+            "regions": (scopes.regions_in_scope(current_actor())
+                        if current_actor().role in CENTRE_ROLES else []),
             "today": local_today(), "CALENDAR_KINDS": CALENDAR_KINDS,
             "month_options": [key for key, _ in calendar_options("month", local_today())],
             "period_options": lambda kind: calendar_options(kind, local_today())}

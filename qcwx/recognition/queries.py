@@ -73,7 +73,7 @@ def gather_region(region_id: int, month: str, today: date, *, months: int = 0,
     span = tuple(recent_months(date.fromisoformat(month + "-01"), count))
     stmt = (select(TestSystem).join(Lab, TestSystem.lab_id == Lab.id)
             .join(Hospital, Lab.hospital_id == Hospital.id)
-            .where(Hospital.region_id == region_id)
+            .where(Hospital.region_id.in_(scopes.region_subtree(region_id)))
             .options(selectinload(TestSystem.analyte),
                      selectinload(TestSystem.lab).selectinload(Lab.hospital))
             .order_by(TestSystem.lab_id, TestSystem.analyte_id, TestSystem.id))
@@ -216,7 +216,7 @@ def recognition_list(actor: User, region_id: int, month: str, today: date,
     """Return the list as ``actor`` may see it: the centre its region, a lab its own rows."""
     in_scope = set(db.session.scalars(scopes.lab_ids_in_scope(actor)))
     region_labs = set(db.session.scalars(select(Lab.id).join(Hospital).where(
-        Hospital.region_id == region_id)))
+        Hospital.region_id.in_(scopes.region_subtree(region_id)))))
     data = gather_region(region_id, month, today, lab_ids=sorted(in_scope & region_labs))
     rows = list_rows(data)
     counts = dict.fromkeys(VERDICTS, 0)

@@ -16,6 +16,7 @@ from qcwx import models as m
 from qcwx.demo.seed import DEMO_PASSWORDS, INJECTED, seed
 from qcwx.errors import UserError
 from qcwx.extensions import db
+from qcwx.orgs.scopes import region_subtree
 from qcwx.orgs.services import authenticate
 from qcwx.qcstats import peer
 from tests.fixtures.app import make_test_app, rolled_back
@@ -53,10 +54,16 @@ def demo(app):
                               fingerprint=_fingerprint())
 
 
+def _in_demo_city():
+    """Return the condition "the hospital is in the demo city or one of its districts"."""
+    city = select(m.Region.id).where(m.Region.code == "DEMO").scalar_subquery()
+    return m.Hospital.region_id.in_(region_subtree(city))
+
+
 def _region_systems() -> list[m.TestSystem]:
     return list(db.session.scalars(
-        select(m.TestSystem).join(m.Lab).join(m.Hospital).join(m.Region)
-        .where(m.Region.code == "DEMO").order_by(m.TestSystem.id)))
+        select(m.TestSystem).join(m.Lab).join(m.Hospital)
+        .where(_in_demo_city()).order_by(m.TestSystem.id)))
 
 
 def _system(lab_code: str, analyte: str, model: str) -> m.TestSystem:
@@ -83,7 +90,7 @@ def _fired(ts: m.TestSystem, start: date, end: date) -> dict[date, set[str]]:
 # ---------------------------------------------------------------------------- the region
 def test_demo_region_has_thirty_odd_hospitals_of_mixed_level_and_type(demo):
     hospitals = list(db.session.scalars(
-        select(m.Hospital).join(m.Region).where(m.Region.code == "DEMO").order_by(m.Hospital.id)))
+        select(m.Hospital).where(_in_demo_city()).order_by(m.Hospital.id)))
     assert len(hospitals) >= 30
     assert {h.level for h in hospitals} == {"一级", "二级", "三级"}
     assert {"综合医院", "中医医院", "妇幼保健院", "社区卫生服务中心", "民营医院"} <= {
@@ -94,7 +101,7 @@ def test_demo_region_has_thirty_odd_hospitals_of_mixed_level_and_type(demo):
 
 def test_anonymous_lab_codes_do_not_follow_hospital_order(demo):
     codes = [lab.anon_code for lab in db.session.scalars(
-        select(m.Lab).join(m.Hospital).join(m.Region).where(m.Region.code == "DEMO")
+        select(m.Lab).join(m.Hospital).where(_in_demo_city())
         .order_by(m.Hospital.id))]
     assert sorted(codes) == [f"L{k:03d}" for k in range(1, len(codes) + 1)]
     assert codes != sorted(codes)
@@ -146,18 +153,32 @@ def test_every_test_system_has_two_levels_and_versioned_limits_per_level(demo):
 
 
 def test_demo_users_of_every_role_log_in_with_the_documented_passwords(demo):
-    assert set(DEMO_PASSWORDS) == {"admin", "center", "director", "supervisor", "tech", "tech2"}
+    assert set(DEMO_PASSWORDS) == {"admin", "center", "center_a", "center_b", "expert",
+                                   "director", "supervisor", "tech", "tech2"}
     users = {u: authenticate(u, p) for u, p in DEMO_PASSWORDS.items()}
     assert all(users.values())
     assert {u: users[u].role for u in users} == {
-        "admin": "admin", "center": "center", "director": "director",
+        "admin": "admin", "center": "center", "center_a": "center", "center_b": "center",
+        "expert": "expert", "director": "director",
         "supervisor": "supervisor", "tech": "technician", "tech2": "technician"}
     assert all(len(p) >= 8 for p in DEMO_PASSWORDS.values())
     hospital1 = users["director"].hospital
     assert hospital1.name == "示范市第一人民医院"
     assert users["supervisor"].lab.hospital_id == users["tech"].lab.hospital_id == hospital1.id
     assert users["tech2"].lab_id != users["tech"].lab_id
-    assert users["center"].region.code == "DEMO"
+    assert users["center"].region.code == users["expert"].region.code == "DEMO"
+    assert users["center"].region.level == "city"
+    districts = {users["center_a"].region, users["center_b"].region}
+    assert {(r.code, r.level, r.parent.code) for r in districts} == {
+        ("DEMO-A", "district", "DEMO"), ("DEMO-B", "district", "DEMO")}
+
+
+def test_demo_hospitals_are_split_between_the_two_districts(demo):
+    hospitals = list(db.session.scalars(
+        select(m.Hospital).where(_in_demo_city()).order_by(m.Hospital.id)))
+    by_district = Counter(h.region.code for h in hospitals)
+    assert set(by_district) == {"DEMO-A", "DEMO-B"}
+    assert abs(by_district["DEMO-A"] - by_district["DEMO-B"]) <= 1
 
 
 # ---------------------------------------------------------------------------- the results

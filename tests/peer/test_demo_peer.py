@@ -12,6 +12,7 @@ from sqlalchemy import select
 from qcwx import models as m
 from qcwx.demo.seed import DEMO_PASSWORD, INJECTED, seed
 from qcwx.extensions import db
+from qcwx.orgs.scopes import region_subtree
 from qcwx.peer import services
 from tests.fixtures.app import rolled_back
 from tests.peer.conftest import elements, level_blocks
@@ -67,7 +68,8 @@ def test_centre_matrix_matches_the_lab_pages(demo):
     event = demo.injected["bias_1"]
     biased = db.session.get(m.TestSystem, event["test_system_id"])
     labs = [biased.lab_id] + list(db.session.scalars(
-        select(m.Lab.id).join(m.Hospital).join(m.Region).where(m.Region.code == "DEMO")
+        select(m.Lab.id).join(m.Hospital).where(m.Hospital.region_id.in_(region_subtree(
+            select(m.Region.id).where(m.Region.code == "DEMO").scalar_subquery())))
         .order_by(m.Lab.id).limit(4)))
     checked = 0
     for lab_id in labs:

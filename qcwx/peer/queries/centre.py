@@ -29,7 +29,7 @@ from qcwx.peer.models import (
     PeerSnapshot,
 )
 from qcwx.peer.queries import region_results
-from qcwx.peer.queries.frames import load_specs, systems_frame
+from qcwx.peer.queries.frames import load_specs, region_lab_ids, systems_frame
 from qcwx.peer.queries.lot import value_names
 from qcwx.qcstats import peer as qpeer
 
@@ -43,7 +43,7 @@ _GRADES = "ABCD"
 
 def facet_values(region_id: int, dims: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """Return the distinct (value, display name) of some filter dimensions in the region."""
-    systems = systems_frame(region_id)
+    systems = systems_frame(region_id, within_region=True)
     names = value_names(systems)
     return {dim: [(v, names.get(dim, {}).get(v, v))
                   for v in sorted({str(x) for x in systems[dim].dropna()})] for dim in dims}
@@ -63,7 +63,7 @@ def matrix(region_id: int, period: Period, *, lot_id: int | None = None,
     rows, snap = region_results(region_id, period,
                                 lot_ids=[lot_id] if lot_id is not None else None)
     systems = systems_frame(region_id, lot_ids=[lot_id] if lot_id is not None else None,
-                            filters=row_filters or None)
+                            filters=row_filters or None, within_region=True)
     shown = set(systems["ts_id"].tolist())
     levels = {lv.id: lv for lv in db.session.scalars(select(QcLevel))}
     rows = [r for r in rows if r.ts_id in shown and (
@@ -209,7 +209,7 @@ def sort_nccl(rows: Sequence[NcclRow], sort: str) -> list[NcclRow]:
 
 def nccl_table(region_id: int, period: Period, lot_id: int | None = None) -> list[NcclRow]:
     """Return pass rates per analyte × level: CV vs allowable CV, TEa/3, TEa/4, bias, overall."""
-    rows, _ = region_results(region_id, period,
+    rows, _ = region_results(region_id, period, lab_ids=region_lab_ids(region_id),
                              lot_ids=[lot_id] if lot_id is not None else None)
     specs = load_specs({r.analyte_id for r in rows})
     levels = {lv.id: lv for lv in db.session.scalars(select(QcLevel))}

@@ -125,7 +125,7 @@ def exceptions(region_id: int, period: Period, min_n: int = 10,
     alphabetical); the outlier check uses the lot/level/analyte/unit Algorithm A group of all
     labs (≥ 3 systems).
     """
-    systems = systems_frame(region_id)
+    systems = systems_frame(region_id, within_region=True)
     frame = compute.system_stats(system_moments(systems, period))
     levels = {lv.id: lv for lv in db.session.scalars(select(QcLevel))}
     analytes = {a.id: a for a in db.session.scalars(select(Analyte))}

@@ -26,6 +26,7 @@ from qcwx.catalog.models import (
 from qcwx.extensions import db
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.orgs.models import Hospital, Lab
+from qcwx.orgs.scopes import peer_regions, region_subtree
 from qcwx.peer import compute
 from qcwx.peer.filters import (
     Period,
@@ -74,15 +75,28 @@ def in_control():
 # ------------------------------------------------------------------ system frames
 
 
-def _systems_stmt(region_id: int) -> Select:
-    return (select(*_SYSTEM_COLUMNS).select_from(TestSystem)
+def _systems_stmt(region_id: int, within_region: bool) -> Select:
+    """Select the systems compared with ``region_id``'s (its peers), or only its own subtree's.
+
+    The peers are every lab of the region's tree, or of all trees when they pool
+    (:func:`qcwx.orgs.scopes.peer_regions`); ``within_region`` keeps the region and the
+    regions below it (what a centre's page lists).
+    """
+    stmt = (select(*_SYSTEM_COLUMNS).select_from(TestSystem)
             .join(Lab, Lab.id == TestSystem.lab_id)
             .join(Hospital, Hospital.id == Lab.hospital_id)
             .join(Instrument, Instrument.id == TestSystem.instrument_id)
             .outerjoin(Reagent, Reagent.id == TestSystem.reagent_id)
             .outerjoin(Method, Method.id == TestSystem.method_id)
-            .outerjoin(Calibrator, Calibrator.id == TestSystem.calibrator_id)
-            .where(Hospital.region_id == region_id))
+            .outerjoin(Calibrator, Calibrator.id == TestSystem.calibrator_id))
+    regions = region_subtree(region_id) if within_region else peer_regions(region_id)
+    return stmt if regions is None else stmt.where(Hospital.region_id.in_(regions))
+
+
+def region_lab_ids(region_id: int) -> set[int]:
+    """Return the labs of ``region_id`` and the regions below it."""
+    return set(db.session.scalars(select(Lab.id).join(Hospital).where(
+        Hospital.region_id.in_(region_subtree(region_id)))))
 
 
 def filter_clause(filters: Mapping[str, Sequence[str]]):
@@ -96,9 +110,13 @@ def filter_clause(filters: Mapping[str, Sequence[str]]):
 
 def systems_frame(region_id: int, *, analyte_ids: Iterable[int] | None = None,
                   lot_ids: Iterable[int] | None = None,
-                  filters: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
-    """Return the region's test systems (one row each) with every grouping code."""
-    stmt = _systems_stmt(region_id)
+                  filters: Mapping[str, Sequence[str]] | None = None,
+                  within_region: bool = False) -> pd.DataFrame:
+    """Return the test systems compared with the region's (one row each), every grouping code.
+
+    ``within_region`` keeps only the region's own subtree (see :func:`_systems_stmt`).
+    """
+    stmt = _systems_stmt(region_id, within_region)
     if analyte_ids is not None:
         stmt = stmt.where(TestSystem.analyte_id.in_(list(analyte_ids)))
     if lot_ids is not None:

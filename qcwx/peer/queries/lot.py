@@ -215,8 +215,11 @@ def lot_view(actor: User, region_id: int, level: QcLevel, analyte: Analyte, peri
     specs = load_specs([analyte.id])
     compute.add_performance(part, specs)
     own = own_lab_ids(actor)
+    # Names: the labs in the actor's scope (a centre's subtree), every lab for the admin only;
+    # a centre highlights the lab it came from, a lab user its own labs.
     sees = scopes.sees_identities(actor)
-    highlight = ({highlight_lab} if highlight_lab else set()) if sees else own
+    highlight = (({highlight_lab} if highlight_lab else set())
+                 if scopes.is_centre_reader(actor) else own)
     records = part.to_dict("records")
     labels = member_labels(records, own, sees)
     members = [Member(int(r["ts_id"]), int(r["lab_id"]), labels[i], int(r["lab_id"]) in highlight,
@@ -325,14 +328,15 @@ def lot_choices(region_id: int) -> list[dict]:
         .join(QcMaterial, QcMaterial.id == QcLot.material_id)
         .join(TestSystem, TestSystem.qc_lot_id == QcLot.id)
         .join(Lab, Lab.id == TestSystem.lab_id).join(Hospital, Hospital.id == Lab.hospital_id)
-        .where(Hospital.region_id == region_id)
+        .where(Hospital.region_id.in_(scopes.region_subtree(region_id)))
         .group_by(QcLot.id, QcMaterial.name).order_by(QcLot.id)).all()
     out = []
     for lot, material, n_labs in lots:
         analytes = list(db.session.scalars(
             select(Analyte).join(TestSystem, TestSystem.analyte_id == Analyte.id)
             .join(Lab, Lab.id == TestSystem.lab_id).join(Hospital, Hospital.id == Lab.hospital_id)
-            .where(Hospital.region_id == region_id, TestSystem.qc_lot_id == lot.id)
+            .where(Hospital.region_id.in_(scopes.region_subtree(region_id)),
+                   TestSystem.qc_lot_id == lot.id)
             .distinct().order_by(Analyte.id)))
         out.append({"lot": lot, "material": material, "n_labs": n_labs,
                     "levels": list(lot.levels), "analytes": analytes})
