@@ -17,6 +17,7 @@ from qcwx.analytics.sigma import SIGMA_BANDS, LevelSigma, region_distribution, s
 from qcwx.catalog.models import TestSystem
 from qcwx.charts import sigma as sigma_charts
 from qcwx.extensions import db
+from qcwx.orgs import scopes
 from qcwx.orgs.models import Hospital, Lab
 from qcwx.peer.filters import Period
 
@@ -101,9 +102,10 @@ def periods_page(scope: str, title: str, region_id: int, systems: list[TestSyste
 
 
 def region_systems(region_id: int) -> list[TestSystem]:
-    """Return the active test systems of a region's labs."""
+    """Return the active test systems of the labs of a region and the regions below it."""
     return list(db.session.scalars(select(TestSystem).join(Lab).join(Hospital).where(
-        Hospital.region_id == region_id, TestSystem.active).order_by(TestSystem.id)))
+        Hospital.region_id.in_(scopes.region_subtree(region_id)), TestSystem.active)
+        .order_by(TestSystem.id)))
 
 
 def lab_systems(lab: Lab) -> list[TestSystem]:

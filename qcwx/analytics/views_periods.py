@@ -32,9 +32,10 @@ def _scope(actor, today):
                                                                                    "admin")):
         scopes.require_role(actor, "center", "admin")
         region_id = region_id_for(actor)
-        labs = {lab.id: lab.full_name for lab in labs_in_scope(actor)
-                if lab.hospital.region_id == region_id}
-        return "region", "全区", region_id, pages.region_systems(region_id), labs
+        systems = pages.region_systems(region_id)
+        tree_labs = {ts.lab_id for ts in systems}
+        labs = {lab.id: lab.full_name for lab in labs_in_scope(actor) if lab.id in tree_labs}
+        return "region", "全区", region_id, systems, labs
     lab: Lab | None = load_lab(actor, lab_id) if lab_id is not None else next(
         iter(labs_in_scope(actor)), None)
     if lab is None:

@@ -21,6 +21,7 @@ from qcwx.extensions import db
 from qcwx.iqc import services as iqc_services
 from qcwx.lots import services
 from qcwx.orgs.models import Hospital, Lab, Region, User
+from qcwx.orgs.scopes import region_subtree
 from qcwx.timeutil import local_today
 
 PARALLEL_DAYS = 12
@@ -80,7 +81,7 @@ def _labs_on(region: Region, new_lot: QcLot, exclude: int) -> list[int]:
     """Return the region's other labs with a test system on the new lot's material, not on it."""
     stmt = (select(Lab.id).join(Hospital).join(TestSystem, TestSystem.lab_id == Lab.id)
             .join(QcLot, QcLot.id == TestSystem.qc_lot_id)
-            .where(Hospital.region_id == region.id, Lab.id != exclude,
+            .where(Hospital.region_id.in_(region_subtree(region.id)), Lab.id != exclude,
                    QcLot.material_id == new_lot.material_id, QcLot.id != new_lot.id)
             .distinct().order_by(Lab.id))
     return list(db.session.scalars(stmt))

@@ -30,7 +30,8 @@ def _identities(lab) -> tuple[str, ...]:
 
 def _pages(tree) -> list[str]:
     return [*CENTRE_PAGES, _lot_url(tree), "/peer/", "/reports/", "/", "/dashboard/",
-            "/dashboard/today", "/dashboard/month", "/dashboard/peer", "/dashboard/records", "/recognition/", "/lots/"]
+            "/dashboard/today", "/dashboard/month", "/dashboard/peer", "/dashboard/records",
+            "/recognition/", "/lots/"]
 
 
 @pytest.mark.parametrize("role", ALL_ROLES)
