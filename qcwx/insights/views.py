@@ -12,7 +12,7 @@ from qcwx.errors import UserError
 from qcwx.insights import integrity, services
 from qcwx.insights.models import CHANGE_KINDS
 from qcwx.iqc.validation import load_test_system
-from qcwx.orgs.scopes import require_role
+from qcwx.orgs.scopes import require_centre_reader, require_role
 from qcwx.peer import queries as peer_queries
 from qcwx.peer.views import _int_arg
 from qcwx.timeutil import local_today
@@ -23,8 +23,6 @@ bp = Blueprint("insights", __name__, url_prefix="/insights")
 #: Who reads a test system's shift timeline; technicians enter QC, supervisors investigate.
 TIMELINE_ROLES = ("supervisor", "director", "center", "admin")
 CENTRE_ROLES = ("center", "admin")
-#: Integrity signals name labs that may be fabricating: the centre and its experts only.
-INTEGRITY_ROLES = ("center", "admin", "expert")
 RECORD_ROLES = ("supervisor", "admin")
 SINCE_DAYS = (30, 60, 90)
 
@@ -110,7 +108,8 @@ def shifts():
 def integrity_page():
     """Series unlikely to be real daily measurements, strongest signal first (centre, expert)."""
     actor = current_actor()
-    require_role(actor, *INTEGRITY_ROLES)
+    # integrity signals name labs that may be fabricating: the centre and its experts only
+    require_centre_reader(actor, "只有区域质控中心和专家可以查看数据真实性信号")
     region_id = peer_queries.region_id_for(actor, _int_arg(request.args, "region", "区域"))
     days = _choice("days", integrity.WINDOWS, "时间范围")
     rows = integrity.report(actor, region_id, local_today(), days)

@@ -31,6 +31,8 @@ def demo(app):
         seed(days=DAYS, end=END)
         other = f.region("别的区")
         f.user("center", region_=other, name="外区中心").username = "center_other"
+        demo_region = db.session.scalars(select(m.Region).where(m.Region.code == "DEMO")).one()
+        f.user("expert", region_=demo_region, name="专家").username = "expert_demo"
         db.session.commit()  # releases the savepoint: requests' rollbacks keep the data
         yield SimpleNamespace(client=app.test_client(), injected=copy.deepcopy(INJECTED))
 
@@ -124,7 +126,7 @@ ROLES = ("anonymous", "tech", "supervisor", "director", "center", "center_other"
 def _as(demo, who: str):
     demo.client.post("/logout")
     if who != "anonymous":
-        password = DEMO_PASSWORD if who != "center_other" else f.PASSWORD
+        password = f.PASSWORD if who in ("center_other", "expert_demo") else DEMO_PASSWORD
         resp = demo.client.post("/login", data={"username": who, "password": password})
         assert resp.status_code == 302
     return demo.client
@@ -152,6 +154,20 @@ def test_timeline_of_another_lab_is_404_for_a_supervisor(demo):
 @pytest.mark.parametrize("who,status", list(zip(ROLES, (302, 403, 403, 403, 200, 200, 200),
                                                 strict=True)))
 def test_region_pages_are_for_the_centre(demo, path, who, status):
+    _check_region_page(demo, path, who, status)
+
+
+def test_the_regions_expert_reads_integrity_signals_but_not_the_shift_list(demo):
+    client = _as(demo, "expert_demo")
+    html = client.get("/insights/integrity").get_data(as_text=True)
+    assert "疑似抄袭其他实验室" in html
+    assert client.get("/insights/shifts").status_code == 403
+    ts_id = _hosp1_ts(demo)
+    assert client.post(f"/insights/ts/{ts_id}/changes", data={
+        "kind": "calibration", "changed_on": "2026-11-01"}).status_code == 403
+
+
+def _check_region_page(demo, path, who, status):
     resp = _as(demo, who).get(path)
     assert resp.status_code == status
     if who == "center_other":  # its own (empty) region: none of the demo's labs
