@@ -9,10 +9,10 @@ from qcwx.charts import render as render_chart
 from qcwx.charts import trend as trend_chart
 from qcwx.dashboard import queries
 from qcwx.errors import Forbidden
+from qcwx.orgs.scopes import CENTRE_READERS
 from qcwx.peer import queries as peer_queries
 from qcwx.peer.filters import month_period
 from qcwx.peer.paging import choice_arg, page_number, paginate
-from qcwx.peer.services import CENTRE_ROLES
 from qcwx.peer.views import _int_arg
 from qcwx.timeutil import local_today
 from qcwx.web.forms import current_actor
@@ -29,7 +29,7 @@ FLAG_SORTS = {"severity": "偏离最大的在前", "lab": "按实验室", "analy
 def _context():
     """Return the actor, its region and this month, refusing roles other than the centre's."""
     actor = current_actor()
-    if actor.role not in CENTRE_ROLES:
+    if actor.role not in CENTRE_READERS:  # the read-only expert too
         raise Forbidden("只有区域质控中心可以查看总览")
     region_id = peer_queries.region_id_for(actor, _int_arg(request.args, "region", "区域"))
     today = local_today()

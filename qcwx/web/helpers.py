@@ -88,11 +88,13 @@ def home_tiles() -> list[dict]:
         tiles.append({"url": url_for("ingest.keys"), "icon": "gear", "label": "接口密钥"})
         tiles.append({"url": url_for("alerts.failed"), "icon": "flag", "label": "推送失败"})
         tiles.append({"url": url_for("insights.shifts"), "icon": "compare", "label": "偏移溯源"})
+        tiles.append({"url": url_for("opendata.index"), "icon": "upload", "label": "开放数据"})
     if role in ("center", "admin", "supervisor", "director"):
         tiles.append({"url": url_for("lots.index"), "icon": "flask", "label": "统一批号"})
     if role in ("technician", "supervisor", "director"):
         tiles.append({"url": url_for("ingest.upload"), "icon": "upload", "label": "文件导入"})
     if role == "expert":  # read-only: reports and the centre's comparison pages
+        tiles.insert(0, {"url": url_for("dashboard.index"), "icon": "compare", "label": "质控总览"})
         tiles.append({"url": url_for("peer.centre"), "icon": "compare", "label": "全区比对"})
         return tiles
     tiles.append({"url": url_for("ingest.mappings"), "icon": "list", "label": "项目映射"})

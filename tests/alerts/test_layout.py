@@ -22,6 +22,7 @@ TASKS = {
     "qcwx.peer.refresh", "qcwx.peer.rebuild", "qcwx.peer.freeze_month",
     "qcwx.peer.freeze_previous_month",
     "qcwx.reports.render_pdf", "qcwx.reports.publish_previous_month",
+    "qcwx.opendata.build_export",
 }
 BEAT = {
     "alerts-sweep": "qcwx.alerts.sweep",
@@ -66,5 +67,5 @@ def test_worker_entry_point_registers_every_task_and_beat_entry_without_a_cycle(
     assert set(seen["tasks"]) == TASKS
     assert seen["beat"] == BEAT
     assert seen["include"] == ["qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks",
-                               "qcwx.reports.tasks"]
+                               "qcwx.reports.tasks", "qcwx.opendata.tasks"]
     assert "FlaskTask" in seen["task_class"]  # tasks run inside the Flask app context

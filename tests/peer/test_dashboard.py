@@ -18,6 +18,7 @@ from qcwx.dashboard import queries
 from qcwx.extensions import db
 from qcwx.peer.filters import month_period
 from qcwx.timeutil import utcnow
+from tests import factories as f
 from tests.peer.conftest import LABS, add_run, elements, expected, raw_values
 
 JUDGED = ("accept", "warning", "reject")
@@ -175,6 +176,10 @@ def test_only_the_centre_and_admin_see_the_dashboard(board_world, client, login,
     for role in ("tech_r1", "director_r1"):
         assert login(w.users[role]).get(url).status_code == 403
     assert login(w.users["admin"]).get(f"{url}?region={w.region.id}").status_code == 200
+    expert = f.user("expert", region_=w.region)  # the read-only expert reads it like the centre
+    resp = login(expert).get(url)
+    assert resp.status_code == 200 and (url != "/dashboard/today" or w.labs["s1"].full_name in
+                                        resp.get_data(as_text=True))
     other = login(w.users["center2"]).get(url)
     assert other.status_code == 200
     html = other.get_data(as_text=True)
