@@ -18,14 +18,14 @@ from qcwx.extensions import db
 from qcwx.insights.models import LOT_CHANGE_KINDS, TestSystemChange
 from qcwx.iqc.models import ControlLimit, CorrectiveAction, QcResult, QcRun, RuleSet
 from qcwx.orgs.models import Hospital, Lab, User
-from qcwx.orgs.scopes import lab_ids_in_scope
+from qcwx.orgs.scopes import lab_ids_in_scope, region_subtree
 
 
 def region_systems(region_id: int, analyte_id: int | None = None) -> list[TestSystem]:
-    """Return the active test systems of a region (optionally one analyte), by id."""
+    """Return the active test systems of a region and the regions below it (one analyte or all)."""
     stmt = (select(TestSystem).join(Lab, Lab.id == TestSystem.lab_id)
             .join(Hospital, Hospital.id == Lab.hospital_id)
-            .where(Hospital.region_id == region_id, TestSystem.active))
+            .where(Hospital.region_id.in_(region_subtree(region_id)), TestSystem.active))
     if analyte_id is not None:
         stmt = stmt.where(TestSystem.analyte_id == analyte_id)
     return list(db.session.scalars(stmt.order_by(TestSystem.id)))

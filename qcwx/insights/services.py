@@ -20,7 +20,7 @@ from qcwx.insights import queries
 from qcwx.insights.models import CHANGE_KINDS, TestSystemChange
 from qcwx.iqc.models import CAUSE_CATEGORIES
 from qcwx.orgs.models import User
-from qcwx.orgs.scopes import lab_label
+from qcwx.orgs.scopes import lab_label, root_region_id
 from qcwx.qcstats import shifts as sh
 from qcwx.timeutil import local_today, to_local
 
@@ -151,7 +151,8 @@ def describe(cause: sh.Attribution, shift: sh.Shift, day: date) -> str:
 
 def timeline(actor: User, ts: TestSystem) -> Timeline:
     """Return one test system's timeline with the shifts attributed (peers: its region)."""
-    systems = queries.region_systems(ts.lab.hospital.region_id, ts.analyte_id)
+    # the whole region tree shares the lot: compare with every lab of it
+    systems = queries.region_systems(root_region_id(ts.lab.hospital.region_id), ts.analyte_id)
     if ts not in systems:
         systems.append(ts)
     findings, zmap = analyse(actor, systems, only=[ts])

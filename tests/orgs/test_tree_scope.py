@@ -9,6 +9,7 @@ from qcwx import models as m
 from qcwx.config import SETTINGS
 from qcwx.extensions import db
 from qcwx.orgs import scopes
+from tests.integration.test_admin import _user_form
 from tests.orgs.tree_world import LAB_KEYS, SEES
 
 ROLES = sorted(SEES)
@@ -95,14 +96,6 @@ def test_peer_regions_pool_trees_by_setting(app, tree):
 # ------------------------------------------------------------------ admin along the tree
 
 
-def _user_form(**overrides) -> dict:
-    data = {"username": "treeuser", "display_name": "树用户", "password": "s3cret-pass",
-            "role": "technician", "region": "__None", "hospital": "__None", "lab": "__None",
-            "phone": "", "active": "y"}
-    data.update({k: str(v) for k, v in overrides.items()})
-    return data
-
-
 def _user(username: str) -> m.User | None:
     return db.session.scalar(select(m.User).where(m.User.username == username))
 
@@ -111,7 +104,7 @@ def test_city_centre_manages_users_of_its_districts(tree, login):
     client = login(tree.users["center"])
     resp = client.post("/admin/user/new/", data=_user_form(lab=tree.labs["b"].id))
     assert resp.status_code == 302
-    assert _user("treeuser").region_id == tree.district_b.id
+    assert _user("newtech").region_id == tree.district_b.id
     resp = client.post("/admin/user/new/", data=_user_form(
         username="treeexpert", role="expert", region=tree.district_a.id))
     assert resp.status_code == 302 and _user("treeexpert").role == "expert"
@@ -120,9 +113,9 @@ def test_city_centre_manages_users_of_its_districts(tree, login):
 def test_district_centre_cannot_reach_the_other_district(tree, login):
     client = login(tree.users["center_a"])
     client.post("/admin/user/new/", data=_user_form(lab=tree.labs["b"].id))
-    assert _user("treeuser") is None
+    assert _user("newtech") is None
     client.post("/admin/user/new/", data=_user_form(role="center", region=tree.city.id))
-    assert _user("treeuser") is None
+    assert _user("newtech") is None
     user_b = tree.users["center_b"]
     assert client.get(f"/admin/user/edit/?id={user_b.id}").status_code == 404
     hosp_b = tree.labs["b"].hospital
