@@ -21,6 +21,7 @@ from qcwx import charts
 from qcwx.charts import common
 from qcwx.extensions import db
 from qcwx.orgs.models import Hospital, Lab, Region
+from qcwx.orgs.scopes import region_subtree
 from qcwx.peer.filters import Period, month_period, quarter_of, quarter_period, year_period
 from qcwx.qcstats.recognition import VERDICTS, month_text
 from qcwx.recognition import services as recognition
@@ -61,9 +62,9 @@ def period_key(period: Period) -> str:
 
 
 def region_labs(region_id: int) -> list[Lab]:
-    """Return every lab of the region (with its hospital), by hospital then lab code."""
+    """Return every lab of the region and the regions below it, by hospital then lab code."""
     return list(db.session.scalars(
-        select(Lab).join(Hospital).where(Hospital.region_id == region_id)
+        select(Lab).join(Hospital).where(Hospital.region_id.in_(region_subtree(region_id)))
         .order_by(Hospital.code, Lab.code)))
 
 

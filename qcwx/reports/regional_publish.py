@@ -105,11 +105,12 @@ def published_of(region_id: int, limit: int = 36) -> list[PublishedReport]:
 
 
 def recipients(region_id: int) -> list[User]:
-    """Return the region's active centre users and the directors of its hospitals."""
+    """Return the region's active centre users and the directors of its tree's hospitals."""
     return list(db.session.scalars(
         select(User).outerjoin(Hospital, Hospital.id == User.hospital_id)
         .where(User.active, ((User.role == "center") & (User.region_id == region_id))
-               | ((User.role == "director") & (Hospital.region_id == region_id)))
+               | ((User.role == "director")
+                  & Hospital.region_id.in_(scopes.region_subtree(region_id))))
         .order_by(User.id)))
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from qcwx.alerts.models import OutboxMessage
 from qcwx.extensions import db
+from qcwx.orgs.models import Region
 from qcwx.peer.filters import month_period, quarter_of, quarter_period
 from qcwx.reports import regional_publish as publish
 from qcwx.reports.models import PublishedReport, ShareLink
@@ -245,3 +246,30 @@ def test_the_monthly_beat_task_publishes_every_region_once(eval_world):
         PublishedReport.kind == "region")).all()
     assert sorted((i.region_id, i.period) for i in items) == [
         (w.region.id, w.month), (w.region2.id, w.month)]
+
+
+def test_a_city_report_covers_the_labs_of_its_districts(eval_world):
+    """Regression: after the region tree, a city whose hospitals all sit in districts showed
+    0/0 labs, no submission and no in-control rate in its own report (labs were selected by
+    ``Hospital.region_id == city`` instead of the city's subtree)."""
+    w = eval_world
+    flat = build_region_report(w.region, month_period(w.month, w.today), w.today)
+    district_a = Region(code="TREE-A", name="东区", parent_id=w.region.id, level="district")
+    district_b = Region(code="TREE-B", name="西区", parent_id=w.region.id, level="district")
+    db.session.add_all([district_a, district_b])
+    db.session.flush()
+    for i, name in enumerate(LABS):
+        w.labs[name].hospital.region_id = (district_a if i % 2 else district_b).id
+    director = w.users["director_r1"]
+    db.session.flush()
+    tree = build_region_report(w.region, month_period(w.month, w.today), w.today)
+    figures = {fig.label: fig.value for fig in tree.figures}
+    assert figures["参与实验室"] == f"{len(LABS)}/{len(LABS)}"
+    assert figures == {fig.label: fig.value for fig in flat.figures}
+    assert table(tree, "各实验室填报").rows == table(flat, "各实验室填报").rows
+    # The announcement reaches the directors of the districts' hospitals too.
+    from qcwx.reports.regional_publish import recipients
+
+    assert director in recipients(w.region.id)
+    assert director not in recipients(district_b.id if w.labs["r1"].hospital.region_id
+                                      == district_a.id else district_a.id)
