@@ -45,6 +45,7 @@ from qcwx.catalog.models import (
 )
 from qcwx.errors import Forbidden, UserError
 from qcwx.extensions import db
+from qcwx.orgs import scopes
 from qcwx.orgs.models import Hospital, Lab, Region, User
 
 log = logging.getLogger(__name__)
@@ -218,14 +219,14 @@ def _hospital(actor: User, region: Region | None, row: ImportRow, checked: RowDa
             raise RowError(f"医院编码“{code}”已登记为“{hospital.name}”，与“{name}”不一致")
     else:
         stmt = select(Hospital).where(Hospital.name == name)
-        if region is not None:
-            stmt = stmt.where(Hospital.region_id == region.id)
+        if region is not None:  # the region and every region below it
+            stmt = stmt.where(Hospital.region_id.in_(scopes.region_subtree(region.id)))
         found = db.session.scalars(stmt.limit(2)).all()
         if len(found) > 1:
             raise RowError(f"有多家医院名为“{name}”，请填写医院编码")
         hospital = found[0] if found else None
     if hospital is not None:
-        if actor.role == "center" and hospital.region_id != actor.region_id:
+        if actor.role == "center" and not scopes.region_in_scope(actor, hospital.region_id):
             raise RowError(f"医院“{name}”属于其他区域，不能导入")
         return hospital
     if region is None:

@@ -159,6 +159,22 @@ def test_centre_cannot_import_into_another_regions_hospital(world):
     assert not report.valid_rows
 
 
+def test_a_city_centre_imports_into_its_districts_hospitals(world):
+    """Regression: after the region tree a city centre was refused its districts' hospitals
+    ("属于其他区域"), by code and by name."""
+    district = m.Region(code="IMP-D1", name="下辖区", parent_id=world.region1.id,
+                        level="district")
+    db.session.add(district)
+    db.session.flush()
+    world.hosp1.region_id = district.id
+    db.session.flush()
+    for data in (csv_bytes([row(医院编码=world.hosp1.code, 医院名称=world.hosp1.name)]),
+                 csv_bytes([row(医院编码="", 医院名称=world.hosp1.name)])):
+        report = import_test_systems(world.users["center"], data)
+        assert not report.rows[0].errors, report.rows[0].errors
+        assert report.valid_rows
+
+
 def test_new_hospital_needs_a_level_and_names_must_match_codes(world):
     data = csv_bytes([row(医院等级=""), row(医院编码=world.hosp1.code, 医院名称="别的名字")])
     report = import_test_systems(world.users["center"], data)
