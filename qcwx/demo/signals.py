@@ -149,14 +149,20 @@ def _fabricate(daily: list[SystemPlan], taken: set[int], dates: list[date],
         return
     source, copier = by_code[pairs[0]][:2]
     start = max(n - FABRICATED_DAYS, copier.first_free, source.first_free)
+    if start >= n:  # a demo too short to leave fabricated days (tests seed 2 days)
+        return
     window = slice(start, n)
     copier.present[window] = source.present[window]
     copier.values[window] = source.values[window]
     _note("copied", copier, start, dates, f"抄袭{source.lab.lab.code}的质控结果",
           source_lab=source.lab.lab.code, source_test_system_id=source.ts.id)
-    smooth = next(sp for sp in free if sp.lab.index not in (source.lab.index,
-                                                             copier.lab.index))
+    smooth = next((sp for sp in free if sp.lab.index not in (source.lab.index,
+                                                              copier.lab.index)), None)
+    if smooth is None:
+        return
     start = max(n - FABRICATED_DAYS, smooth.first_free)
+    if start >= n:
+        return
     limit = smooth.limit_at(start)
     k = n - start
     smooth.present[start:] = True
