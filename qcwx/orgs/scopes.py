@@ -41,8 +41,9 @@ READ_ONLY_ROLES = frozenset({"expert"})
 # name: "sees identities" now means "the lab is in my subtree" (see lab_label).
 SEES_IDENTITIES = frozenset({"admin", "center"})
 LAB_ROLES = frozenset({"supervisor", "technician"})
-# Invites and bindings reach only users of a rank not above the actor's. The expert ranks with
-# the director (below the centre, which may invite it); it invites nobody (it cannot write).
+# Invites and bindings reach only users of a strictly lower rank than the actor's (an equal
+# could bind its own phone to a peer's account). The expert ranks with the director (below
+# the centre, which may invite it); it invites nobody (it cannot write).
 ROLE_RANK = {"admin": 5, "center": 4, "expert": 3, "director": 3, "supervisor": 2,
              "technician": 1}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -193,6 +194,23 @@ def require_role(actor: User, *roles: str) -> None:
     """Raise ``Forbidden`` unless the actor has one of ``roles``."""
     if actor.role not in roles:
         raise Forbidden()
+
+
+def roles_below(actor: User) -> list[str]:
+    """Return the roles ranked strictly below the actor's (whom it may invite or unbind)."""
+    own = ROLE_RANK.get(actor.role, 0)
+    return [role for role, rank in ROLE_RANK.items() if rank < own]
+
+
+def outranks(actor: User | None, user: User) -> bool:
+    """Return whether ``actor`` is ``user`` or ranks strictly above them.
+
+    An equal may not vouch for a peer's WeChat binding: it could bind its own phone to the
+    peer's account and log in as them.
+    """
+    if actor is None:
+        return False
+    return actor.id == user.id or ROLE_RANK.get(actor.role, 0) > ROLE_RANK.get(user.role, 0)
 
 
 def is_centre_reader(actor: User) -> bool:

@@ -34,11 +34,12 @@ from qcwx.extensions import db
 from qcwx.numbers import parse_id
 from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import (
-    ROLE_RANK,
     can_access_lab,
     lab_ids_in_scope,
+    outranks,
     region_ids_in_scope,
     require_role,
+    roles_below,
 )
 from qcwx.timeutil import utcnow
 from qcwx.web.urls import base_url, public_url
@@ -65,16 +66,15 @@ JSAPI_LIST = ("scanQRCode", "updateAppMessageShareData", "updateTimelineShareDat
 def manageable_users_stmt(actor: User):
     """Return a SELECT of the active users whose WeChat binding ``actor`` may manage.
 
-    Built from the actor's lab scope (``qcwx.orgs.scopes``): users of labs in scope, directors
-    of hospitals with a lab in scope, centre users of the actor's own region; never a user of
-    a higher role, and always the actor themselves.
+    In scope: users of its labs, directors of its hospitals, centre users of its regions; only
+    of a strictly lower role (``scopes.outranks``); and always the actor themselves.
     """
+    lower = roles_below(actor)
     stmt = select(User).where(User.active)
     if actor.role == "admin":
-        return stmt.order_by(User.id)
+        return stmt.where(or_(User.id == actor.id, User.role.in_(lower))).order_by(User.id)
     labs = lab_ids_in_scope(actor)
     hospitals = select(Lab.hospital_id).where(Lab.id.in_(lab_ids_in_scope(actor)))
-    lower = [role for role, rank in ROLE_RANK.items() if rank <= ROLE_RANK.get(actor.role, 0)]
     clauses = [User.lab_id.in_(labs)]
     if actor.role in ("center", "director"):
         clauses.append(and_(User.lab_id.is_(None), User.hospital_id.in_(hospitals)))
@@ -87,7 +87,7 @@ def manageable_users_stmt(actor: User):
 
 def manages(actor: User, user: User) -> bool:
     """Return whether ``actor`` may issue invites for / unbind ``user``."""
-    if actor.role not in INVITER_ROLES:
+    if actor.role not in INVITER_ROLES or not outranks(actor, user):
         return False
     if actor.role == "admin" or actor.id == user.id:
         return True
@@ -184,8 +184,9 @@ def redeem_invite(code: str | None, openid: str | None, *, attr: str = "wechat_o
                   code_field: str = "code") -> User:
     """Bind ``openid`` to the invite's user and use the invite up; return the user.
 
-    Refuses unknown, used and expired codes, an inactive user, and an openid already bound to
-    someone else (it must be unbound first, so an account is never taken over silently).
+    Refuses unknown, used and expired codes, an inactive user, an issuer not outranking the
+    user, and a user or openid already bound to another WeChat account / user: a binding is
+    removed first (``unbind``), so an account is never taken over silently.
     ``attr`` is ``wechat_openid`` (official account) or ``mp_openid`` (mini-program: another
     appid gives the same person another openid); ``code_field`` names the code in errors.
     """
@@ -207,6 +208,12 @@ def redeem_invite(code: str | None, openid: str | None, *, attr: str = "wechat_o
     user = invite.user
     if not user.active:
         raise UserError("该账号已停用，无法绑定", field=code_field, status=403)
+    if not outranks(db.session.get(User, invite.created_by_id or 0), user):
+        raise UserError("该邀请码无效：只能由更高级别的管理人员为本人生成，请联系管理员",
+                        field=code_field, status=403)
+    if getattr(user, attr) not in (None, "", openid):  # unbind first: never replaced silently
+        raise Conflict(f"账号“{user.display_name}”已绑定另一个微信，请先解除绑定后再绑定",
+                       field=code_field)
     other = db.session.scalar(select(User).where(getattr(User, attr) == openid))
     if other is not None and other.id != user.id:
         raise Conflict(f"该微信已绑定账号“{other.display_name}”，请先解绑后再绑定",
@@ -233,14 +240,15 @@ def user_for_openid(openid: str | None, active_only: bool = True) -> User | None
 
 
 def unbind(actor: User, user: User) -> None:
-    """Remove ``user``'s WeChat binding: the user themselves, or an admin / centre user."""
+    """Remove ``user``'s WeChat and mini-program bindings: by themselves or a managing centre."""
     if actor.id != user.id:
         require_role(actor, *UNBIND_ROLES)
         if not manages(actor, user):
             raise NotFound("未找到该用户或无权管理", field="user_id")
-    if not user.wechat_openid:
+    if not user.wechat_openid and not user.mp_openid:
         raise UserError("该账号尚未绑定微信", field="user_id")
     user.wechat_openid = None
+    user.mp_openid = None
     db.session.flush()
     logger.info("user %s unbound from WeChat by user %s", user.id, actor.id)
 

@@ -12,8 +12,9 @@ from sqlalchemy import select
 from miniprogram_api.auth import signing_key
 from miniprogram_api.openapi import openapi_document
 from qcwx.alerts.models import OutboxMessage
+from qcwx.errors import NotFound
 from qcwx.labels.services import label_url
-from qcwx.timeutil import local_today
+from qcwx.timeutil import local_today, utcnow
 from qcwx.wechat.models import SubscribeConsent, WechatInvite
 from qcwx.wechat.services import create_invite
 from tests.fixtures.alerts import MEAN, MP_TEMPLATE, SD
@@ -61,6 +62,28 @@ def test_unknown_openid_must_bind_first(client, bound, fake_wechat):
     body = checked(client.post(f"{API}/login", json={"code": code}), "/login", status=403)
     assert body["error"] == "该微信尚未绑定账号" and body["bind_required"] is True
     assert body["openid_hint"] == "oStr…0000"
+
+
+def test_a_supervisor_cannot_take_over_another_account_through_bind(client, session, bound,
+                                                                     fake_wechat):
+    """Issue 14: a supervisor invited a fellow supervisor and bound its own phone to them."""
+    sup, sup2, tech = (bound.users[k] for k in ("supervisor", "supervisor_unbound", "technician"))
+    with pytest.raises(NotFound):
+        create_invite(sup, sup2)  # an equal rank: no invite at all
+    forged = WechatInvite(code="FRGD2345", user_id=sup2.id, created_by_id=sup.id,
+                          created_at=utcnow(), expires_at=utcnow() + timedelta(days=1))
+    own = create_invite(sup, tech)  # a lower rank, but the technician's phone is bound already
+    session.add(forged)
+    session.commit()
+    resp = client.post(f"{API}/bind", json={"code": fake_wechat.mint_mp_code("oSupPhone"),
+                                            "invite_code": forged.code})
+    assert checked(resp, "/bind", status=403)["field"] == "invite_code"
+    resp = client.post(f"{API}/bind", json={"code": fake_wechat.mint_mp_code("oSupPhone"),
+                                            "invite_code": own.code})
+    assert "请先解除绑定" in checked(resp, "/bind", status=409)["error"]
+    session.expire_all()
+    assert sup2.mp_openid is None and tech.mp_openid == f"oMp{tech.id:025d}"
+    assert session.get(WechatInvite, own.id).used_at is None
 
 
 @pytest.mark.parametrize("payload, field, message", [

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import requests
 
+from qcwx.errors import NotFound
 from qcwx.extensions import db
 from qcwx.orgs.models import User
 from qcwx.timeutil import utcnow
@@ -170,9 +171,21 @@ def test_openid_bound_to_another_user_is_refused(client, world, fake_wechat):
     assert world.users["technician"].wechat_openid is None
 
 
-def test_rebinding_with_a_new_invite_moves_the_user_to_the_new_phone(client, world, fake_wechat):
+def test_an_invite_never_replaces_a_binding_unbind_first_then_rebind(client, world, fake_wechat,
+                                                                      login):
+    """Issue 14: redeeming used to move a bound account silently to whoever held the code."""
     world.users["technician"].wechat_openid = "oOldPhone"
     invite = _invite(world)
+    _oauth(client, fake_wechat, "oNewPhone")
+    res = client.post("/wechat/bind", data={"code": invite.code})
+    assert res.status_code == 409 and "请先解除绑定" in res.get_data(as_text=True)
+    db.session.expire_all()
+    assert world.users["technician"].wechat_openid == "oOldPhone"
+    assert db.session.get(WechatInvite, invite.id).used_at is None
+    centre = login(world.users["center"])  # the one way to move to a new phone: unbind first
+    assert centre.post("/wechat/unbind",
+                       data={"user_id": world.users["technician"].id}).status_code == 302
+    centre.post("/logout")
     _oauth(client, fake_wechat, "oNewPhone")
     assert client.post("/wechat/bind", data={"code": invite.code}).status_code == 302
     db.session.expire_all()
@@ -211,6 +224,40 @@ def test_invite_outside_scope_is_404_and_bad_ttl_400(login, world):
     assert res.status_code == 400 and "有效期" in res.get_data(as_text=True)
     res = client.post("/wechat/invites", data={"user_id": ""})
     assert res.status_code == 400 and "请选择用户" in res.get_data(as_text=True)
+
+
+def test_invites_reach_only_strictly_lower_ranks(session, world):
+    """Issue 14: an equal (supervisor → supervisor, centre → centre) could take an account over."""
+    from tests.factories import user
+
+    u = world.users
+    peer_sup = user("supervisor", lab_=world.lab_a)
+    peer_centre = user("center", region_=world.region1)
+    peer_admin = user("admin")
+    for actor, peer in ((u["supervisor"], peer_sup), (u["center"], peer_centre),
+                        (u["admin"], peer_admin)):
+        assert not services.manages(actor, peer)
+        assert peer.id not in {x.id for x in services.manageable_users(actor)}
+        with pytest.raises(NotFound):
+            services.create_invite(actor, peer)
+        assert services.manages(actor, actor)  # one's own new phone stays possible
+    assert services.manages(u["center"], u["director"])
+    assert services.manages(u["admin"], u["center"])
+
+
+def test_an_invite_from_an_equal_is_refused_when_redeemed(client, world, fake_wechat):
+    """An invite written before the rank rule (or by a since-demoted issuer) binds nobody."""
+    from tests.factories import user
+
+    peer = user("supervisor", lab_=world.lab_a)
+    invite = _invite(world, who="technician")
+    invite.user_id, invite.user = peer.id, peer  # as an equal's invite would have been stored
+    db.session.commit()
+    _oauth(client, fake_wechat, "oSupervisorsOwnPhone")
+    res = client.post("/wechat/bind", data={"code": invite.code})
+    assert res.status_code == 403 and "更高级别" in res.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, peer.id).wechat_openid is None
 
 
 def test_technician_cannot_issue_invites(login, world):
