@@ -23,7 +23,7 @@ from flask import (
 from flask_login import login_required
 
 from qcwx.errors import Forbidden
-from qcwx.extensions import celery
+from qcwx.extensions import celery, db
 from qcwx.opendata import queries, services
 from qcwx.opendata.columns import COLUMNS
 from qcwx.opendata.fhir import BASE, EXTENSIONS
@@ -129,7 +129,11 @@ def create_key():
 @bp.post("/keys/<int:key_id>/revoke")
 @login_required
 def revoke_key(key_id: int):
-    """Revoke a research key."""
-    actor = _centre()
-    form_post(lambda: services.revoke_research_key(actor, key_id))
+    """Revoke a research key; a key outside the actor's regions is a 404, like a missing one.
+
+    (It used to go through ``form_post`` with the result ignored, so a refused revocation
+    answered the same redirect as a done one.)
+    """
+    services.revoke_research_key(_centre(), key_id)
+    db.session.commit()
     return redirect(url_for("opendata.index", _anchor="keys"))
