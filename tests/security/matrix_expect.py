@@ -94,7 +94,10 @@ def _admin_views() -> dict[tuple[str, str], Policy]:
                 roles = ADMIN
             junk = rule in ("ajax_lookup", "ajax_update")
             for method in methods.split():
-                table[(f"{view}.{rule}", method)] = only(roles, junk_404=junk)
+                row = view in ("lab", "hospital", "user", "testsystem") \
+                    and rule in ("details_view", "edit_view")  # ?id= of a row: its lab's scope
+                table[(f"{view}.{rule}", method)] = (scoped if row else only)(roles,
+                                                                             junk_404=junk)
     return table
 
 

@@ -39,6 +39,11 @@ ENDPOINT_ARG_KIND = {("opendata.revoke_key", "key_id"): "research_key",
                      ("ingest.delete_mapping", "kind"): "mapping_kind",
                      ("labels.open_label", "token"): "label"}
 FIXED_ARGS = {"target": "home", "export_type": "csv"}
+# Flask-Admin names the row in the query string: these rules are probed with ``?id=`` of the
+# in-scope / out-of-scope row (a centre manages only its subtree's labs, users, systems).
+QUERY_ID = {f"{view}.{rule}": kind for view, kind in (
+    ("lab", "lab"), ("hospital", "hospital"), ("user", "user"), ("testsystem", "ts"))
+    for rule in ("details_view", "edit_view")}
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ def rules(app) -> list:
 
 def takes_ids(rule) -> bool:
     """Return whether the rule's URL names an object (so in/out of scope applies)."""
-    return any(arg not in FIXED_ARGS for arg in rule.arguments)
+    return rule.endpoint in QUERY_ID or any(arg not in FIXED_ARGS for arg in rule.arguments)
 
 
 def url_for_rule(app, rule, world: MatrixWorld, scope: str) -> str:
@@ -74,7 +79,9 @@ def url_for_rule(app, rule, world: MatrixWorld, scope: str) -> str:
         kind = ENDPOINT_ARG_KIND.get((rule.endpoint, arg), ARG_KIND[arg])
         values[arg] = objects.ids.get(kind, objects.strings.get(kind))
     with app.test_request_context():
-        return app.url_map.bind("localhost").build(rule.endpoint, values, force_external=False)
+        url = app.url_map.bind("localhost").build(rule.endpoint, values, force_external=False)
+    kind = QUERY_ID.get(rule.endpoint)
+    return f"{url}?id={objects.ids[kind]}" if kind else url
 
 
 def probes(app, actors) -> Iterator[tuple[Probe, object]]:

@@ -155,7 +155,7 @@ def _objects(lab: m.Lab, region: m.Region, owner: m.User, centre: m.User, expert
              "export": export.id, "api_key": api_key.id, "research_key": research_key.id,
              "code_mapping": code_map.id, "column_mapping": column_map.id,
              "grouping": grouping.id, "invite": invite.id, "proposal": proposal.id,
-             "lab": lab.id},
+             "lab": lab.id, "hospital": lab.hospital_id, "user": owner.id},
         strings={"token": link.token, "label": make_token(ts), "kind": "dynamic",
                  "fmt": "xlsx", "digest": "0" * 64, "mapping_kind": "code"},
     )
