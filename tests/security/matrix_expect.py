@@ -122,8 +122,16 @@ EXPECT: dict[tuple[str, str], Policy] = {
     ("analytics.sigma_system", "GET"): SCOPED,
     ("analytics.sigma_region", "GET"): only(CENTRE),
     ("analytics.sigma_apply", "POST"): scoped(SUPERVISING),
+    ("analytics.comparisons", "GET"): LOGGED_IN,  # the saved comparisons in one's scope
+    ("analytics.comparisons", "POST"): only(SUPERVISING, junk_404=True),  # no test system
+    ("analytics.comparison_detail", "GET"): SCOPED,
+    # shift timelines and data-integrity signals
+    ("insights.timeline", "GET"): scoped(SUPERVISING),
+    ("insights.record_change", "POST"): scoped(frozenset({"admin", "supervisor"})),
+    ("insights.shifts", "GET"): only(CENTRE),
+    ("insights.integrity_page", "GET"): only(CENTRE_READERS),
     # centre dashboard
-    **{(f"dashboard.{name}", "GET"): only(CENTRE)
+    **{(f"dashboard.{name}", "GET"): only(CENTRE_READERS)
        for name in ("index", "month_list", "peer_flags", "records", "today_list")},
     # capture: uploads (lab data entry), mappings, keys
     ("ingest.batches", "GET"): LOGGED_IN,
@@ -233,6 +241,12 @@ EXPECT: dict[tuple[str, str], Policy] = {
     ("reports.revoke", "POST"): scoped(CENTRE),
     ("reports.add_comment", "POST"): scoped(frozenset({"expert"}), expert_writes=True),
     ("reports.reply", "POST"): scoped(frozenset({"director", "supervisor"})),
+    # regional reports: a published one belongs to its region (visible to the centres above)
+    ("reports.region_reports", "GET"): only(CENTRE_READERS),
+    ("reports.region_report", "GET"): scoped(CENTRE_READERS),
+    ("reports.region_report_file", "GET"): scoped(CENTRE_READERS),
+    ("reports.region_share", "POST"): scoped(CENTRE),
+    ("reports.region_publish", "POST"): only(CENTRE),
     ("reports.shared", "GET"): PUBLIC,  # the token is the credential (tested on its own)
     ("reports.shared_file", "GET"): PUBLIC,
     # shell

@@ -33,7 +33,7 @@ ARG_KIND = {"ts_id": "ts", "run_id": "run", "result_id": "result", "action_id": 
             "export_id": "export", "key_id": "api_key", "mapping_id": "code_mapping",
             "grouping_id": "grouping", "invite_id": "invite", "proposal_id": "proposal",
             "lab_id": "lab", "token": "token", "kind": "kind", "fmt": "fmt",
-            "digest": "digest"}
+            "digest": "digest", "comparison_id": "comparison", "item_id": "region_report"}
 ENDPOINT_ARG_KIND = {("opendata.revoke_key", "key_id"): "research_key",
                      ("ingest.delete_columns", "mapping_id"): "column_mapping",
                      ("ingest.delete_mapping", "kind"): "mapping_kind",

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from qcwx import models as m
+from qcwx.analytics.models import InstrumentComparison
 from qcwx.catalog.models import CatalogueProposal
 from qcwx.extensions import db
 from qcwx.ingest.apikeys import create_key
 from qcwx.labels.services import make_token
 from qcwx.opendata.services import create_research_key
+from qcwx.reports import regional_publish as regional
 from qcwx.reports import services as reports
 from qcwx.timeutil import local_today, utcnow
 from tests import factories as f
@@ -144,9 +146,16 @@ def _objects(lab: m.Lab, region: m.Region, owner: m.User, centre: m.User, expert
     proposal = CatalogueProposal(table_name="reagent", action="create", row_id=None,
                                  proposed_values={"maker": "某厂", "name": "试剂"},
                                  reason="新增", region_id=region.id, proposed_by_id=centre.id)
-    db.session.add_all([changeover, export, api_key, research_key, code_map, column_map,
-                        grouping, invite, proposal])
+    comparison = InstrumentComparison(
+        lab_id=lab.id, analyte_id=analyte.id, source="qc", x_label="甲仪器", y_label="乙仪器",
+        allowable_bias=5.0, decision_levels=[5.0], unit=analyte.unit, x_ts_id=ts.id,
+        y_ts_id=new_ts.id, pairs=[[2 + i / 2, (2 + i / 2) * 1.01 + (-1) ** i / 50]
+                                  for i in range(20)])
+    db.session.add_all([changeover, export, code_map, column_map, grouping, invite, proposal,
+                        comparison])
     db.session.flush()
+    region_report = regional.publish_region(
+        region, regional.parse_period(month, None, None, today), today).item
     objects = Objects(
         ids={"ts": ts.id, "run": run.id, "result": result.id, "action": action.id,
              "alert": outbox.id, "delivery": delivery.id, "published": published.id,
@@ -155,7 +164,8 @@ def _objects(lab: m.Lab, region: m.Region, owner: m.User, centre: m.User, expert
              "export": export.id, "api_key": api_key.id, "research_key": research_key.id,
              "code_mapping": code_map.id, "column_mapping": column_map.id,
              "grouping": grouping.id, "invite": invite.id, "proposal": proposal.id,
-             "lab": lab.id, "hospital": lab.hospital_id, "user": owner.id},
+             "lab": lab.id, "hospital": lab.hospital_id, "user": owner.id,
+             "comparison": comparison.id, "region_report": region_report.id},
         strings={"token": link.token, "label": make_token(ts), "kind": "dynamic",
                  "fmt": "xlsx", "digest": "0" * 64, "mapping_kind": "code"},
     )
