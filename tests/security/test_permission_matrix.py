@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from qcwx.audit.services import set_actor
 from tests.fixtures.alerts import ALERT_SETTINGS
 from tests.fixtures.app import build_app, rolled_back
 from tests.security import matrix_probe as probe
@@ -70,6 +71,7 @@ def matrix(tmp_path_factory):
         tokens = {state: probe.request(app, clients, probe.Probe(
             "reports.shared", "/r/<token>", "GET", "anonymous", "-"), f"/r/{token}").status_code
             for state, token in world.share_tokens.items() if state in LINK_STATES}
+    set_actor(None)  # a request's audit actor outlives it in this thread; its user is gone
     return {"rules": rules, "answers": answers, "tokens": tokens, "far_lab_named": seen}
 
 
