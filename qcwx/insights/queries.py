@@ -57,6 +57,8 @@ def results(ts_ids: list[int], start: date | None = None, *,
         stmt = stmt.where(QcRun.run_date >= start)
     # plain tuples: pandas probes Row objects key by key (2 s for 100 000 rows)
     frame = pd.DataFrame([tuple(r) for r in db.session.execute(stmt)], columns=cols)
+    if frame.empty:  # a test system without results yet (a new one, or one just set up)
+        return pd.DataFrame(columns=[*cols, "z", "target", "target_sd"])
     steps: dict[tuple[int, int], list] = defaultdict(list)
     for row in db.session.execute(
             select(ControlLimit.test_system_id, ControlLimit.qc_level_id,

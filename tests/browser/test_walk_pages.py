@@ -84,7 +84,7 @@ from tests.peer.conftest import build_peer_world
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("QCWX_SCREENSHOTS", "/tmp/qcwx-shots"))
 ROLES = ("admin", "center", "director", "supervisor", "technician")
-MAX_PAGES = 90
+MAX_PAGES = 150
 PER_SHAPE = 3
 MIN_TAP = 44
 MIN_TEXT, MIN_SECONDARY_TEXT = 14, 12
