@@ -108,9 +108,7 @@ class Renderer:
     def _context(self):
         if self._ctx is None:
             started = time.perf_counter()
-            from py_mini_racer import MiniRacer  # the mini-racer wheel
-
-            ctx = MiniRacer()
+            ctx = _new_isolate()
             ctx.eval(_PRELUDE)
             ctx.eval(self.bundle.read_text(encoding="utf-8"))
             ctx.eval(_RENDER)
@@ -164,6 +162,34 @@ class Renderer:
             if self._ctx is not None:
                 self._ctx.close()
                 self._ctx = None
+
+
+def _new_isolate():
+    """Start a MiniRacer from a thread with no running asyncio loop.
+
+    MiniRacer adopts the creating thread's running loop when there is one (Playwright's
+    sync API keeps one running in its thread; so do async servers). Calls from that thread
+    then count as "inside the isolate's loop", where mini-racer refuses a timeout
+    ("To apply a timeout in an async context …") and no chart could be drawn. Created
+    from a bare thread, the isolate starts a loop thread of its own and every caller
+    gets the timeout.
+    """
+    from py_mini_racer import MiniRacer  # the mini-racer wheel
+
+    made: dict = {}
+
+    def start() -> None:
+        try:
+            made["ctx"] = MiniRacer()
+        except BaseException as exc:  # handed to the caller below
+            made["error"] = exc
+
+    thread = threading.Thread(target=start, name="chart-ssr-v8", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in made:
+        raise made["error"]
+    return made["ctx"]
 
 
 def _first_line(exc: Exception) -> str:

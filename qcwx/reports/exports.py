@@ -12,8 +12,9 @@ import logging
 import time
 
 from flask import Response, current_app, render_template, request, send_file
+from kombu.exceptions import KombuError
 
-from qcwx.errors import NotFound
+from qcwx.errors import Busy, NotFound
 from qcwx.extensions import celery
 from qcwx.reports.document import Report
 
@@ -71,8 +72,13 @@ def _pdf(report: Report) -> Response:
         if not fresh:
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-            result = tasks.render_pdf.apply_async(
-                args=[print_html(report), fingerprint, report.title])
+            try:
+                result = tasks.render_pdf.apply_async(
+                    args=[print_html(report), fingerprint, report.title])
+            except KombuError as exc:  # Redis down: say so and let the reader retry
+                marker.unlink(missing_ok=True)
+                log.warning("PDF of %s not queued: %s", fingerprint, exc)
+                raise Busy("PDF 生成服务暂时不可用，请稍后再试", retry_after=30) from exc
             if celery.conf.task_always_eager:
                 marker.unlink(missing_ok=True)
                 if result.failed():

@@ -191,11 +191,11 @@ def link_error(exc: UserError) -> tuple[str, int]:
 @bp.errorhandler(UserError)
 def _user_error(exc: UserError):
     db.session.rollback()
-    if request.path.startswith("/r/"):
-        return link_error(exc)
-    from qcwx.web.errors import respond
+    if request.path.startswith("/r/") and not getattr(exc, "retry_after", None):
+        return link_error(exc)  # the link itself is bad; a busy service is not the link's fault
+    from qcwx.web.errors import error_response
 
-    return respond(exc.status, exc.message, exc.field)
+    return error_response(exc)
 
 
 # ---------------------------------------------------------------- command line

@@ -69,15 +69,12 @@ def retry_on_contention(view):
 
 def install(app: Flask) -> None:
     """Answer contention no endpoint handled itself: 409 or 503 with ``Retry-After``."""
-    from qcwx.web.errors import respond
+    from qcwx.web.errors import error_response, respond
 
     @app.errorhandler(Busy)
     def busy(exc: Busy):
         db.session.rollback()
-        response, status = respond(exc.status, exc.message, exc.field)
-        response = app.make_response((response, status))
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+        return error_response(exc)
 
     @app.errorhandler(IntegrityError)
     def integrity(exc: IntegrityError):

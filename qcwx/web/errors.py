@@ -37,6 +37,23 @@ def respond(status: int, message: str, field: str | None = None):
     return render_template("error.html", status=status, message=message), status
 
 
+def error_response(exc: UserError):
+    """Answer a ``UserError``: its status and Chinese message, and ``Retry-After`` if any.
+
+    The header comes from errors that carry it (``Busy``). Blueprint handlers call this
+    too: Flask prefers a blueprint's ``UserError`` handler over the app's handler of a
+    subclass, so a header added only in the app's ``Busy`` handler was lost there.
+    """
+    from flask import current_app
+
+    body, status = respond(exc.status, exc.message, exc.field)
+    response = current_app.make_response((body, status))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def install(app: Flask) -> None:
     """Register handlers for ``UserError``, HTTP errors and anything unexpected."""
 
@@ -45,7 +62,7 @@ def install(app: Flask) -> None:
         from qcwx.extensions import db
 
         db.session.rollback()
-        return respond(exc.status, exc.message, exc.field)
+        return error_response(exc)
 
     @app.errorhandler(ExternalServiceError)
     def external_error(exc: ExternalServiceError):

@@ -34,9 +34,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def live_app(tmp_path_factory):
-    """An app on its own SQLite file, CSRF on (as in production)."""
+    """An app on its own SQLite file, CSRF on (as in production).
+
+    One database serves the whole session, so it collects the worlds of several test
+    modules, each its own region tree on the same QC lots. Pooling trees (the product
+    default) would mix them and a page's numbers would depend on which modules ran first;
+    like the rest of the suite (tests/conftest.py) the live app keeps trees apart.
+    """
     path = tmp_path_factory.mktemp("live") / "live.sqlite3"
-    return make_test_app(f"sqlite:///{path}", WTF_CSRF_ENABLED=True)
+    return make_test_app(f"sqlite:///{path}", WTF_CSRF_ENABLED=True, PEER_POOL_TREES=False)
 
 
 @pytest.fixture(scope="session")

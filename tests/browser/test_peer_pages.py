@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import login_in_browser
 from tests.factories import PASSWORD
@@ -79,8 +80,9 @@ def test_lot_chart_page_filters_live_and_keeps_peers_anonymous(live_server, phon
 
     phone.click("summary.pe-filters__summary")
     phone.locator("label.pe-opt", has_text="罗氏").first.click()
-    phone.wait_for_function(
-        "document.getElementById('pe-size').textContent.includes('5 家实验室 · 25 个结果')")
+    # A locator expectation, not wait_for_function: a string predicate is eval'd in the
+    # page, which the site's CSP (script-src 'self') forbids.
+    expect(phone.locator("#pe-size")).to_contain_text("5 家实验室 · 25 个结果")
     shot(phone, "peer-lot-filter-open")
     phone.click("#apply-filters")
     phone.wait_for_selector("#group-summary[data-level='peer']")

@@ -160,3 +160,25 @@ def test_a_chart_that_takes_too_long_is_given_up_and_the_next_one_is_drawn(monke
         assert "葡萄糖" in renderer.render(lj_options(), 320)  # V8 interrupted, still usable
     finally:
         renderer.close()
+
+
+def test_charts_are_drawn_and_timed_out_when_the_caller_runs_an_asyncio_loop(monkeypatch):
+    """Regression: a renderer first used under a running loop (Playwright's sync API in the
+    test process, an async server) refused every call with a timeout, so no chart was drawn."""
+    import asyncio
+
+    async def inside_a_running_loop():
+        renderer = ssr.Renderer()
+        try:
+            drawn = renderer.render(lj_options(), 320)
+            monkeypatch.setattr(ssr, "TIMEOUT_S", 0.001)
+            big = {"xAxis": {"type": "category"}, "yAxis": {},
+                   "series": [{"type": "scatter",
+                               "data": [[i % 97, i % 89] for i in range(60000)]}]}
+            with pytest.raises(ssr.RenderError, match="Timeout"):
+                renderer.render(big, 320)
+            return drawn
+        finally:
+            renderer.close()
+
+    assert "葡萄糖" in asyncio.run(inside_a_running_loop())

@@ -127,7 +127,9 @@ def test_alert_committed_while_redis_is_down_arrives_once_redis_is_back(
     stack.redis(port)  # back, empty (non-persistent): the queued task never existed
     if worker.popen.poll() is not None:  # the worker is expected to reconnect by itself
         worker = stack.worker()
-    client = Celery("e2e-client", broker=redis_url)
+    # Not the process's current Celery app: ``shared_task`` proxies (render_pdf, …) follow
+    # the current app, and later tests in this process would publish to this dead broker.
+    client = Celery("e2e-client", broker=redis_url, set_as_current=False)
     try:
         def swept():
             found = messages_to(fake, mariadb_lab.supervisor_openid)
