@@ -181,4 +181,9 @@ def test_charts_are_drawn_and_timed_out_when_the_caller_runs_an_asyncio_loop(mon
         finally:
             renderer.close()
 
-    assert "葡萄糖" in asyncio.run(inside_a_running_loop())
+    # On a thread of its own: the browser tests may leave Playwright's loop running here.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        drawn = pool.submit(asyncio.run, inside_a_running_loop()).result()
+    assert "葡萄糖" in drawn
