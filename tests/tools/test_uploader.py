@@ -47,7 +47,15 @@ def load_program():
 @pytest.fixture
 def site(tmp_path):
     """A migrated app on its own SQLite file: lab A with GLU limits, a mapping and a key."""
-    app = make_test_app(f"sqlite:///{tmp_path / 'server.sqlite3'}")
+    app, key = make_site(tmp_path)
+    yield app, key
+    with app.app_context():
+        db.engine.dispose()
+
+
+def make_site(tmp_path, **config):
+    """Build the app of :func:`site` with extra configuration; return (app, key)."""
+    app = make_test_app(f"sqlite:///{tmp_path / 'server.sqlite3'}", **config)
     with app.app_context():
         world = build_world()
         ts = world.systems["a"]
@@ -63,9 +71,7 @@ def site(tmp_path):
         _, key = apikeys.create_key(world.users["center"], world.lab_a.id, "LIS 接口机")
         db.session.commit()
         db.session.remove()
-    yield app, key
-    with app.app_context():
-        db.engine.dispose()
+    return app, key
 
 
 class Server:
