@@ -46,11 +46,11 @@ from qcwx_upload.files import (
     unique_target,
     without_rows,
 )
-from qcwx_upload.journal import Journal
+from qcwx_upload.journal import SCHEMA, Journal
 from qcwx_upload.transport import API_PATH, RETRY_STATUSES, retry_after
 from qcwx_upload.uploader import STATE_DIR, Config, Uploader
 
-__all__ = ["API_PATH", "Config", "Delivery", "EXIT_UNSENT", "EXTENSIONS", "Journal",
+__all__ = ["API_PATH", "SCHEMA", "Config", "Delivery", "EXIT_UNSENT", "EXTENSIONS", "Journal",
            "Policy", "RETRY_STATUSES", "STATE_DIR", "Uploader", "__version__", "deliver",
            "file_digest", "kind_of", "main", "parse_args", "retry_after", "row_subsettable",
            "setup_logging", "single_instance", "unique_target", "without_rows"]

@@ -283,7 +283,7 @@ def test_a_retry_after_longer_than_the_pass_waits_defers_the_file(tmp_path, site
 
 def test_a_429_from_the_rate_limiter_is_waited_out(tmp_path):
     app, key = make_site(tmp_path, RATELIMIT_ENABLED=True, RATELIMIT_HEADERS_ENABLED=True,
-                         INGEST_API_RATELIMIT="1 per 2 second")
+                         INGEST_API_RATELIMIT="1 per 4 second")
     srv = Server(app, free_port())
     srv.start()
     try:
@@ -291,7 +291,7 @@ def test_a_429_from_the_rate_limiter_is_waited_out(tmp_path):
         folder.mkdir()
         write_csv(folder, "a.csv", [local_today() - timedelta(days=6)])
         write_csv(folder, "b.csv", [local_today() - timedelta(days=5)])
-        code, log = run_once(folder, srv.port, key)
+        code, log = run_once(folder, srv.port, key, "--max-backoff", "10")
     finally:
         srv.stop()
         with app.app_context():
@@ -309,7 +309,7 @@ def test_a_connection_refused_is_retried_within_the_pass(tmp_path, site, server,
     folder.mkdir()
     write_csv(folder, "qc.csv", [local_today() - timedelta(days=k) for k in (3, 2)])
     cfg = program.Config(folder=folder, url=f"http://127.0.0.1:{server.port}", api_key=key,
-                         settle=0.1, max_backoff=1, attempts=6)
+                         settle=0.1, max_backoff=1, attempts=8)
     up = program.Uploader(cfg)
     up.take_in()
     threading.Timer(0.3, server.start).start()  # the server comes up during the pass
@@ -321,6 +321,23 @@ def test_a_connection_refused_is_retried_within_the_pass(tmp_path, site, server,
 
 
 # ---------------------------------------------------------------- pure parts
+def test_a_journal_of_version_1_0_gains_the_settled_rows_column(tmp_path):
+    program = load_program()
+    path = tmp_path / "journal.sqlite3"
+    old_schema = program.SCHEMA.replace(", settled TEXT", "")
+    conn = sqlite3.connect(path)
+    conn.execute(old_schema)
+    conn.execute("INSERT INTO files (name, spool, sha256, size, added_at)"
+                 " VALUES ('qc.csv', '1_qc.csv', 'x', 1, 0)")
+    conn.commit()
+    conn.close()
+    journal_ = program.Journal(path)
+    assert journal_.settled(1) == set()
+    journal_.settle(1, [5, 2, 2])
+    assert journal_.settled(1) == {2, 5}
+    assert [row[1] for row in journal_.pending()] == ["qc.csv"]
+
+
 def _records(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("gb18030"), newline="")))
 
