@@ -57,6 +57,8 @@ class Delivery:
     items: dict = field(default_factory=dict)
     stored: set = field(default_factory=set)
     first: Optional[dict] = None
+    #: The server could not read a part of the file: send it whole from now on.
+    whole: bool = False
 
     @property
     def answered(self) -> bool:
@@ -138,13 +140,16 @@ def deliver(name: str, send: Callable[[set], requests.Response], settled: set, p
     the pass and is handed to the caller as :attr:`Delivery.wait`.
     """
     d = Delivery(settled=set(settled))
-    wait = 0.0
-    for attempt in range(max(1, policy.attempts)):
+    wait, budget = 0.0, max(1, policy.attempts)
+    while d.attempts < budget:
+        attempt = d.attempts
         if attempt and not pause(wait, stopping):
             break
         d.attempts += 1
+        leave_out = set() if d.whole else (d.rows_to_leave_out() if d.first is not None
+                                           else d.settled)
         try:
-            resp = send(d.rows_to_leave_out() if d.first is not None else d.settled)
+            resp = send(leave_out)
         except requests.RequestException as exc:
             d.response, d.error = None, f"无法连接服务器：{type(exc).__name__}"
             wait = policy.backoff(attempt)
@@ -163,6 +168,11 @@ def deliver(name: str, send: Callable[[set], requests.Response], settled: set, p
             LOG.warning("服务器繁忙 %s（%s）；%.1f 秒后重试", name, d.error, wait)
             continue
         if resp.status_code != 200:
+            if leave_out and not d.whole:  # a part refused must not fail the whole export
+                d.whole, wait, budget = True, 0.0, budget + 1
+                LOG.warning("服务器无法读取 %s 的部分行（%s）；改为重发整个文件", name,
+                            f"HTTP {resp.status_code}：{message_of(resp)}")
+                continue
             break  # the caller decides: refused for good, or tried again in a later pass
         d.absorb(body_of(resp))
         if not d.retryable:
