@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -301,7 +302,28 @@ def test_a_retry_after_longer_than_the_pass_waits_defers_the_file(tmp_path, site
     assert stored(app) == (0, 0, 0)
 
 
+def test_retry_after_zero_still_backs_off(tmp_path, site, server, monkeypatch):
+    """Regression: "Retry-After: 0" (a server rounding down) made zero pauses in a row."""
+    app, key = site
+    rec = Recorder(monkeypatch, busy_first=2, retry_after=0)
+    server.start()
+    folder = tmp_path / "export"
+    folder.mkdir()
+    write_csv(folder, "qc.csv", [local_today() - timedelta(days=4)])
+
+    code, log = run_once(folder, server.port, key)
+
+    assert code == 0, log
+    assert len(rec.calls) == 3
+    waits = [float(m) for m in re.findall(r"HTTP 503：[^；]*；([0-9.]+) 秒后重试", log)]
+    assert len(waits) == 2 and min(waits) >= 0.2
+    assert rec.calls[1][0] - rec.calls[0][0] >= 0.25 and rec.calls[2][0] - rec.calls[1][0] >= 0.5
+    assert stored(app) == (1, 2, 1)
+
+
 def test_a_429_from_the_rate_limiter_is_waited_out(tmp_path):
+    """Regression: the limiter rounds Retry-After down, to 0 in the window's last second;
+    waiting exactly that spent every attempt of the pass within one second."""
     app, key = make_site(tmp_path, RATELIMIT_ENABLED=True, RATELIMIT_HEADERS_ENABLED=True,
                          INGEST_API_RATELIMIT="1 per 4 second")
     srv = Server(app, free_port())
@@ -317,7 +339,8 @@ def test_a_429_from_the_rate_limiter_is_waited_out(tmp_path):
         with app.app_context():
             db.engine.dispose()
     assert code == 0, log
-    assert "HTTP 429" in log
+    waits = [float(m) for m in re.findall(r"HTTP 429：[^；]*；([0-9.]+) 秒后重试", log)]
+    assert waits and min(waits) >= 0.2  # never a hot loop on "Retry-After: 0"
     assert [r[1] for r in journal(folder)] == ["sent", "sent"]
     assert stored(app) == (2, 4, 2)
 

@@ -162,9 +162,12 @@ def deliver(name: str, send: Callable[[set], requests.Response], settled: set, p
             if asked is not None and asked > max_wait:
                 d.wait = asked
                 break
-            # Honour Retry-After (never earlier), spread a little so peers do not collide.
-            wait = (asked + random.uniform(0, 0.1 * asked + 0.05) if asked is not None
-                    else policy.backoff(attempt))
+            # Honour Retry-After (never earlier) but never below the back-off: servers round
+            # it down to whole seconds, so "0" means "under a second", and a hot loop of
+            # zero pauses would spend the pass in that second (the rate limiter does this).
+            wait = policy.backoff(attempt)
+            if asked is not None:
+                wait = max(wait, asked + random.uniform(0, 0.1 * asked + 0.05))
             LOG.warning("服务器繁忙 %s（%s）；%.1f 秒后重试", name, d.error, wait)
             continue
         if resp.status_code != 200:
