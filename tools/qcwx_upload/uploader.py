@@ -150,7 +150,11 @@ class Uploader:
         return sent
 
     def deliver(self, row_id: int, name: str, path: Path) -> Delivery:
-        """Run one bounded pass for a file and remember the rows it settled."""
+        """Run one bounded pass for a file and remember the rows it settled.
+
+        Pauses inside the pass are at most the policy's cap (30 s): a longer ``Retry-After``
+        defers the file instead, so intake of new exports never stalls for long.
+        """
         data = path.read_bytes()
         partial = row_subsettable(name, data)
 
@@ -159,7 +163,7 @@ class Uploader:
             return post(self.http, self.cfg.url, name, payload, self.cfg.timeout)
 
         d = deliver(name, send, self.journal.settled(row_id) if partial else set(),
-                    self.policy, lambda: self.stopping, max_wait=self.cfg.max_backoff)
+                    self.policy, lambda: self.stopping, max_wait=self.policy.cap)
         if partial and d.settled:
             self.journal.settle(row_id, d.settled)
         return d
