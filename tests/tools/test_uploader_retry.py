@@ -74,11 +74,11 @@ def race_first_call(monkeypatch, recorder: Recorder, day=None) -> None:
     """Make the first request's store of runs dated ``day`` (any, if None) lose a race."""
     real = iqc_services._store_system
 
-    def racing(actor, channel, items, notify_from):
+    def racing(actor, channel, items, *args, **kwargs):  # other arguments passed through
         if len(recorder.calls) == 1 and any(day is None or p.input.run_date == day
                                             for p in items):
             raise IntegrityError("INSERT INTO qc_run …", {}, Exception("UNIQUE constraint"))
-        return real(actor, channel, items, notify_from)
+        return real(actor, channel, items, *args, **kwargs)
 
     monkeypatch.setattr(iqc_services, "_store_system", racing)
 
@@ -241,7 +241,7 @@ def test_items_still_retryable_after_the_last_attempt_keep_the_file(tmp_path, si
     app, key = site
     rec = Recorder(monkeypatch)
 
-    def always_racing(actor, channel, items, notify_from):
+    def always_racing(*args, **kwargs):
         raise IntegrityError("INSERT INTO qc_run …", {}, Exception("UNIQUE constraint"))
 
     monkeypatch.setattr(iqc_services, "_store_system", always_racing)
