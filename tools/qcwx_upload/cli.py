@@ -40,7 +40,8 @@ def parse_args(argv: Optional[list] = None) -> Config:
          "每个文件每轮最多发送几次（服务器繁忙、连接失败、结果可重试时在本轮内重发；默认 5）"),
     ):
         parser.add_argument(flag, type=kind, default=default, help=text)
-    parser.add_argument("--once", action="store_true", help="处理一轮后退出（供计划任务调用；有未发送的内容时退出码为 3）")
+    parser.add_argument("--once", action="store_true",
+                        help="处理一轮后退出（供计划任务调用；有未发送的内容时退出码为 3）")
     parser.add_argument("--verbose", action="store_true", help="输出调试信息")
     args = parser.parse_args(argv)
     missing = [n for n, v in (("--folder", args.folder), ("--url", args.url),
