@@ -57,10 +57,10 @@ def sigma_apply(ts_id: int):
     today = local_today(ts.lab.timezone)
     period, basis = parse_period(request.form, today, DEFAULT_PERIOD), check_basis(
         request.form.get("basis"))
-    advice = pages.system_page(ts, period, basis, today).advice
-    done = form_post(lambda: design.apply_advice(actor, ts, advice, request.form.get("expected")))
+    page = pages.system_page(ts, period, basis, today)  # once: σ reads the peer statistics
+    done = form_post(lambda: design.apply_advice(actor, ts, page.advice,
+                                                 request.form.get("expected")))
     if not done.ok:
-        page = pages.system_page(ts, period, basis, today)
         return render_template("analytics/sigma_system.html", ts=ts, page=page,
                                errors=done.errors, can_apply=actor.role in TARGET_EDITORS,
                                **_common(period, basis)), done.status
@@ -92,9 +92,9 @@ def sigma_lab(lab_id: int | None = None):
 @bp.get("/sigma/region")
 @login_required
 def sigma_region():
-    """Show the σ distribution across the region (centre and admin)."""
+    """Show the σ distribution across the region (the centre, admin and the expert group)."""
     actor = current_actor()
-    scopes.require_role(actor, "center", "admin")
+    scopes.require_role(actor, *scopes.CENTRE_READERS)
     region_id = region_id_for(actor)
     period = _period(local_today())
     total, per_analyte, chart = pages.region_page(region_id, period)

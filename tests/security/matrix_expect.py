@@ -120,7 +120,7 @@ EXPECT: dict[tuple[str, str], Policy] = {
     ("analytics.periods_view", "GET"): LOGGED_IN,
     ("analytics.sigma_lab", "GET"): SCOPED,  # also the rule without a lab id (one's own)
     ("analytics.sigma_system", "GET"): SCOPED,
-    ("analytics.sigma_region", "GET"): only(CENTRE),
+    ("analytics.sigma_region", "GET"): only(CENTRE_READERS),
     ("analytics.sigma_apply", "POST"): scoped(SUPERVISING),
     ("analytics.comparisons", "GET"): LOGGED_IN,  # the saved comparisons in one's scope
     ("analytics.comparisons", "POST"): only(SUPERVISING, junk_404=True),  # no test system
