@@ -28,9 +28,9 @@ def _scope(actor, today):
         ts = load_test_system(actor, ts_id)
         title = f"{ts.analyte.name} · {ts.instrument.maker} {ts.instrument.model}"
         return "ts", title, ts.lab.hospital.region_id, [ts], {ts.lab_id: ts.lab.full_name}
-    if request.args.get("scope") == "region" or (lab_id is None and actor.role in ("center",
-                                                                                   "admin")):
-        scopes.require_role(actor, "center", "admin")
+    if request.args.get("scope") == "region" or (lab_id is None
+                                                 and actor.role in scopes.CENTRE_READERS):
+        scopes.require_role(actor, *scopes.CENTRE_READERS)
         region_id = region_id_for(actor)
         systems = pages.region_systems(region_id)
         tree_labs = {ts.lab_id for ts in systems}

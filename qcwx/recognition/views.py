@@ -13,6 +13,7 @@ from flask_login import login_required
 
 from qcwx.errors import Forbidden, NotFound, UserError
 from qcwx.extensions import db
+from qcwx.orgs.scopes import CENTRE_READERS
 from qcwx.peer.filters import int_arg
 from qcwx.qcstats.recognition import VERDICTS
 from qcwx.recognition import queries, services
@@ -98,7 +99,7 @@ def index():
         criteria_text=criteria_text(lst.criteria),
         is_centre=current_actor().role in services.CENTRE_ROLES,
         history=services.override_history([r.lab.id for r in lst.rows], lst.month)
-        if current_actor().role in services.CENTRE_ROLES else [])
+        if current_actor().role in CENTRE_READERS else [])  # experts read the audit trail
 
 
 @bp.get("/list.xlsx")

@@ -14,5 +14,6 @@ def aworld(session):
     w = build_peer_world()
     w.users["sup_r1"] = f.user("supervisor", lab_=w.labs["r1"])
     w.users["sup_b1"] = f.user("supervisor", lab_=w.labs["b1"])
+    w.users["expert"] = f.user("expert", region_=w.region)  # the centre's expert group
     session.commit()
     return w

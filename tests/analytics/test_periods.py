@@ -96,7 +96,8 @@ def test_test_system_scope(aworld, login, user, status):
 
 
 @pytest.mark.parametrize(("user", "status"), [
-    ("tech_r1", 403), ("sup_r1", 403), ("director_r1", 403), ("center", 200), ("admin", 200)])
+    ("tech_r1", 403), ("sup_r1", 403), ("director_r1", 403), ("center", 200), ("admin", 200),
+    ("expert", 200)])
 def test_region_scope_is_for_the_centre(aworld, login, user, status):
     assert get(login, aworld, user, scope="region").status_code == status
 

@@ -112,3 +112,25 @@ def test_admin_reads_another_region_by_choice(eval_world, login):
     assert listed_labs(html) == {w.labs["x"].id}
     assert c.get("/recognition/?region=999999").status_code == 404
     assert c.get("/recognition/criteria?region=999999").status_code == 404
+
+
+def test_the_expert_group_reads_the_list_and_its_override_trail_but_changes_nothing(
+        eval_world, login):
+    w = eval_world
+    existing = RecognitionOverride(region_id=w.region.id, lab_id=w.labs["r1"].id,
+                                   analyte_id=w.glu.id, month=w.month,
+                                   computed_verdict="推荐互认", verdict=IMPROVE,
+                                   reason="专家组可见的改判记录")
+    db.session.add(existing)
+    db.session.commit()
+    c = login(f.user("expert", region_=w.region))
+    listing = c.get(f"/recognition/?month={w.month}")
+    html = listing.get_data(as_text=True)
+    assert listing.status_code == 200
+    assert listed_labs(html) == {w.labs[n].id for n in LABS}
+    assert f'data-override="{existing.id}"' in html and "专家组可见的改判记录" in html
+    withdraw = c.post(f"/recognition/overrides/{existing.id}/withdraw",
+                      data={"withdraw_reason": "专家不能撤回"})
+    assert withdraw.status_code == 403
+    db.session.expire_all()
+    assert db.session.get(RecognitionOverride, existing.id).withdrawn_at is None
