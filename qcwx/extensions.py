@@ -66,7 +66,7 @@ def _rate_limit_key() -> str:
 limiter = Limiter(key_func=_rate_limit_key)
 
 # Every module holding tasks, imported by the worker (``include``) and by the web process.
-TASK_MODULES = ("qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks",
+TASK_MODULES = ("qcwx.web.tasks", "qcwx.followups", "qcwx.alerts.tasks", "qcwx.peer.tasks",
                 "qcwx.reports.tasks", "qcwx.opendata.tasks")
 _flask_app: dict[str, Flask] = {}
 

@@ -8,7 +8,8 @@ The outbox row is written in the same transaction as the event (a QC run, a remi
 nothing is lost while Redis or the worker is down; this module turns rows into messages:
 
 * :func:`dispatch_after_commit` asks for delivery as soon as the writing transaction commits
-  (a Celery task; enqueue failures are logged and left to the sweeper).
+  (through :mod:`qcwx.followups`: one Celery message per commit, whatever else the commit
+  leaves for the workers; enqueue failures are logged and left to the sweeper).
 * :func:`dispatch` claims a due row — ``SELECT … FOR UPDATE SKIP LOCKED`` on MariaDB, a
   conditional ``UPDATE … WHERE status IN (…)`` on SQLite — so two workers never both send,
   expands it into :class:`AlertDelivery` rows (one per channel and recipient, unique
@@ -29,16 +30,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select, update
 
+from qcwx import followups
 from qcwx.alerts import channels
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
-from qcwx.extensions import celery, db
+from qcwx.extensions import db
 from qcwx.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -65,39 +65,8 @@ def dispatch_after_commit(*outboxes: OutboxMessage) -> None:
     db.session.info.setdefault(_PENDING_KEY, set()).update(o.id for o in outboxes)
 
 
-@event.listens_for(Session, "after_commit")
-def _enqueue_on_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a savepoint released: the outer transaction may still roll back
-    ids = session.info.pop(_PENDING_KEY, None)
-    if ids:
-        enqueue_dispatch(sorted(ids))
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_on_rollback(session: Session, previous_transaction) -> None:
-    if previous_transaction.parent is None and not previous_transaction.nested:
-        session.info.pop(_PENDING_KEY, None)
-
-
-def enqueue_dispatch(outbox_ids: Iterable[int]) -> None:
-    """Queue one dispatch task per outbox id; a broker failure is logged, never raised.
-
-    The row is already committed, so a failed enqueue only delays the alert until the
-    sweeper's next round; failing the request would make the user resubmit a stored run.
-    """
-    task = celery.tasks.get(DISPATCH_TASK)
-    # One connection attempt, no retry loop: kombu would otherwise keep a user's submission
-    # waiting for seconds while Redis is down, for a message the sweeper sends anyway.
-    with celery.connection_for_write(transport_options={"max_retries": 0}) as connection:
-        for outbox_id in outbox_ids:
-            try:
-                if task is None:
-                    raise LookupError(f"task {DISPATCH_TASK} is not registered")
-                task.apply_async(args=[outbox_id], retry=False, connection=connection)
-            except Exception as exc:  # noqa: BLE001 - any broker failure: the sweeper delivers
-                log.warning("could not enqueue dispatch of outbox %s (sweeper will deliver "
-                            "it): %s", outbox_id, exc)
+followups.register(_PENDING_KEY, DISPATCH_TASK, "could not enqueue dispatch of outbox %s "
+                   "(sweeper will deliver it): %s", priority=0)
 
 
 # ---------------------------------------------------------------- dispatch

@@ -22,12 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
+from qcwx import followups
 from qcwx.catalog.models import TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
-from qcwx.extensions import celery, db
+from qcwx.extensions import db
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.orgs import scopes
 from qcwx.orgs.models import Hospital, Lab, Region, User
@@ -163,27 +163,8 @@ def refresh_after_commit(*test_system_ids: int) -> None:
     db.session.info.setdefault(_PENDING_KEY, set()).update(int(i) for i in test_system_ids)
 
 
-@event.listens_for(Session, "after_commit")
-def _enqueue_on_commit(session: Session) -> None:
-    if session.in_nested_transaction():
-        return  # a savepoint released: the outer transaction may still roll back
-    ids = session.info.pop(_PENDING_KEY, None)
-    if not ids:
-        return
-    task = celery.tasks.get(REFRESH_TASK)
-    for ts_id in sorted(ids):
-        try:
-            if task is None:
-                raise LookupError(f"task {REFRESH_TASK} is not registered")
-            task.apply_async(args=[ts_id], retry=False)
-        except Exception as exc:  # noqa: BLE001 - the nightly rebuild catches up
-            log.warning("peer refresh of ts=%s not queued: %s", ts_id, exc)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_on_rollback(session: Session, previous_transaction) -> None:
-    if previous_transaction.parent is None and not previous_transaction.nested:
-        session.info.pop(_PENDING_KEY, None)
+followups.register(_PENDING_KEY, REFRESH_TASK, "peer refresh of ts=%s not queued (the nightly "
+                   "rebuild catches up): %s", priority=10)
 
 
 def rebuild_cache(region_id: int | None = None) -> RefreshResult:

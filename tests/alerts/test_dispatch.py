@@ -252,7 +252,9 @@ def test_sweep_task_delivers_rows_that_were_never_enqueued(session, bound, fake_
 
 
 def test_enqueue_failure_is_swallowed_and_logged(session, bound, monkeypatch, caplog):
-    task = delivery.celery.tasks[delivery.DISPATCH_TASK]
+    from qcwx import followups
+
+    task = followups.celery.tasks[followups.TASK]  # the one publish of every commit
 
     def broker_down(*args, **kwargs):
         raise ConnectionError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")

@@ -16,7 +16,7 @@ import sys
 from qcwx.config import PROJECT_ROOT
 
 TASKS = {
-    "qcwx.ping",
+    "qcwx.ping", "qcwx.followups.run",
     "qcwx.alerts.dispatch", "qcwx.alerts.sweep", "qcwx.alerts.missing_submission_reminder",
     "qcwx.alerts.daily_digest",
     "qcwx.peer.refresh", "qcwx.peer.rebuild", "qcwx.peer.freeze_month",
@@ -66,6 +66,7 @@ def test_worker_entry_point_registers_every_task_and_beat_entry_without_a_cycle(
     assert seen["web_imported_workers"] is False  # qcwx never imports the entry point
     assert set(seen["tasks"]) == TASKS
     assert seen["beat"] == BEAT
-    assert seen["include"] == ["qcwx.web.tasks", "qcwx.alerts.tasks", "qcwx.peer.tasks",
+    assert seen["include"] == ["qcwx.web.tasks", "qcwx.followups", "qcwx.alerts.tasks",
+                               "qcwx.peer.tasks",
                                "qcwx.reports.tasks", "qcwx.opendata.tasks"]
     assert "FlaskTask" in seen["task_class"]  # tasks run inside the Flask app context
