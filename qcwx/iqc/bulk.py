@@ -4,7 +4,9 @@ The ORM unit of work costs per object (100,000 results took minutes), so
 :func:`qcwx.iqc.services.store_runs` writes rows with Core inserts for every channel, one run
 or a year of history alike, and writes the audit rows the session listener would have
 written (:func:`qcwx.audit.services.record_bulk_inserts`, same format, same transaction).
-Ids are read back by each table's natural unique key.
+Ids come back from the insert itself (``RETURNING``, SQLite ≥ 3.35 and MariaDB ≥ 10.5, with
+each row's natural key so no order is assumed); on a database without it they are read back
+by each table's natural unique key. One submission used to spend three statements on that.
 """
 
 from __future__ import annotations
@@ -22,6 +24,16 @@ from qcwx.iqc.models import QcResult, QcRun, Submission
 CHUNK = 500
 
 
+def _returning(table, rows: list[dict], *cols):
+    """Insert ``rows`` and return [(id, *cols)] from RETURNING, or None when unsupported."""
+    dialect = db.session.get_bind().dialect
+    many = len(rows) > 1
+    if not (dialect.insert_executemany_returning if many else dialect.insert_returning):
+        return None
+    stmt = insert(table).returning(table.c.id, *(table.c[c] for c in cols))
+    return db.session.execute(stmt, rows).all()
+
+
 def run_ids(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], int]:
     """Return {(date, run no): run id} of the test system's runs within the dates' span."""
     if not dates:
@@ -32,17 +44,24 @@ def run_ids(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], int]:
                QcRun.run_date <= max(dates)))}
 
 
-def current_levels(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], set[int]]:
-    """Return {(date, run no): level ids holding a current result} within the dates' span."""
+def current_levels(ts_id: int, dates: Sequence[date], run_ids_out: dict | None = None
+                   ) -> dict[tuple[date, int], set[int]]:
+    """Return {(date, run no): level ids holding a current result} within the dates' span.
+
+    ``run_ids_out``, when given, also receives {(date, run no): run id} of every run in the
+    span (what :func:`run_ids` returns), so a submission learns both from one statement.
+    """
     out: dict[tuple[date, int], set[int]] = {}
     if not dates:
         return out
     rows = db.session.execute(
-        select(QcRun.run_date, QcRun.run_no, QcResult.qc_level_id, QcResult.is_current)
-        .join(QcResult, QcResult.run_id == QcRun.id)
+        select(QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id, QcResult.is_current)
+        .outerjoin(QcResult, QcResult.run_id == QcRun.id)
         .where(QcRun.test_system_id == ts_id,
                QcRun.run_date >= min(dates), QcRun.run_date <= max(dates)))
-    for run_date, run_no, level_id, current in rows:
+    for run_id, run_date, run_no, level_id, current in rows:
+        if run_ids_out is not None:
+            run_ids_out[(run_date, run_no)] = run_id
         if current:  # filtered here so the planner keeps to the run index
             out.setdefault((run_date, run_no), set()).add(level_id)
     return out
@@ -52,35 +71,47 @@ def insert_runs(ts_id: int, rows: list[dict]) -> dict[tuple[date, int], int]:
     """Insert new runs of one test system; return {(date, run no): id} of those rows."""
     if not rows:
         return {}
-    db.session.execute(insert(QcRun.__table__), rows)
-    ids = run_ids(ts_id, [r["run_date"] for r in rows])
+    back = _returning(QcRun.__table__, rows, "run_date", "run_no")
+    if back is None:
+        db.session.execute(insert(QcRun.__table__), rows)
+        ids = run_ids(ts_id, [r["run_date"] for r in rows])
+    else:
+        ids = {(d, n): i for i, d, n in back}
     record_bulk_inserts(QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
     return ids
 
 
 def insert_submissions(lab_id: int, rows: list[dict]) -> dict[str, int]:
     """Insert submissions of one lab; return {client id: id} (unique per lab)."""
-    db.session.execute(insert(Submission.__table__), rows)
     ids: dict[str, int] = {}
-    wanted = [r["client_id"] for r in rows]
-    for i in range(0, len(wanted), CHUNK):
-        ids.update((c, k) for k, c in db.session.execute(
-            select(Submission.id, Submission.client_id)
-            .where(Submission.lab_id == lab_id, Submission.client_id.in_(wanted[i:i + CHUNK]))))
+    back = _returning(Submission.__table__, rows, "client_id")
+    if back is not None:
+        ids.update((c, k) for k, c in back)
+    else:
+        db.session.execute(insert(Submission.__table__), rows)
+        wanted = [r["client_id"] for r in rows]
+        for i in range(0, len(wanted), CHUNK):
+            ids.update((c, k) for k, c in db.session.execute(
+                select(Submission.id, Submission.client_id).where(
+                    Submission.lab_id == lab_id, Submission.client_id.in_(wanted[i:i + CHUNK]))))
     record_bulk_inserts(Submission, [r | {"id": ids[r["client_id"]]} for r in rows])
     return ids
 
 
 def insert_results(rows: list[dict]) -> None:
     """Insert results; their ids are read back by (submission, level)."""
-    db.session.execute(insert(QcResult.__table__), rows)
     ids: dict[tuple[int, int], int] = {}
-    subs = sorted({r["submission_id"] for r in rows})
-    for i in range(0, len(subs), CHUNK):
-        for row_id, sub_id, level_id in db.session.execute(
+    back = _returning(QcResult.__table__, rows, "submission_id", "qc_level_id")
+    if back is None:
+        db.session.execute(insert(QcResult.__table__), rows)
+        subs = sorted({r["submission_id"] for r in rows})
+        back = []
+        for i in range(0, len(subs), CHUNK):
+            back += db.session.execute(
                 select(QcResult.id, QcResult.submission_id, QcResult.qc_level_id)
-                .where(QcResult.submission_id.in_(subs[i:i + CHUNK]))):
-            ids[(sub_id, level_id)] = row_id
+                .where(QcResult.submission_id.in_(subs[i:i + CHUNK]))).all()
+    for row_id, sub_id, level_id in back:
+        ids[(sub_id, level_id)] = row_id
     record_bulk_inserts(QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]}
                                    for r in rows])
 

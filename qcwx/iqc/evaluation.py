@@ -15,10 +15,11 @@ import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import and_, func, inspect, select, union_all
+from sqlalchemy.orm.attributes import set_committed_value
 
 from qcwx.alerts.models import OutboxMessage
 from qcwx.alerts.services import dispatch_after_commit
@@ -96,29 +97,63 @@ class RunVerdict:
 
 
 # ---------------------------------------------------------------- reading the window
-def _series(ts: TestSystem, runs: Sequence[QcRun]) -> np.ndarray:
-    """Return the z matrix (runs × levels) of the current results of ``runs``."""
+class FirstRun(NamedTuple):
+    """The id and key of the first changed run: all that re-judging needs to know of it."""
+
+    id: int
+    run_date: date
+    run_no: int
+
+
+@dataclass
+class Window:
+    """What judging read: z (runs × levels), the limit steps, and each run's current values.
+
+    Kept so the verdict of a judged run is built from it (issue 14: reading the run, its
+    results, violations and limits back after judging cost six statements a submission).
+    ``current`` maps a run id to its (level id, value as typed, value) in level order;
+    ``foreign`` holds runs with a current result on a level the system no longer runs.
+    """
+
+    z: np.ndarray
+    steps: dict
+    current: dict[int, list[tuple[int, str, float]]]
+    foreign: set[int]
+
+
+def _series(ts: TestSystem, runs: Sequence[QcRun]) -> Window:
+    """Return the :class:`Window` (z matrix and values) of the current results of ``runs``."""
     levels = list(ts.levels)
     col = {lv.id: j for j, lv in enumerate(levels)}
     row = {run.id: i for i, run in enumerate(runs)}
     values = np.full((len(runs), len(levels)), np.nan)
+    current: dict[int, list] = {}
+    foreign: set[int] = set()
     ids = list(row)
     for i in range(0, len(ids), 2000):
         # is_current is filtered here, not in SQL: a planner without fresh statistics
         # (SQLite right after a bulk insert) would otherwise scan its barely selective index
         rows = db.session.execute(
-            select(QcResult.run_id, QcResult.qc_level_id, QcResult.value, QcResult.is_current)
+            select(QcResult.run_id, QcResult.qc_level_id, QcResult.value, QcResult.is_current,
+                   QcResult.value_text)
             .where(QcResult.run_id.in_(ids[i:i + 2000]))).all()
-        for run_id, level_id, value, current in rows:
-            if current and level_id in col:
+        for run_id, level_id, value, is_current, text in rows:
+            if not is_current:
+                continue
+            if level_id in col:
                 values[row[run_id], col[level_id]] = value
+                current.setdefault(run_id, []).append((level_id, text, value))
+            else:
+                foreign.add(run_id)
+    for found in current.values():
+        found.sort(key=lambda r: col[r[0]])
     timeline = queries.limit_timeline(ts)
     dates = [r.run_date for r in runs]
     z = np.full_like(values, np.nan)
     for lv in levels:
         j = col[lv.id]
         z[:, j] = queries.z_scores(values[:, j], dates, timeline.get(lv.id, []))
-    return z
+    return Window(z, timeline, current, foreign)
 
 
 def _before(day: date, number: int):
@@ -135,51 +170,80 @@ def rejudge_start(ts: TestSystem, run: QcRun) -> tuple[date, int]:
     only precede a level's first limit, so counting them never cuts a window short.
     """
     start = (run.run_date, run.run_no)
-    for level in ts.levels:
-        keys = db.session.execute(
-            select(QcRun.run_date, QcRun.run_no).join(QcResult, QcResult.run_id == QcRun.id)
-            .where(QcRun.test_system_id == ts.id, QcResult.qc_level_id == level.id,
-                   QcResult.is_current, _before(run.run_date, run.run_no))
-            .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
-            .limit(westgard.MAX_LOOKBACK)).all()
-        if keys:
-            start = min(start, tuple(keys[-1]))
-    return start
+    parts = [select(QcRun.run_date, QcRun.run_no).join(QcResult, QcResult.run_id == QcRun.id)
+             .where(QcRun.test_system_id == ts.id, QcResult.qc_level_id == level.id,
+                    QcResult.is_current, _before(run.run_date, run.run_no))
+             .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
+             .limit(westgard.MAX_LOOKBACK).subquery() for level in ts.levels]
+    if not parts:
+        return start
+    # one statement, each level still its own indexed, limited read; the earliest key of
+    # all of them is the earliest of each level's earliest
+    keys = db.session.execute(union_all(*(select(p.c.run_date, p.c.run_no) for p in parts)))
+    return min([start, *(tuple(k) for k in keys)])
 
 
 def _runs_from(ts: TestSystem, start: tuple[date, int]) -> list[QcRun]:
-    """Return the runs of ``ts`` from ``start`` on, in run order, with their violations."""
+    """Return the runs of ``ts`` from ``start`` on, in run order."""
     day, number = start
     return list(db.session.scalars(
         select(QcRun).where(QcRun.test_system_id == ts.id, ~_before(day, number))
-        .order_by(QcRun.run_date, QcRun.run_no).options(selectinload(QcRun.violations))))
+        .order_by(QcRun.run_date, QcRun.run_no)))
+
+
+def _load_violations(runs: Sequence[QcRun], fresh: Collection[int]) -> None:
+    """Load the violations of the runs to be re-judged; a run inserted just now has none.
+
+    Only the re-judged runs need them (the earlier ones are history for the windows), and
+    a fresh run needs no statement at all; collections already loaded are kept as they are.
+    """
+    todo = [r for r in runs if "violations" in inspect(r).unloaded]
+    stored = [r.id for r in todo if r.id not in fresh]
+    found: dict[int, list[Violation]] = {}
+    if stored:
+        for v in db.session.scalars(select(Violation).where(Violation.run_id.in_(stored))
+                                    .order_by(Violation.id)):
+            found.setdefault(v.run_id, []).append(v)
+    for r in todo:
+        set_committed_value(r, "violations", found.get(r.id, []))
 
 
 # ---------------------------------------------------------------- judging
-def evaluate_from(ts: TestSystem, run: QcRun, *, notify: bool | Collection[int],
-                  actor: User | None = None) -> None:
+def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Collection[int],
+                  actor: User | None = None, fresh: Collection[int] = ()) -> RunVerdict:
     """Re-judge ``run`` and every later run of the test system exactly as from scratch.
 
     ``notify`` is True to alert on ``run`` itself (a live submission or a correction), or
     the ids of the runs whose warning/reject should alert (an import's recent runs); later
-    runs re-judged along the way never page anyone twice.
+    runs re-judged along the way never page anyone twice. ``fresh`` are the ids of runs
+    inserted by the caller just now (no violations, actions or alerts yet: nothing to read).
+    Returns the verdict of ``run``, built from what judging read.
     """
     with db.session.no_autoflush:
         runs = _runs_from(ts, rejudge_start(ts, run))
         first = next(i for i, r in enumerate(runs) if r.id == run.id)
-        z = _series(ts, runs)
-        evaluation = westgard.evaluate(z, queries.current_rule_set(ts))
+        _load_violations(runs[first:], fresh)
+        window = _series(ts, runs)
+        evaluation = westgard.evaluate(window.z, queries.current_rule_set(ts))
     alert = {run.id} if notify is True else set(notify or ())
     peer_services.refresh_after_commit(ts.id)  # peer statistics follow every change of a run
+    verdict = None
     for i in range(first, len(runs)):
-        has_target = not np.isnan(z[i]).all()
-        _store_verdict(ts, runs[i], evaluation[i] if has_target else None, runs,
-                       notify=runs[i].id in alert, actor=actor)
+        has_target = not np.isnan(window.z[i]).all()
+        found = _store_verdict(ts, runs[i], evaluation[i] if has_target else None, runs,
+                               notify=runs[i].id in alert, actor=actor, window=window,
+                               fresh=runs[i].id in fresh, wanted=i == first)
+        verdict = verdict or found
+    return verdict
 
 
 def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *, notify: bool,
-                   actor: User | None = None) -> None:
-    """Write status and violations of one run, replacing (deactivating) stale violations."""
+                   actor: User | None = None, window: Window, fresh: bool = False,
+                   wanted: bool = False) -> RunVerdict | None:
+    """Write status and violations of one run, replacing (deactivating) stale violations.
+
+    Returns the run's verdict when ``wanted`` (or when it alerts), else None.
+    """
     status = result.status if result is not None else "pending"
     levels = list(ts.levels)
     new = {(v.rule, v.role, tuple(levels[j].id for j in v.levels),
@@ -197,24 +261,80 @@ def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *,
     changed = run.status != status
     run.status = status
     run.evaluated_at = utcnow()
-    if status == "reject":
-        _open_action(run)
-    if notify and status in ("warning", "reject") and (changed or new != old):
-        _write_outbox(ts, run, status)
+    action = _open_action(run, fresh) if status == "reject" else None
+    alerting = notify and status in ("warning", "reject") and (changed or new != old)
+    if not (wanted or alerting):
+        return None
+    verdict = _judged_verdict(ts, run, sorted(new), window, action, fresh)
+    if alerting:
+        _write_outbox(ts, run, status, verdict, fresh)
+    return verdict
 
 
-def _open_action(run: QcRun) -> None:
-    exists = db.session.scalar(select(CorrectiveAction.id).where(CorrectiveAction.run_id == run.id))
-    if exists is None:
-        db.session.add(CorrectiveAction(run_id=run.id, status="open"))
+def _judged_verdict(ts: TestSystem, run: QcRun, rules: list, window: Window, action,
+                    fresh: bool) -> RunVerdict:
+    """Build the verdict of a just-judged run from what judging read (as :func:`verdict_for`)."""
+    if run.id in window.foreign:  # a level the system no longer runs: read it all back
+        db.session.flush()
+        return verdict_for(run)
+    if isinstance(action, CorrectiveAction):
+        db.session.flush()
+        action = action.id
+    elif action is None and not fresh:
+        action = db.session.scalar(select(CorrectiveAction.id)
+                                   .where(CorrectiveAction.run_id == run.id))
+    by_id = {lv.id: lv for lv in ts.levels}
+    current = [(by_id[lv_id].name, lv_id, text, value)
+               for lv_id, text, value in window.current.get(run.id, [])]
+    fired = [(rule, role, [by_id[i].name if i in by_id else str(i) for i in lv_ids])
+             for rule, role, lv_ids, _ in rules]
+    return _verdict(ts, run, current, fired, window.steps, action)
 
 
-def _write_outbox(ts: TestSystem, run: QcRun, status: str) -> None:
+def _verdict(ts: TestSystem, run: QcRun, current, fired, steps, action_id,
+             duplicate: bool = False) -> RunVerdict:
+    """Assemble a :class:`RunVerdict`: the one place a verdict's shape is decided.
+
+    ``current`` is (level name, level id, text, value) in level order, ``fired`` is
+    (rule, role, level names) in stored order (shown in rule-code order).
+    """
+    values = []
+    for name, level_id, text, value in current:
+        mean = sd = z = None
+        for start, m, s in steps.get(level_id, []):
+            if start <= run.run_date:
+                mean, sd = m, s
+        if mean is not None:
+            z = (value - mean) / sd
+        values.append(LevelValue(level_id, name, text, value, mean, sd, z))
+    order = {c: i for i, c in enumerate(westgard.RULE_CODES)}
+    rules = []
+    for code, role, names in sorted(fired, key=lambda f: order[f[0]]):
+        info = westgard.RULE_INFO[code]
+        rules.append(FiredRule(code, role, info.name, info.error, info.explanation,
+                               tuple(names)))
+    return RunVerdict(run.id, ts.id, run.run_date, run.run_no, run.status,
+                      STATUS_LABEL[run.status], STATUS_SUMMARY[run.status], tuple(values),
+                      tuple(rules), duplicate, action_id)
+
+
+def _open_action(run: QcRun, fresh: bool):
+    """Open the run's corrective action unless it has one; return it (or its stored id)."""
+    exists = None if fresh else db.session.scalar(
+        select(CorrectiveAction.id).where(CorrectiveAction.run_id == run.id))
+    if exists is not None:
+        return exists
+    action = CorrectiveAction(run_id=run.id, status="open")
+    db.session.add(action)
+    return action
+
+
+def _write_outbox(ts: TestSystem, run: QcRun, status: str, verdict: RunVerdict,
+                  fresh: bool) -> None:
     """Queue an alert in the same transaction (delivered by workers after commit)."""
-    db.session.flush()
-    verdict = verdict_for(run)
-    n = db.session.scalar(select(func.count()).select_from(OutboxMessage)
-                          .where(OutboxMessage.run_id == run.id)) or 0
+    n = 0 if fresh else db.session.scalar(
+        select(func.count()).select_from(OutboxMessage)
+        .where(OutboxMessage.run_id == run.id)) or 0
     db.session.add(outbox := OutboxMessage(
         kind=f"run_{status}", lab_id=ts.lab_id, run_id=run.id,
         dedupe_key=f"run-{run.id}-{status}-{n + 1}",
@@ -236,25 +356,11 @@ def verdict_for(run: QcRun, duplicate: bool = False) -> RunVerdict:
     ts = run.test_system
     if run in db.session:
         db.session.refresh(run, ["results", "violations"])
-    steps = queries.limit_timeline(ts)
     names = {lv.id: lv.name for lv in ts.levels}
-    values = []
-    for r in sorted((r for r in run.results if r.is_current), key=lambda r: r.level.level_index):
-        mean = sd = z = None
-        for start, m, s in steps.get(r.qc_level_id, []):
-            if start <= run.run_date:
-                mean, sd = m, s
-        if mean is not None:
-            z = (r.value - mean) / sd
-        values.append(LevelValue(r.qc_level_id, names.get(r.qc_level_id, r.level.name),
-                                 r.value_text, r.value, mean, sd, z))
-    order = {c: i for i, c in enumerate(westgard.RULE_CODES)}
-    rules = []
-    for v in sorted((v for v in run.violations if v.active), key=lambda v: order[v.rule_code]):
-        info = westgard.RULE_INFO[v.rule_code]
-        rules.append(FiredRule(v.rule_code, v.role, info.name, info.error, info.explanation,
-                               tuple(names.get(i, str(i)) for i in v.levels)))
+    current = [(names.get(r.qc_level_id, r.level.name), r.qc_level_id, r.value_text, r.value)
+               for r in sorted((r for r in run.results if r.is_current),
+                               key=lambda r: r.level.level_index)]
+    fired = [(v.rule_code, v.role, [names.get(i, str(i)) for i in v.levels])
+             for v in run.violations if v.active]
     action = db.session.scalar(select(CorrectiveAction.id).where(CorrectiveAction.run_id == run.id))
-    return RunVerdict(run.id, ts.id, run.run_date, run.run_no, run.status,
-                      STATUS_LABEL[run.status], STATUS_SUMMARY[run.status], tuple(values),
-                      tuple(rules), duplicate, action)
+    return _verdict(ts, run, current, fired, queries.limit_timeline(ts), action, duplicate)

@@ -260,11 +260,12 @@ def limit_history(ts: TestSystem) -> list[ControlLimit]:
 def limit_timeline(ts: TestSystem) -> dict[int, list[tuple[date, float, float]]]:
     """Return per level the (effective_from, mean, sd) steps, in force order."""
     out: dict[int, list[tuple[date, float, float]]] = {}
-    rows = db.session.scalars(select(ControlLimit).where(ControlLimit.test_system_id == ts.id)
-                              .order_by(ControlLimit.effective_from, ControlLimit.version))
-    for row in rows:
-        out.setdefault(row.qc_level_id, []).append(
-            (row.effective_from, row.target_mean, row.target_sd))
+    rows = db.session.execute(  # plain columns: ORM objects cost a submission ~0.3 ms
+        select(ControlLimit.qc_level_id, ControlLimit.effective_from, ControlLimit.target_mean,
+               ControlLimit.target_sd).where(ControlLimit.test_system_id == ts.id)
+        .order_by(ControlLimit.effective_from, ControlLimit.version))
+    for level_id, start, mean, sd in rows:
+        out.setdefault(level_id, []).append((start, mean, sd))
     return out
 
 

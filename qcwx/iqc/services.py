@@ -28,15 +28,17 @@ from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload, selectinload
 
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, RetryableConflict, UserError
 from qcwx.extensions import db
-from qcwx.iqc import bulk
+from qcwx.iqc import bulk, validation
 from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API of this package)
     STATUS_LABEL,
     STATUS_SUMMARY,
     FiredRule,
+    FirstRun,
     LevelValue,
     RunVerdict,
     evaluate_from,
@@ -55,11 +57,11 @@ from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of thi
     check_run_no,
     clean_text,
     level_keys,
-    load_test_system,
     parse_value,
     payload_hash,
     resolve_levels,
 )
+from qcwx.numbers import MAX_ID, ascii_int
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import utcnow
@@ -68,6 +70,36 @@ log = logging.getLogger(__name__)
 
 ERROR_KIND_HINT = {"随机误差": "random", "系统误差": "systematic"}
 RACE_MESSAGE = "该批次正在被同时写入，请稍后重试"
+_SCOPE_KEY = "qcwx.iqc.test_systems_in_scope"
+
+
+def load_test_system(actor: User, ts_id) -> TestSystem:
+    """Return the test system if in the actor's scope, else 404 (existence is not revealed).
+
+    The scope rule is :func:`qcwx.iqc.validation.load_test_system`'s; this adds two savings
+    a submission needs (issue 14: the view and :func:`prepare_runs` both load the system).
+    The first load brings the lab, QC lot, analyte and levels in one statement instead of
+    four lazy loads, and the answer is remembered for this actor until the transaction ends,
+    so the second load costs no statement at all.
+    """
+    ts_key = ascii_int(ts_id, 1, MAX_ID)
+    txn = db.session().get_transaction()
+    memo = db.session.info.get(_SCOPE_KEY)
+    if memo is None or memo[0] is not txn:
+        memo = db.session.info[_SCOPE_KEY] = (txn, set())
+    if txn is not None and ts_key is not None and (actor.id, ts_key) in memo[1]:
+        found = db.session.get(TestSystem, ts_key)
+        if found is not None:
+            return found
+    if ts_key is not None and db.session.get(TestSystem, ts_key) is None:
+        db.session.scalars(select(TestSystem).where(TestSystem.id == ts_key).options(
+            joinedload(TestSystem.lab), joinedload(TestSystem.qc_lot),
+            joinedload(TestSystem.analyte), selectinload(TestSystem.levels))).first()
+    ts = validation.load_test_system(actor, ts_id)
+    txn = db.session().get_transaction()  # the first statement may have begun it
+    db.session.info[_SCOPE_KEY] = (txn, memo[1] if memo[0] is txn else set())
+    db.session.info[_SCOPE_KEY][1].add((actor.id, ts.id))
+    return ts
 
 
 # ---------------------------------------------------------------- the one write path
@@ -102,6 +134,10 @@ class PreparedRun:
     run_id: int | None = None
     duplicate: bool = False
     same_as: PreparedRun | None = None
+    #: {(date, run no): run id} of the stored runs around this row, read while checking it
+    #: (None: not read; :func:`_store_system` then reads it itself)
+    stored_runs: dict | None = None
+    verdict: RunVerdict | None = None
 
     @property
     def key(self) -> tuple[int, date, int]:
@@ -183,8 +219,10 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
             else:
                 by_ts[p.test_system.id].append(p)
     for ts_id, items in by_ts.items():
-        taken = bulk.current_levels(ts_id, [p.input.run_date for p in items])
+        stored: dict = {}
+        taken = bulk.current_levels(ts_id, [p.input.run_date for p in items], stored)
         for p in items:
+            p.stored_runs = stored
             held = taken.setdefault(p.key[1:], set())
             clash = [lv.name for lv in p.resolved if lv.id in held]
             if clash:
@@ -216,7 +254,7 @@ def store_runs(actor: User, channel: str, prepared: Sequence[PreparedRun], *,
             for group in _by_run(items).values():
                 try:
                     with db.session.begin_nested():
-                        _store_system(actor, channel, group, notify_from)
+                        _store_system(actor, channel, group, notify_from, retry=True)
                 except IntegrityError:
                     for p in group:
                         p.error = RetryableConflict(RACE_MESSAGE, field="run_no")
@@ -235,16 +273,26 @@ def _by_run(items: list[PreparedRun]) -> dict[tuple, list[PreparedRun]]:
 
 
 def _store_system(actor: User, channel: str, items: list[PreparedRun],
-                  notify_from: date | None) -> None:
-    """Insert the runs, submissions and results of one test system, then re-judge it."""
+                  notify_from: date | None, *, retry: bool = False) -> None:
+    """Insert the runs, submissions and results of one test system, then re-judge it.
+
+    The stored run ids read while checking the rows are reused (one statement less), except
+    on the retry after a race, when another writer may have added runs since.
+    """
     ts = items[0].test_system
     now = utcnow()
     runs = _by_run(items)
-    ids = bulk.run_ids(ts.id, [key[1] for key in runs])
+    known = items[0].stored_runs
+    if retry or known is None or any(p.stored_runs is not known for p in items):
+        ids = bulk.run_ids(ts.id, [key[1] for key in runs])
+    else:
+        ids = dict(known)
+    fresh_keys = [key[1:] for key in runs if key[1:] not in ids]
     new = [{"test_system_id": ts.id, "run_date": key[1], "run_no": key[2], "status": "pending",
             "evaluated_at": None, "created_at": min(p.input.entered_at or now for p in group)}
            for key, group in runs.items() if key[1:] not in ids]
     ids.update(bulk.insert_runs(ts.id, new))
+    fresh = {ids[k] for k in fresh_keys}
     subs = bulk.insert_submissions(ts.lab_id, [
         {"lab_id": ts.lab_id, "client_id": p.client_id, "payload_hash": p.digest,
          "channel": channel, "run_id": ids[p.key[1:]], "actor_id": actor.id,
@@ -260,11 +308,15 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
                             "submission_id": subs[p.client_id], "reason": None})
     bulk.insert_results(results)
     first_key = min(runs)[1:]
-    first = db.session.get(QcRun, ids[first_key])
-    if first in db.session:
-        db.session.expire(first, ["results"])
+    first = FirstRun(ids[first_key], *first_key)
+    held = db.session.identity_map.get(db.session.identity_key(QcRun, first.id))
+    if held is not None:
+        db.session.expire(held, ["results"])
     alert = {ids[key[1:]] for key in runs if notify_from is not None and key[1] >= notify_from}
-    evaluate_from(ts, first, notify=alert, actor=actor)
+    verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh)
+    for p in items:
+        if p.run_id == verdict.run_id:
+            p.verdict = verdict
 
 
 def _release_runs() -> None:
@@ -303,6 +355,8 @@ def submit_run(
         store_runs(actor, channel, [p], notify_from=run_date if notify else None)
     if p.error is not None:
         raise p.error
+    if p.verdict is not None:  # built while judging: reading the run back costs 6 statements
+        return p.verdict
     return verdict_for(db.session.get(QcRun, p.run_id), duplicate=p.duplicate)
 
 
