@@ -1,7 +1,12 @@
 """Measure what one QC submission costs: SQL statements, Celery publishes and CPU time.
 
 Run: ``.venv/bin/python bench/bench_submit.py [--runs 150] [--history 300] [--db URL]
-[--profile mp|ts]``.
+[--profile mp|ts [--sort tottime]]``, e.g. on MariaDB (the production database; SQLite's
+commit is a file sync that dwarfs the app's own CPU)::
+
+    .venv/bin/python bench/bench_submit.py \
+        --db 'mysql+pymysql://root@127.0.0.1:3306/qcwx_bench_submit?charset=utf8mb4'
+
 
 Seeds a realistic lab into a fresh SQLite file (or ``--db``, an empty database URL): one test
 system with two levels, fixed control limits and ``--history`` days of judged runs. Then it
@@ -69,8 +74,15 @@ class Counters:
 
 
 def make_app(url: str | None):
-    """Return a migrated app on ``url`` (a fresh SQLite file by default), tasks not eager."""
+    """Return a migrated app on ``url`` (a fresh SQLite file by default), tasks not eager.
+
+    A MariaDB URL names a database of the bench's own: it is dropped and created empty.
+    """
     url = url or f"sqlite:///{Path(tempfile.mkdtemp()) / 'submit.sqlite3'}"
+    if url.startswith("mysql"):
+        from tests.fixtures.app import recreate_mariadb_database
+
+        recreate_mariadb_database(url)
     app = create_app({"ENV": "testing", "DATABASE_URL": url, "SECRET_KEY": "bench-secret",
                       "BASE_URL": "http://127.0.0.1:5000", "WTF_CSRF_ENABLED": False,
                       "REDIS_URL": None, "CELERY_EAGER": False, "RATELIMIT_ENABLED": False})
@@ -172,6 +184,7 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=300)
     parser.add_argument("--db")
     parser.add_argument("--profile", choices=("mp", "ts"))
+    parser.add_argument("--sort", default="cumulative", help="pstats order of --profile")
     args = parser.parse_args()
     rng = random.Random(14)
     app = make_app(args.db)
@@ -194,7 +207,7 @@ def main() -> None:
         for path, call in calls:
             if path == args.profile:
                 prof.runcall(call)
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(prof).sort_stats(args.sort).print_stats(45)
         return
     samples: dict[str, list] = {}
     for path, call in calls:

@@ -132,8 +132,15 @@ def record_bulk_inserts(model, rows: list[dict]) -> None:
     Same shape as ``qcwx.audit.services`` (action ``insert``, entity = table, entity id,
     every column as plain JSON), same actor (the request's), same transaction.
     """
-    from qcwx.extensions import db
+    write_audit_rows(bulk_insert_audit_rows(model, rows))
 
+
+def bulk_insert_audit_rows(model, rows: list[dict]) -> list[dict]:
+    """Return the audit rows of :func:`record_bulk_inserts` without writing them.
+
+    A caller inserting into several tables writes all their audit rows in one statement
+    (:func:`write_audit_rows`): a QC submission inserts a run, a submission and results.
+    """
     at, actor_id, entity = utcnow(), _actor_id.get(), model.__tablename__
     keys = [c.key for c in model.__mapper__.column_attrs if c.key not in SKIP_FIELDS]
     moments = [k for k in keys if isinstance(model.__table__.c[k].type, (Date, DateTime))]
@@ -144,5 +151,12 @@ def record_bulk_inserts(model, rows: list[dict]) -> None:
             changes[k] = _plain(changes[k])
         audit.append({"at": at, "actor_id": actor_id, "action": "insert", "entity": entity,
                       "entity_id": str(r["id"]), "changes": changes})
+    return audit
+
+
+def write_audit_rows(audit: list[dict]) -> None:
+    """Insert audit rows built by :func:`bulk_insert_audit_rows` (executemany, in chunks)."""
+    from qcwx.extensions import db
+
     for i in range(0, len(audit), 5000):
         db.session.execute(insert(AuditLog.__table__), audit[i:i + 5000])

@@ -2,8 +2,9 @@
 
 The ORM unit of work costs per object (100,000 results took minutes), so
 :func:`qcwx.iqc.services.store_runs` writes rows with Core inserts for every channel, one run
-or a year of history alike, and writes the audit rows the session listener would have
-written (:func:`qcwx.audit.services.record_bulk_inserts`, same format, same transaction).
+or a year of history alike. Each insert also returns the audit rows the session listener
+would have written (:func:`qcwx.audit.services.bulk_insert_audit_rows`, same format); the
+caller writes those of all three tables in one statement, in the same transaction.
 Ids come back from the insert itself (``RETURNING``, SQLite ≥ 3.35 and MariaDB ≥ 10.5, with
 each row's natural key so no order is assumed); on a database without it they are read back
 by each table's natural unique key. One submission used to spend three statements on that.
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from qcwx.audit.services import record_bulk_inserts
+from qcwx.audit.services import bulk_insert_audit_rows
 from qcwx.extensions import db
 from qcwx.iqc.models import QcResult, QcRun, Submission
 
@@ -67,8 +68,13 @@ def current_levels(ts_id: int, dates: Sequence[date], run_ids_out: dict | None =
     return out
 
 
-def insert_runs(ts_id: int, rows: list[dict]) -> dict[tuple[date, int], int]:
-    """Insert new runs of one test system; return {(date, run no): id} of those rows."""
+def insert_runs(ts_id: int, rows: list[dict], audit: list[dict]
+                ) -> dict[tuple[date, int], int]:
+    """Insert new runs of one test system; return {(date, run no): id} of those rows.
+
+    This and the two inserts below append their audit rows to ``audit`` for the caller to
+    write (:func:`qcwx.audit.services.write_audit_rows`).
+    """
     if not rows:
         return {}
     back = _returning(QcRun.__table__, rows, "run_date", "run_no")
@@ -77,11 +83,12 @@ def insert_runs(ts_id: int, rows: list[dict]) -> dict[tuple[date, int], int]:
         ids = run_ids(ts_id, [r["run_date"] for r in rows])
     else:
         ids = {(d, n): i for i, d, n in back}
-    record_bulk_inserts(QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
+    audit += bulk_insert_audit_rows(
+        QcRun, [r | {"id": ids[(r["run_date"], r["run_no"])]} for r in rows])
     return ids
 
 
-def insert_submissions(lab_id: int, rows: list[dict]) -> dict[str, int]:
+def insert_submissions(lab_id: int, rows: list[dict], audit: list[dict]) -> dict[str, int]:
     """Insert submissions of one lab; return {client id: id} (unique per lab)."""
     ids: dict[str, int] = {}
     back = _returning(Submission.__table__, rows, "client_id")
@@ -94,11 +101,11 @@ def insert_submissions(lab_id: int, rows: list[dict]) -> dict[str, int]:
             ids.update((c, k) for k, c in db.session.execute(
                 select(Submission.id, Submission.client_id).where(
                     Submission.lab_id == lab_id, Submission.client_id.in_(wanted[i:i + CHUNK]))))
-    record_bulk_inserts(Submission, [r | {"id": ids[r["client_id"]]} for r in rows])
+    audit += bulk_insert_audit_rows(Submission, [r | {"id": ids[r["client_id"]]} for r in rows])
     return ids
 
 
-def insert_results(rows: list[dict]) -> None:
+def insert_results(rows: list[dict], audit: list[dict]) -> None:
     """Insert results; their ids are read back by (submission, level)."""
     ids: dict[tuple[int, int], int] = {}
     back = _returning(QcResult.__table__, rows, "submission_id", "qc_level_id")
@@ -112,8 +119,8 @@ def insert_results(rows: list[dict]) -> None:
                 .where(QcResult.submission_id.in_(subs[i:i + CHUNK]))).all()
     for row_id, sub_id, level_id in back:
         ids[(sub_id, level_id)] = row_id
-    record_bulk_inserts(QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]}
-                                   for r in rows])
+    audit += bulk_insert_audit_rows(
+        QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]} for r in rows])
 
 
 def prior_submissions(lab_id: int, client_ids: Sequence[str]) -> dict[str, Any]:

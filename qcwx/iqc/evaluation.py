@@ -121,30 +121,35 @@ class Window:
     foreign: set[int]
 
 
-def _series(ts: TestSystem, runs: Sequence[QcRun]) -> Window:
-    """Return the :class:`Window` (z matrix and values) of the current results of ``runs``."""
+def _series(ts: TestSystem, runs: Sequence[QcRun], rows: Sequence | None = None) -> Window:
+    """Return the :class:`Window` (z matrix and values) of the current results of ``runs``.
+
+    ``rows`` are their results as (run id, level id, value, is current, text) when the
+    caller read them with the runs (:func:`_runs_from`); otherwise they are read here.
+    """
     levels = list(ts.levels)
     col = {lv.id: j for j, lv in enumerate(levels)}
     row = {run.id: i for i, run in enumerate(runs)}
     values = np.full((len(runs), len(levels)), np.nan)
     current: dict[int, list] = {}
     foreign: set[int] = set()
-    ids = list(row)
-    for i in range(0, len(ids), 2000):
+    if rows is None:
+        ids, rows = list(row), []
+        for i in range(0, len(ids), 2000):
+            rows += db.session.execute(
+                select(QcResult.run_id, QcResult.qc_level_id, QcResult.value,
+                       QcResult.is_current, QcResult.value_text)
+                .where(QcResult.run_id.in_(ids[i:i + 2000]))).all()
+    for run_id, level_id, value, is_current, text in rows:
         # is_current is filtered here, not in SQL: a planner without fresh statistics
         # (SQLite right after a bulk insert) would otherwise scan its barely selective index
-        rows = db.session.execute(
-            select(QcResult.run_id, QcResult.qc_level_id, QcResult.value, QcResult.is_current,
-                   QcResult.value_text)
-            .where(QcResult.run_id.in_(ids[i:i + 2000]))).all()
-        for run_id, level_id, value, is_current, text in rows:
-            if not is_current:
-                continue
-            if level_id in col:
-                values[row[run_id], col[level_id]] = value
-                current.setdefault(run_id, []).append((level_id, text, value))
-            else:
-                foreign.add(run_id)
+        if not is_current or run_id not in row:
+            continue
+        if level_id in col:
+            values[row[run_id], col[level_id]] = value
+            current.setdefault(run_id, []).append((level_id, text, value))
+        else:
+            foreign.add(run_id)
     for found in current.values():
         found.sort(key=lambda r: col[r[0]])
     timeline = queries.limit_timeline(ts)
@@ -183,12 +188,25 @@ def rejudge_start(ts: TestSystem, run: QcRun) -> tuple[date, int]:
     return min([start, *(tuple(k) for k in keys)])
 
 
-def _runs_from(ts: TestSystem, start: tuple[date, int]) -> list[QcRun]:
-    """Return the runs of ``ts`` from ``start`` on, in run order."""
+def _runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], list[tuple]]:
+    """Return the runs of ``ts`` from ``start`` on, in run order, and all their results.
+
+    One statement for both (results as (run id, level id, value, is current, text), the
+    shape :func:`_series` takes): a run without results still comes back, once.
+    """
     day, number = start
-    return list(db.session.scalars(
-        select(QcRun).where(QcRun.test_system_id == ts.id, ~_before(day, number))
-        .order_by(QcRun.run_date, QcRun.run_no)))
+    runs: dict[int, QcRun] = {}
+    rows = []
+    for run, run_id, level_id, value, is_current, text in db.session.execute(
+            select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
+                   QcResult.is_current, QcResult.value_text)
+            .outerjoin(QcResult, QcResult.run_id == QcRun.id)
+            .where(QcRun.test_system_id == ts.id, ~_before(day, number))
+            .order_by(QcRun.run_date, QcRun.run_no)):
+        runs.setdefault(run.id, run)
+        if run_id is not None:
+            rows.append((run_id, level_id, value, is_current, text))
+    return list(runs.values()), rows
 
 
 def _load_violations(runs: Sequence[QcRun], fresh: Collection[int]) -> None:
@@ -220,10 +238,10 @@ def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Colle
     Returns the verdict of ``run``, built from what judging read.
     """
     with db.session.no_autoflush:
-        runs = _runs_from(ts, rejudge_start(ts, run))
+        runs, rows = _runs_from(ts, rejudge_start(ts, run))
         first = next(i for i, r in enumerate(runs) if r.id == run.id)
         _load_violations(runs[first:], fresh)
-        window = _series(ts, runs)
+        window = _series(ts, runs, rows)
         evaluation = westgard.evaluate(window.z, queries.current_rule_set(ts))
     alert = {run.id} if notify is True else set(notify or ())
     peer_services.refresh_after_commit(ts.id)  # peer statistics follow every change of a run

@@ -28,8 +28,9 @@ from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
+from qcwx.audit.services import write_audit_rows
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, RetryableConflict, UserError
 from qcwx.extensions import db
@@ -91,11 +92,14 @@ def load_test_system(actor: User, ts_id) -> TestSystem:
         found = db.session.get(TestSystem, ts_key)
         if found is not None:
             return found
-    if ts_key is not None and db.session.get(TestSystem, ts_key) is None:
-        db.session.scalars(select(TestSystem).where(TestSystem.id == ts_key).options(
+    held = None  # a strong reference: the identity map alone would let it be collected
+    if ts_key is not None and db.session.identity_map.get(
+            db.session.identity_key(TestSystem, ts_key)) is None:
+        held = db.session.scalars(select(TestSystem).where(TestSystem.id == ts_key).options(
             joinedload(TestSystem.lab), joinedload(TestSystem.qc_lot),
-            joinedload(TestSystem.analyte), selectinload(TestSystem.levels))).first()
+            joinedload(TestSystem.analyte), joinedload(TestSystem.levels))).unique().first()
     ts = validation.load_test_system(actor, ts_id)
+    del held
     txn = db.session().get_transaction()  # the first statement may have begun it
     db.session.info[_SCOPE_KEY] = (txn, memo[1] if memo[0] is txn else set())
     db.session.info[_SCOPE_KEY][1].add((actor.id, ts.id))
@@ -291,12 +295,13 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
     new = [{"test_system_id": ts.id, "run_date": key[1], "run_no": key[2], "status": "pending",
             "evaluated_at": None, "created_at": min(p.input.entered_at or now for p in group)}
            for key, group in runs.items() if key[1:] not in ids]
-    ids.update(bulk.insert_runs(ts.id, new))
+    audit: list[dict] = []
+    ids.update(bulk.insert_runs(ts.id, new, audit))
     fresh = {ids[k] for k in fresh_keys}
     subs = bulk.insert_submissions(ts.lab_id, [
         {"lab_id": ts.lab_id, "client_id": p.client_id, "payload_hash": p.digest,
          "channel": channel, "run_id": ids[p.key[1:]], "actor_id": actor.id,
-         "created_at": p.input.entered_at or now} for p in items])
+         "created_at": p.input.entered_at or now} for p in items], audit)
     results = []
     for p in items:
         p.run_id = ids[p.key[1:]]
@@ -306,7 +311,8 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
                             "control_limit_id": None, "measured_at": p.input.measured_at,
                             "entered_at": p.input.entered_at or now, "entered_by_id": actor.id,
                             "submission_id": subs[p.client_id], "reason": None})
-    bulk.insert_results(results)
+    bulk.insert_results(results, audit)
+    write_audit_rows(audit)  # one statement for the three tables
     first_key = min(runs)[1:]
     first = FirstRun(ids[first_key], *first_key)
     held = db.session.identity_map.get(db.session.identity_key(QcRun, first.id))

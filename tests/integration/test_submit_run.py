@@ -195,9 +195,9 @@ def test_evaluation_reads_a_bounded_window(session, world, ts, monkeypatch):
     seen = []
     original = evaluation._series
 
-    def spy(ts_, runs):
+    def spy(ts_, runs, *rest):
         seen.append(len(runs))
-        return original(ts_, runs)
+        return original(ts_, runs, *rest)
 
     monkeypatch.setattr(evaluation, "_series", spy)
     submit(world, ts, 0.0, 0.0, day=26)
