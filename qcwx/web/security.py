@@ -102,8 +102,7 @@ def rate_limit_key() -> str:
         from miniprogram_api.auth import Unauthorized, user_id_from_token
 
         try:
-            # the same bucket as the user's browser session: a person has one budget
-            return f"user:{user_id_from_token(header[7:].strip())}"
+            return f"mp:{user_id_from_token(header[7:].strip())}"
         except Unauthorized:
             pass
     return f"ip:{get_remote_address()}"

@@ -118,17 +118,6 @@ def test_one_logged_in_user_on_two_addresses_shares_one_budget(limited):
     assert first == [200] * 3 and second == [200, 200, 429]
 
 
-def test_a_user_has_one_budget_across_the_mini_program_and_the_browser(limited):
-    names = limited.config["TEST_IDS"]["names"]
-    browser = limited.test_client()
-    resp = browser.post("/login", data={"username": names["technician"], "password": PASSWORD},
-                        headers={"X-Forwarded-For": "203.0.113.10"})
-    assert resp.status_code == 302
-    phone = _mp_headers(limited, "technician", "192.0.2.77")
-    assert _statuses(browser, "/me", {"X-Forwarded-For": "203.0.113.10"}, 3) == [200] * 3
-    assert _statuses(browser, "/api/mp/v1/me", phone, 3) == [200, 200, 429]
-
-
 def test_anonymous_calls_are_limited_per_address(limited):
     client = limited.test_client()
     here = _statuses(client, "/healthz", {"X-Forwarded-For": NAT}, LIMIT + 1)
