@@ -1,0 +1,117 @@
+"""What one submission costs, pinned as counts (issue 14), so it cannot silently grow again.
+
+Before: 38–39 statements for an in-control run (the test system and its limits read twice,
+the run read back for its verdict, ids read back after each insert, an audit insert per
+table) and two Celery publishes per commit. ``bench/bench_submit.py`` measures the same
+through the HTTP APIs, with CPU time. Counts, not times: a count is exact on any machine.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from qcwx import followups
+from qcwx.iqc import services, targets
+from qcwx.timeutil import local_today
+
+MEAN = {1: 5.0, 2: 15.0}
+SD = {1: 0.2, 2: 0.5}
+HISTORY = 30
+#: Statements of one fresh in-control run, from loading its user and test system to its
+#: verdict (the view's part of a request included; 38 before issue 14).
+ACCEPT_STATEMENTS = 17
+#: A rejected run adds its violations, its corrective action and its alert (50 before);
+#: SQLite inserts the two violations one by one (RETURNING of a JSON column), MariaDB in one.
+REJECT_STATEMENTS = {"sqlite": 22, "mysql": 21}
+
+
+@contextmanager
+def counted():
+    """Yield the list of SQL statements executed inside the block."""
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", count)
+
+
+@pytest.fixture
+def lab(session, world):
+    """Lab A's test system with limits and a month of in-control history."""
+    ts = world.systems["a"]
+    start = local_today() - timedelta(days=HISTORY + 5)
+    for lv in ts.levels:
+        targets.set_control_limit(world.users["supervisor"], ts, lv, mean=MEAN[lv.level_index],
+                                  sd=SD[lv.level_index], kind="fixed", effective_from=start,
+                                  reason="说明书靶值")
+    rows = [services.RunInput(ts.id, start + timedelta(days=d),
+                              {"1": f"{MEAN[1] + (d % 3 - 1) * 0.5 * SD[1]:.3f}",
+                               "2": f"{MEAN[2] - (d % 3 - 1) * 0.5 * SD[2]:.3f}"}, 1, f"h{d}")
+            for d in range(HISTORY)]
+    tech = world.users["technician"]
+    services.store_runs(tech, "h5", services.prepare_runs(tech, "h5", rows))
+    session.commit()
+    ids = {"ts": ts.id, "tech": tech.id}
+    session.expunge_all()  # a request starts with an empty session
+    return ids
+
+
+def submit(ids, z1: float, z2: float, day: int):
+    """Submit one run as the capture views do: load the test system, then submit."""
+    from qcwx.orgs.models import User
+
+    actor = services.db.session.get(User, ids["tech"])
+    ts = services.load_test_system(actor, ids["ts"])
+    return services.submit_run(
+        actor, test_system_id=ts.id, run_date=local_today() - timedelta(days=day),
+        values={"1": f"{MEAN[1] + z1 * SD[1]:.3f}", "2": f"{MEAN[2] + z2 * SD[2]:.3f}"},
+        client_id=f"cost-{day}", channel="mp")
+
+
+def test_an_in_control_submission_costs_a_fixed_number_of_statements(lab):
+    with counted() as seen:
+        verdict = submit(lab, 0.3, -0.2, day=3)
+    assert verdict.status == "accept"
+    assert len(seen) == ACCEPT_STATEMENTS, f"{len(seen)}: " + "\n".join(seen)
+    one = [s for s in seen if s.lstrip().upper().startswith("SELECT TEST_SYSTEM")]
+    assert len(one) == 1  # the view's load and the service's share one read
+    assert sum("FROM control_limit" in s for s in seen) == 1  # the limit timeline once
+
+
+def test_a_rejected_submission_costs_a_fixed_number_of_statements(lab, session):
+    with counted() as seen:
+        verdict = submit(lab, 3.6, 0.1, day=2)
+    assert verdict.status == "reject" and verdict.action_id is not None
+    dialect = session.get_bind().dialect.name
+    assert len(seen) == REJECT_STATEMENTS[dialect], f"{len(seen)}: " + "\n".join(seen)
+
+
+def test_the_verdict_is_not_read_back_and_equals_the_stored_one(lab, session):
+    verdict = submit(lab, 3.6, 2.4, day=2)
+    session.flush()
+    stored = services.verdict_for(session.get(services.QcRun, verdict.run_id))
+    assert verdict == stored and [r.rule for r in verdict.rules] == ["1-2s", "1-3s", "2-2s"]
+
+
+def test_one_commit_publishes_one_message_for_the_alert_and_the_peer_refresh(
+        lab, session, monkeypatch):
+    batches = []
+    real = followups.publish
+    monkeypatch.setattr(followups, "publish", lambda batch: (batches.append(batch),
+                                                             real(batch)))
+    submit(lab, 3.6, 0.1, day=2)
+    session.commit()
+    assert len(batches) == 1
+    assert set(batches[0]) == {"qcwx.alerts.dispatch", "qcwx.peer.refresh"}
+    assert batches[0]["qcwx.peer.refresh"] == [lab["ts"]]
+    assert len(batches[0]["qcwx.alerts.dispatch"]) == 1
