@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 
 from qcwx.audit.services import bulk_insert_audit_rows
 from qcwx.extensions import db
-from qcwx.iqc.models import QcResult, QcRun, Submission
+from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
 
 CHUNK = 500
 
@@ -133,3 +133,15 @@ def prior_submissions(lab_id: int, client_ids: Sequence[str]) -> dict[str, Any]:
                 .where(Submission.lab_id == lab_id, Submission.client_id.in_(ids[i:i + CHUNK]))):
             found[cid] = (digest, run_id)
     return found
+
+
+def release_runs() -> None:
+    """Flush, then drop stored QC rows from the session: later autoflushes stay cheap.
+
+    Every autoflush walks the identity map; after a few thousand runs that walk dominated
+    an import. Callers keep only ids, so nothing later needs these objects.
+    """
+    db.session.flush()
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, (QcRun, Violation, CorrectiveAction, QcResult, Submission)):
+            db.session.expunge(obj)

@@ -286,3 +286,10 @@ def z_scores(values: np.ndarray, dates: Iterable[date], steps) -> np.ndarray:
     sds = np.array([s[2] for s in steps])
     z[ok] = (values[ok] - means[idx[ok]]) / sds[idx[ok]]
     return z
+
+
+def next_run_no(ts: TestSystem, run_date: date) -> int:
+    """Return the run number a new run on ``run_date`` gets (1, or one after the last)."""
+    last = db.session.scalar(select(func.max(QcRun.run_no)).where(
+        QcRun.test_system_id == ts.id, QcRun.run_date == run_date))
+    return (last or 0) + 1

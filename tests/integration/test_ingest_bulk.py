@@ -230,3 +230,39 @@ def test_client_ids_differing_only_in_case_never_500(world, twins, app):
         assert {(o.status, o.code) for o in outcomes} == {("error", 409)}
     else:
         assert {o.status for o in outcomes} == {"stored"}
+
+
+def test_a_raced_batch_is_stored_run_by_run_and_judged_once_like_live_entry(
+        world, twins, spy, monkeypatch):
+    """Regression: after a race the fallback re-judged the system once per run (a 200-run
+    file took 20–50 s); it now stores each run and judges once, with the same outcome."""
+    from sqlalchemy.exc import IntegrityError
+
+    ts, twin = twins
+    n = 40
+    days = [local_today() - timedelta(days=n + 10 - i) for i in range(n)]
+    zs = series(n, 5)
+    real_store, real_judge = services._store_system, services.evaluate_from
+    raced, judged = [], []
+
+    def racing(*args, **kwargs):
+        if not raced:  # the whole-system insert loses a race once, as with a concurrent writer
+            raced.append(1)
+            raise IntegrityError("INSERT INTO qc_run …", {}, Exception("UNIQUE constraint"))
+        return real_store(*args, **kwargs)
+
+    def counting(*args, **kwargs):
+        judged.append(1)
+        return real_judge(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_store_system", racing)
+    monkeypatch.setattr(services, "evaluate_from", counting)
+    outcomes = ingest.import_candidates(world.users["technician"], world.lab_a,
+                                        candidates(days, zs), channel="upload")
+    assert raced and {o.status for o in outcomes} == {"stored"}
+    assert len(judged) == 1
+    monkeypatch.setattr(services, "evaluate_from", real_judge)
+    live(world, twin, days, zs)
+    assert signatures(ts) == signatures(twin)
+    assert points(ts) == points(twin) and points(ts)
+    assert actions(ts) == actions(twin)
