@@ -18,15 +18,8 @@ import requests
 from celery import Celery
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import (
-    BASE_URL,
-    SHARED_REDIS,
-    TEMPLATE,
-    _pings,
-    base_env,
-    free_port,
-    wait_for,
-)
+from bench.stack import free_port, pings, wait_for
+from tests.e2e.conftest import BASE_URL, SHARED_REDIS, TEMPLATE, base_env
 
 pytestmark = pytest.mark.e2e
 DEADLINE = 30  # seconds from submission to the message on the supervisor's phone
@@ -114,7 +107,7 @@ def test_alert_committed_while_redis_is_down_arrives_once_redis_is_back(
     headers = login(url, fake, mariadb_lab.technician_mp_openid)
 
     broker.stop()
-    assert not _pings(redis_lib.Redis(port=port, socket_connect_timeout=1))
+    assert not pings(redis_lib.Redis(port=port, socket_connect_timeout=1))
     t0 = time.monotonic()
     resp = submit_reject(url, headers, mariadb_lab.ts_id)
     answered = time.monotonic() - t0
