@@ -126,11 +126,19 @@ class Stack:
         wait_for(lambda: _alive(proc) and pings(client), 20, f"redis-server on port {port}")
         return proc
 
-    def worker(self, pool: str = "solo") -> Proc:
-        """Start a Celery worker (``-P solo`` by default) and wait for its ``ready`` line."""
+    def worker(self, pool: str = "solo", wait: bool = True) -> Proc:
+        """Start a Celery worker (``-P solo`` by default) and wait for its ``ready`` line.
+
+        ``wait=False`` returns at once (start the web app meanwhile, then
+        :meth:`wait_worker`): on two cores each takes ~15 s to import the app.
+        """
         proc = self.spawn("worker", [CELERY, "-A", "workers.celery_app", "worker", "-P", pool,
                                      "-l", "info", "-n", f"e2e-{os.getpid()}-{time.time_ns()}@%h",
                                      "--without-gossip", "--without-mingle"])
+        return self.wait_worker(proc) if wait else proc
+
+    @staticmethod
+    def wait_worker(proc: Proc) -> Proc:
         wait_for(lambda: _alive(proc) and " ready." in proc.text(), START_TIMEOUT,
                  "the Celery worker to be ready")
         return proc
