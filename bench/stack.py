@@ -11,6 +11,7 @@ the fault scripts stop and start only their *private* ``redis-server`` and ``mar
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -111,7 +112,7 @@ class Stack:
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         log = self.tmp / f"{name}-{len(self.procs)}.log"
         handle = log.open("wb")
-        popen = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env or self.env, stdout=handle,
+        popen = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env or self.env or None, stdout=handle,
                                  stderr=subprocess.STDOUT, start_new_session=True)
         handle.close()
         proc = Proc(name, popen, log)
@@ -196,7 +197,8 @@ class PrivateMariaDB:
     def start(self) -> PrivateMariaDB:
         """Start ``mariadbd`` on the data directory and wait until it accepts connections."""
         self.proc = self.stack.spawn("mariadb", [
-            "mariadbd", "--no-defaults", f"--datadir={self.dir / 'data'}", f"--port={self.port}",
+            shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults",
+            f"--datadir={self.dir / 'data'}", f"--port={self.port}",
             "--bind-address=127.0.0.1", f"--socket={self.dir / 'mysqld.sock'}",
             f"--pid-file={self.dir / 'mysqld.pid'}", "--user=root", "--skip-log-bin",
             "--innodb-buffer-pool-size=128M", "--max-connections=500",

@@ -1,0 +1,106 @@
+"""Fault: MariaDB restarted under load — 503 with Retry-After meanwhile, recovery without a restart.
+
+Usage::
+
+    .venv/bin/python bench/fault_mariadb.py [--phones 50] [--seconds 60] [--at 20] [--down 20]
+    .venv/bin/python bench/fault_mariadb.py --short      # 20 phones, 20 s, down 5 s (CI form)
+
+Starts the load stack (:mod:`bench.load_submit`) on a *private* ``mariadbd`` in a temp dir on a
+free port (the shared server on 3306 is never touched), lets the phones submit, stops the
+server with SIGTERM at ``--at`` seconds, keeps it down ``--down`` seconds and starts it again
+on the same data directory. The phones behave like the mini-program: a 503 is retried with
+the same ``client_id`` after ``Retry-After``. Passes when: no answer was a 500 or another
+non-503 error; every 503 carried ``Retry-After``; submissions succeed again after the restart
+with the same gunicorn master (no app restart); and the accounting is exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` and ``qcwx`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.faults import FaultResult, common_checks, run_fault, stamp  # noqa: E402
+from bench.load_submit import LoadStack  # noqa: E402
+from bench.loadgen import LoadPlan  # noqa: E402
+
+
+async def _probe(url: str) -> tuple[int, str | None]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        resp = await client.get("/healthz")
+        return resp.status_code, resp.headers.get("Retry-After")
+
+
+def restart(at: float, down: float, marks: dict):
+    """Return the fault: stop the private mariadbd at ``at`` s, start it ``down`` s later."""
+
+    async def fault(ls: LoadStack, events: list[str]) -> None:
+        t0 = time.monotonic()
+        await asyncio.sleep(at)
+        stamp(events, t0, "stopping the private mariadbd (SIGTERM)")
+        await asyncio.to_thread(ls.mariadb.stop)
+        stamp(events, t0, "mariadbd is down")
+        marks["down_health"] = await _probe(ls.url)
+        stamp(events, t0, f"/healthz while down: {marks['down_health']}")
+        await asyncio.sleep(down)
+        await asyncio.to_thread(ls.mariadb.start)
+        marks["up_at"] = time.monotonic() - t0
+        stamp(events, t0, "mariadbd answers again (same data directory)")
+
+    return fault
+
+
+def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
+        tmp: Path | None = None, ls: LoadStack | None = None) -> FaultResult:
+    """Run the fault (on ``ls`` when given, else on a stack of its own) and judge it."""
+    marks: dict = {}
+    with tempfile.TemporaryDirectory(prefix="qcwx-fault-mariadb-") as scratch:
+        own = ls is None
+        ls = ls or LoadStack(Path(tmp or scratch), phones, workers, database_url=None).start()
+        try:
+            master = ls.web.popen.pid
+            result = run_fault(ls, f"MariaDB restarted ({down:.0f} s down) under {phones} phones",
+                               LoadPlan(seconds, allowed=frozenset({503})),
+                               restart(at, down, marks))
+            after = [s for t, s in result.tally.timeline if t > marks.get("up_at", 1e9)]
+            common_checks(result)
+            result.checks += [
+                ("503 answered while the database was down", result.tally.statuses[503] > 0),
+                ("every 503 carried Retry-After", "missing" not in result.tally.retry_after),
+                ("/healthz answered 503 while down", marks.get("down_health", (0,))[0] == 503),
+                ("submissions stored again after the restart", after.count(201) > 0),
+                ("same gunicorn master, still running (no app restart)",
+                 ls.web.alive() and ls.web.popen.pid == master),
+            ]
+            return result
+        finally:
+            if own:
+                ls.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--phones", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--at", type=float, default=20)
+    parser.add_argument("--down", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--short", action="store_true", help="20 phones, 20 s, down 5 s at 5 s")
+    args = parser.parse_args(argv)
+    if args.short:
+        args.phones, args.seconds, args.at, args.down = 20, 20, 5, 5
+    result = run(args.phones, args.seconds, args.at, args.down, args.workers)
+    print(result.report())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
