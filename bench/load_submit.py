@@ -57,8 +57,9 @@ class LoadStack:
     """
 
     def __init__(self, tmp: Path, phones: int, workers: int = 4,
-                 database_url: str | None = SHARED_MARIADB):
+                 database_url: str | None = SHARED_MARIADB, fake_setup=None):
         self.tmp, self.phones, self.workers = tmp, phones, workers
+        self.fake_setup = fake_setup  # called with the fake WeChat's Flask app before it starts
         self.database_url = database_url
         self.stack = Stack(tmp, {})
         self.mariadb: PrivateMariaDB | None = None
@@ -76,7 +77,10 @@ class LoadStack:
         appid_secrets = {SETTINGS["WECHAT_APPID"]: SETTINGS["WECHAT_SECRET"],
                          SETTINGS["MP_APPID"]: SETTINGS["MP_SECRET"]}
         t0 = time.monotonic()
-        self.fake = FakeWeChatServer(appid_secrets).start(port=0)
+        self.fake = FakeWeChatServer(appid_secrets)
+        if self.fake_setup is not None:
+            self.fake_setup(self.fake.app)
+        self.fake.start(port=0)
         if self.database_url is None:
             self.mariadb = PrivateMariaDB(self.stack).install().start()
             self.database_url = self.mariadb.create_database("qcwx_load")

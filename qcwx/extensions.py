@@ -99,13 +99,23 @@ def init_celery(app: Flask) -> None:
         task_serializer="json",
         accept_content=["json"],
         result_serializer="json",
+        # Nobody reads task results. Without this, every publish from a request subscribed to
+        # the task's result in Redis, and with Redis down that subscription retried 20 × 1 s:
+        # each submission hung ~19 s (bench/fault_redis.py). A task that needs its result
+        # says ``ignore_result=False``.
+        task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         timezone="Asia/Shanghai",
         enable_utc=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"socket_timeout": 2, "socket_connect_timeout": 2},
+        # One connection attempt when publishing: kombu's default retried for ~6 s per
+        # publish while Redis was down, and a request publishes after its commit (peer
+        # refresh, alert dispatch) — the nightly rebuild and the outbox sweep catch up.
+        # The worker's own reconnect loop takes its limits from broker_connection_* instead.
+        broker_transport_options={"socket_timeout": 2, "socket_connect_timeout": 2,
+                                  "max_retries": 0},
         include=list(TASK_MODULES),
         beat_schedule=BEAT_SCHEDULE,
     )

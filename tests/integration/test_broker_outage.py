@@ -1,0 +1,57 @@
+"""With Redis down, a request's publishes fail at once instead of holding the submission.
+
+Why: ``bench/fault_redis.py`` stopped Redis under load and every submission took ~19 s —
+the peer-refresh publish subscribed to its result in Redis (whose reconnect loop retried
+20 × 1 s) and kombu retried the connection for ~6 s more — although the run was committed
+and the outbox sweep delivers its alert later anyway. These tests need no Redis: the first
+spies on the result backend, the second counts connection attempts to a closed port.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import redis.connection
+from celery import Celery
+from kombu.exceptions import OperationalError
+
+from bench.stack import free_port
+from qcwx.extensions import celery
+
+
+def test_publishing_a_task_never_subscribes_to_its_result(app, monkeypatch):
+    subscribed = []
+    monkeypatch.setattr(type(celery.backend), "on_task_call",
+                        lambda self, producer, task_id: subscribed.append(task_id))
+    monkeypatch.setitem(celery.conf, "task_always_eager", False)  # publish to memory://
+    names = sorted(n for n in celery.tasks if n.startswith("qcwx."))
+    assert "qcwx.peer.refresh" in names and "qcwx.alerts.dispatch" in names
+    for name in names:
+        task = celery.tasks[name]
+        required = [p for p in inspect.signature(task.run).parameters.values()
+                    if p.default is p.empty]
+        task.apply_async(args=[0] * len(required), retry=False)
+    assert subscribed == []
+
+
+def test_a_publish_with_the_broker_down_tries_to_connect_once(app, monkeypatch):
+    attempts = []
+    connect = redis.connection.Connection._connect
+
+    def counting(self):
+        attempts.append(self.port)
+        return connect(self)
+
+    monkeypatch.setattr(redis.connection.Connection, "_connect", counting)
+    port = free_port()  # nothing listens there: connection refused
+    probe = Celery("probe", set_as_current=False)
+    probe.conf.update({k: v for k, v in celery.conf.items() if k.startswith(("broker_", "task_"))})
+    probe.conf.update(broker_url=f"redis://127.0.0.1:{port}/0", result_backend=None,
+                      task_always_eager=False)
+    try:
+        with pytest.raises(OperationalError):
+            probe.send_task("qcwx.peer.refresh", args=[1], retry=False)
+    finally:
+        probe.close()
+    assert attempts == [port]
