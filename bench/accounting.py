@@ -67,12 +67,20 @@ def wait_drained(database_url: str, timeout: float, kick=None, kick_every: float
     return time.monotonic() - t0
 
 
-def account(database_url: str, tally: Tally, messages: list[dict]) -> Accounting:
-    """Compare the phones' answers, the database and the fake WeChat's messages."""
+def account(database_url: str, tally: Tally, messages: list[dict], tag: str = "") -> Accounting:
+    """Compare the phones' answers, the database and the fake WeChat's messages.
+
+    ``tag`` limits the comparison to submissions whose ``client_id`` starts with it (a second
+    run on the same database); runs without a submission are looked for everywhere.
+    """
     acc = Accounting(accepted=len(tally.accepted))
-    stored = _rows(database_url, "SELECT s.client_id, s.run_id, r.status FROM submission s "
-                                 "JOIN qc_run r ON r.id = s.run_id")
-    acc.stored_runs = _rows(database_url, "SELECT COUNT(*) FROM qc_run")[0][0]
+    stored = [row for row in _rows(database_url,
+                                   "SELECT s.client_id, s.run_id, r.status FROM submission s "
+                                   "JOIN qc_run r ON r.id = s.run_id")
+              if row[0].startswith(tag)]
+    orphans = _rows(database_url, "SELECT COUNT(*) FROM qc_run r WHERE NOT EXISTS "
+                                  "(SELECT 1 FROM submission s WHERE s.run_id = r.id)")[0][0]
+    acc.stored_runs = len({run_id for _, run_id, _ in stored}) + orphans
     by_client = {c: (run_id, status) for c, run_id, status in stored}
     if len(by_client) != len(stored):
         acc.problems.append("a client_id is stored more than once")
@@ -90,16 +98,24 @@ def account(database_url: str, tally: Tally, messages: list[dict]) -> Accounting
     if differ:
         acc.problems.append(f"{len(differ)} runs stored with another id/status than answered")
     statuses = {run_id: status for run_id, status in by_client.values()}
+    mine = set(statuses)
+    messages = [m for m in messages if _run_of(m) in mine]
     acc.rejects = sum(s == "reject" for s in statuses.values())
     acc.warnings = sum(s == "warning" for s in statuses.values())
     _check_alerts(acc, database_url, statuses, messages)
     return acc
 
 
+def _run_of(message: dict) -> int | None:
+    url = message.get("url") or ""
+    return int(url.rsplit("/", 1)[1]) if "/runs/" in url else None
+
+
 def _check_alerts(acc: Accounting, database_url: str, statuses: dict[int, str],
                   messages: list[dict]) -> None:
-    outbox = _rows(database_url, "SELECT run_id, kind, status FROM outbox_message "
-                                 "WHERE kind LIKE 'run_%'")
+    outbox = [row for row in _rows(database_url, "SELECT run_id, kind, status FROM "
+                                                 "outbox_message WHERE kind LIKE 'run_%'")
+              if row[0] in statuses]
     acc.outbox = Counter(status for _, _, status in outbox)
     per_run = Counter((run_id, kind) for run_id, kind, _ in outbox)
     wanted = Counter((run_id, f"run_{s}") for run_id, s in statuses.items() if s in ALERTED)
@@ -109,8 +125,8 @@ def _check_alerts(acc: Accounting, database_url: str, statuses: dict[int, str],
     unsent = sum(n for status, n in acc.outbox.items() if status != "sent")
     if unsent:
         acc.problems.append(f"{unsent} run alerts not sent: {dict(acc.outbox)}")
-    sent = Counter(int(m["url"].rsplit("/", 1)[1]) for m in messages
-                   if m["kind"] == "template" and "/runs/" in (m.get("url") or ""))
+    sent = Counter(_run_of(m) for m in messages if m["kind"] == "template")
+    sent.pop(None, None)
     acc.messages = sum(sent.values())
     alerted = {run_id for run_id, _ in wanted}
     doubled = [r for r, n in sent.items() if n > 1]

@@ -59,7 +59,7 @@ def restart(at: float, down: float, marks: dict):
 
 
 def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
-        tmp: Path | None = None, ls: LoadStack | None = None) -> FaultResult:
+        tmp: Path | None = None, ls: LoadStack | None = None, tag: str = "fault") -> FaultResult:
     """Run the fault (on ``ls`` when given, else on a stack of its own) and judge it."""
     marks: dict = {}
     with tempfile.TemporaryDirectory(prefix="qcwx-fault-mariadb-") as scratch:
@@ -68,7 +68,7 @@ def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
         try:
             master = ls.web.popen.pid
             result = run_fault(ls, f"MariaDB restarted ({down:.0f} s down) under {phones} phones",
-                               LoadPlan(seconds, allowed=frozenset({503})),
+                               LoadPlan(seconds, allowed=frozenset({503}), tag=tag),
                                restart(at, down, marks))
             after = [s for t, s in result.tally.timeline if t > marks.get("up_at", 1e9)]
             common_checks(result)

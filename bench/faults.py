@@ -64,7 +64,7 @@ def run_fault(ls: LoadStack, name: str, plan: LoadPlan, fault: Fault) -> FaultRe
         return await phones
 
     tally = asyncio.run(both())
-    return FaultResult(name, tally, ls.drain_and_account(tally), events)
+    return FaultResult(name, tally, ls.drain_and_account(tally, plan.tag), events)
 
 
 def common_checks(result: FaultResult) -> None:

@@ -110,10 +110,10 @@ class LoadStack:
         finally:
             client.close()
 
-    def drain_and_account(self, tally: Tally) -> Accounting:
+    def drain_and_account(self, tally: Tally, tag: str = "") -> Accounting:
         waited = wait_drained(self.database_url, DRAIN_TIMEOUT, kick=self.kick_sweep)
         time.sleep(2)  # a duplicate send would show up now
-        acc = account(self.database_url, tally, list(self.fake.messages))
+        acc = account(self.database_url, tally, list(self.fake.messages), tag)
         acc.drain_seconds = waited
         return acc
 

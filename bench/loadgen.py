@@ -167,6 +167,7 @@ class LoadPlan:
     reject_share: float = 0.08
     resend_share: float = 0.05
     allowed: frozenset[int] = frozenset()  # statuses that are not errors (faults: 503)
+    tag: str = "load"  # client_id prefix: tells this run's submissions from an earlier one's
 
 
 async def _post(client: httpx.AsyncClient, phone: Phone, body: dict, tally: Tally,
@@ -213,7 +214,7 @@ async def _phone(client, phone: Phone, plan: LoadPlan, tally: Tally, rng: random
     while time.monotonic() - t0 < plan.seconds:
         ts_id = rng.choice(phone.ts_ids)
         body = {"test_system_id": ts_id, "run_no": phone.next_run(ts_id),
-                "client_id": f"load-{uuid.uuid4().hex}",
+                "client_id": f"{plan.tag}-{uuid.uuid4().hex}",
                 "values": values_for(rng, plan.reject_share)}
         resp = await _submit(client, phone, body, plan, tally, t0)
         if resp is not None and resp.status_code in (200, 201):

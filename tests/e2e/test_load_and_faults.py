@@ -1,0 +1,56 @@
+"""Short forms of the load and MariaDB-restart benches, run in CI (the long ones: bench/).
+
+Why here: the benches in ``bench/`` take minutes and print figures; these run the same code
+(:mod:`bench.load_submit`, :mod:`bench.fault_mariadb`) for seconds and assert only what must
+hold on any machine — no error, nothing lost or doubled, 503 with ``Retry-After`` while the
+database is down, recovery without restarting the app — never a latency or a rate.
+
+One stack for the module (gunicorn with 4 workers, a real Celery worker, a private
+``redis-server`` and a private ``mariadbd`` in a temp dir, the fake WeChat), started once:
+on two cores the processes take ~20 s to come up, which is most of this module's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+
+from bench import fault_mariadb
+from bench.load_submit import LoadStack
+from bench.loadgen import LoadPlan, run_phones
+from tests.e2e.conftest import _unavailable
+
+pytestmark = pytest.mark.e2e
+PHONES = 20
+
+
+@pytest.fixture(scope="module")
+def load_stack(tmp_path_factory):
+    """The load stack on private Redis and MariaDB servers (nothing shared is touched)."""
+    missing = [b for b in ("redis-server", "mariadbd", "mariadb-install-db") if not
+               shutil.which(b) and not shutil.which(b, path="/usr/sbin")]
+    if missing:
+        _unavailable(f"the {', '.join(missing)} binaries")
+    ls = LoadStack(tmp_path_factory.mktemp("load"), PHONES, workers=4, database_url=None)
+    try:
+        yield ls.start()
+    finally:
+        ls.close()
+
+
+def test_twenty_phones_for_ten_seconds_lose_nothing_and_double_nothing(load_stack):
+    tally = asyncio.run(run_phones(load_stack.url, load_stack.seeded.phones,
+                                   LoadPlan(10, reject_share=0.15, tag="ci-load")))
+    acc = load_stack.drain_and_account(tally, "ci-load")
+    assert tally.errors == []
+    assert acc.problems == [], acc.summary()
+    assert acc.accepted > PHONES  # every phone got through more than once
+    assert tally.resends == tally.statuses[200]  # each resend answered as the duplicate
+    assert acc.rejects > 0 and acc.outbox == {"sent": acc.rejects + acc.warnings}
+
+
+def test_mariadb_restart_answers_503_with_retry_after_and_recovers(load_stack):
+    result = fault_mariadb.run(PHONES, seconds=14, at=3, down=4, ls=load_stack, tag="ci-fault")
+    assert result.ok, result.report()
