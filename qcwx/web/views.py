@@ -18,6 +18,7 @@ from qcwx.web.forms import current_actor
 
 log = logging.getLogger(__name__)
 bp = Blueprint("web", __name__)
+DB_DOWN_RETRY_AFTER = 5  # seconds; the same hint the OperationalError handler gives
 
 
 @bp.before_app_request
@@ -81,5 +82,6 @@ def healthz():
         log.warning("health check: database unreachable: %s", exc)
         db.session.rollback()
         body.update(status="error", database="down")
-        return jsonify(body), 503
+        # Like every other 503 here: a load balancer or uploader knows when to ask again.
+        return jsonify(body), 503, {"Retry-After": str(DB_DOWN_RETRY_AFTER)}
     return jsonify(body)
