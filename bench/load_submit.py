@@ -118,7 +118,7 @@ class LoadStack:
         return acc
 
     def close(self) -> None:
-        self.stack.stop_all(show=False)
+        self.stack.stop_all(show=False, fast=True)  # all of it is thrown away
         if self.fake is not None:
             self.fake.stop()
 

@@ -77,6 +77,19 @@ class Proc:
             self.popen.kill()
             self.popen.wait(10)
 
+    def kill_group(self) -> None:
+        """SIGKILL the process and its children (its own session: pgid = pid), and reap it.
+
+        For throw-away stacks only: a graceful stop of gunicorn, the worker and mariadbd took
+        ~13 s on two cores, for data that is deleted anyway.
+        """
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(10)
+
 
 def _alive(proc: Proc) -> bool:
     if proc.popen.poll() is not None:
@@ -163,9 +176,9 @@ class Stack:
                  START_TIMEOUT, f"the web app ({proc.name})")
         return url
 
-    def stop_all(self, show: bool = True) -> None:
+    def stop_all(self, show: bool = True, fast: bool = False) -> None:
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.kill_group() if fast else proc.stop()
         if show:
             for proc in self.procs:  # captured output: pytest shows it when the test failed
                 print(f"----- {proc.name} (exit {proc.popen.returncode}) {proc.log.name}\n"
