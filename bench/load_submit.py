@@ -121,6 +121,23 @@ class LoadStack:
         self.stack.stop_all(show=False, fast=True)  # all of it is thrown away
         if self.fake is not None:
             self.fake.stop()
+        if self.mariadb is None and self.seeded is not None:  # ours, on a shared server
+            _drop_database(self.database_url)
+
+
+def _drop_database(url: str) -> None:
+    """Drop the run's database on the shared server (nothing else there is touched)."""
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    conn = pymysql.connect(host=u.host, port=u.port or 3306, user=u.username,
+                           password=u.password or "", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{u.database}`")
+    finally:
+        conn.close()
 
 
 @dataclass
