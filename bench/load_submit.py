@@ -102,7 +102,9 @@ class LoadStack:
         """Send the sweep task now (beat sends it every minute); a broker failure is ignored."""
         from celery import Celery
 
-        client = Celery("load-client", broker=self.redis_url)
+        # Not the current app: shared_task proxies follow it, and later publishes of this
+        # process (a test module after this one) would go to this bench's broker.
+        client = Celery("load-client", broker=self.redis_url, set_as_current=False)
         try:
             client.send_task("qcwx.alerts.sweep", retry=False)
         except Exception as exc:  # noqa: BLE001 - Redis may be down in a fault run
