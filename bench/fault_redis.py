@@ -17,7 +17,6 @@ none doubled.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import tempfile
@@ -27,7 +26,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and ``qcwx`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.faults import FaultResult, common_checks, run_fault, stamp  # noqa: E402
+from bench.faults import (  # noqa: E402
+    FaultResult,
+    common_checks,
+    outage_main,
+    run_fault,
+    stamp,
+)
 from bench.load_submit import SHARED_MARIADB, LoadStack  # noqa: E402
 from bench.loadgen import LoadPlan  # noqa: E402
 
@@ -80,19 +85,7 @@ def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--phones", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--at", type=float, default=15)
-    parser.add_argument("--down", type=float, default=20)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--short", action="store_true", help="20 phones, 20 s, down 8 s at 4 s")
-    args = parser.parse_args(argv)
-    if args.short:
-        args.phones, args.seconds, args.at, args.down = 20, 20, 4, 8
-    result = run(args.phones, args.seconds, args.at, args.down, args.workers)
-    print(result.report())
-    return 0 if result.ok else 1
+    return outage_main(argv, __doc__.split("\n")[0], run, at=15, short=(20, 20, 4, 8))
 
 
 if __name__ == "__main__":

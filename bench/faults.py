@@ -76,3 +76,28 @@ def common_checks(result: FaultResult) -> None:
          not result.accounting.problems),
         ("submissions were accepted", result.accounting.accepted > 0),
     ]
+
+
+def outage_main(argv, description: str, run, *, at: float, short: tuple) -> int:
+    """Command line of an outage script: ``--phones --seconds --at --down --workers --short``.
+
+    ``short`` is the CI-sized (phones, seconds, at, down); ``run`` takes them plus workers.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--phones", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--at", type=float, default=at)
+    parser.add_argument("--down", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--short", action="store_true",
+                        help="{} phones, {} s, down {} s at {} s".format(short[0], short[1],
+                                                                      short[3], short[2]))
+    args = parser.parse_args(argv)
+    if args.short:
+        args.phones, args.seconds, args.at, args.down = short
+    result = run(args.phones, args.seconds, args.at, args.down, args.workers)
+    print(result.report())
+    return 0 if result.ok else 1
+

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from qcwx.extensions import db, limiter
+from qcwx.extensions import db
 from qcwx.ingest import apikeys
 from qcwx.ingest.models import ColumnMapping, UploadBatch
 from qcwx.iqc import services
@@ -238,17 +238,10 @@ def test_files_endpoint_uses_a_saved_column_mapping_by_name(client, world, glu, 
 @pytest.fixture
 def limited_app(tmp_path):
     """An app with rate limits on (3 per minute per key); the shared limiter is restored."""
-    from tests.fixtures.app import make_test_app
+    from tests.fixtures.app import rate_limited_app
 
-    saved = limiter.enabled
-    app = make_test_app(f"sqlite:///{tmp_path / 'rl.sqlite3'}", RATELIMIT_ENABLED=True,
-                        INGEST_API_RATELIMIT="3 per minute", RATELIMIT_STORAGE_URI="memory://")
-    try:
+    with rate_limited_app(tmp_path / "rl.sqlite3", INGEST_API_RATELIMIT="3 per minute") as app:
         yield app
-    finally:
-        limiter.enabled = saved
-        with app.app_context():
-            db.engine.dispose()
 
 
 def test_rate_limit_is_per_key_and_answers_429_in_chinese(limited_app):

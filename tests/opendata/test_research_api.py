@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from flask import current_app
 
-from qcwx.extensions import db, limiter
+from qcwx.extensions import db
 from qcwx.ingest import apikeys
 from qcwx.opendata import dataset, openapi, services
 from qcwx.opendata.columns import NAMES
 from qcwx.opendata.models import ResearchApiKey
-from tests.fixtures.app import make_test_app
 
 API = "/api/research/v1"
 
@@ -105,10 +104,9 @@ def test_openapi_document_matches_the_routes_and_the_rows(judged, client, app):
 
 
 def test_rate_limit_is_per_research_key(tmp_path):
-    saved = limiter.enabled
-    app = make_test_app(f"sqlite:///{tmp_path / 'rl.sqlite3'}", RATELIMIT_ENABLED=True,
-                        RESEARCH_API_RATELIMIT="2 per minute", RATELIMIT_STORAGE_URI="memory://")
-    try:
+    from tests.fixtures.app import rate_limited_app
+
+    with rate_limited_app(tmp_path / "rl.sqlite3", RESEARCH_API_RATELIMIT="2 per minute") as app:
         with app.app_context():
             from tests.factories import build_world
             world = build_world()
@@ -120,7 +118,3 @@ def test_rate_limit_is_per_research_key(tmp_path):
                  for _ in range(3)]
         other = client.get(f"{API}/dictionary", headers={"X-API-Key": raw_b})
         assert codes == [200, 200, 429] and other.status_code == 200
-    finally:
-        limiter.enabled = saved
-        with app.app_context():
-            db.engine.dispose()

@@ -11,7 +11,7 @@ import pytest
 import redis
 from werkzeug.serving import make_server
 
-from qcwx.extensions import db, limiter
+from qcwx.extensions import db
 from tests.factories import PASSWORD
 from tests.fixtures.wechat import TEST_REDIS_URL
 from tests.wechat.wx import sign
@@ -23,24 +23,18 @@ WRONG = "not-the-password"
 def limited(tmp_path):
     """An app with rate limits on (memory storage, one proxy hop); the limiter is restored."""
     from tests.factories import build_world
-    from tests.fixtures.app import make_test_app
+    from tests.fixtures.app import rate_limited_app
 
-    saved = limiter.enabled
-    app = make_test_app(f"sqlite:///{tmp_path / 'rl.sqlite3'}", RATELIMIT_ENABLED=True,
-                        RATELIMIT_STORAGE_URI="memory://", PROXY_FIX=1,
-                        LOGIN_RATELIMIT_ACCOUNT="3 per minute",
-                        LOGIN_RATELIMIT_IP="6 per minute", RATELIMIT_DEFAULT="5 per minute")
-    with app.app_context():
-        world = build_world()
-        app.config["TEST_USERS"] = {k: u.username for k, u in world.users.items()}
-        db.session.commit()
-        db.session.remove()
-    try:
-        yield app
-    finally:
-        limiter.enabled = saved
+    with rate_limited_app(tmp_path / "rl.sqlite3", PROXY_FIX=1,
+                          LOGIN_RATELIMIT_ACCOUNT="3 per minute",
+                          LOGIN_RATELIMIT_IP="6 per minute",
+                          RATELIMIT_DEFAULT="5 per minute") as app:
         with app.app_context():
-            db.engine.dispose()
+            world = build_world()
+            app.config["TEST_USERS"] = {k: u.username for k, u in world.users.items()}
+            db.session.commit()
+            db.session.remove()
+        yield app
 
 
 def _try(client, username, password=WRONG, addr="203.0.113.7"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from qcwx.extensions import db, limiter
+from qcwx.extensions import db
 from tests.factories import PASSWORD
 
 NAT = "198.51.100.1"
@@ -21,32 +21,25 @@ def limited(tmp_path):
     """An app with every limit at 5 per minute (memory storage, one trusted proxy hop)."""
     from qcwx.ingest import apikeys
     from tests.factories import build_world
-    from tests.fixtures.app import make_test_app
+    from tests.fixtures.app import rate_limited_app
 
-    saved = limiter.enabled
-    app = make_test_app(f"sqlite:///{tmp_path / 'buckets.sqlite3'}", RATELIMIT_ENABLED=True,
-                        RATELIMIT_STORAGE_URI="memory://", PROXY_FIX=1,
-                        RATELIMIT_DEFAULT=f"{LIMIT} per minute",
-                        INGEST_API_RATELIMIT=f"{LIMIT} per minute",
-                        LOGIN_RATELIMIT_IP="100 per minute")
-    with app.app_context():
-        world = build_world()
-        users = {k: world.users[k] for k in ("technician", "supervisor")}
-        for name, user in users.items():
-            user.mp_openid = f"openid-{name}"
-        keys = [apikeys.create_key(world.users["center"], lab.id, name)[1]
-                for lab, name in ((world.lab_a, "A"), (world.lab_b, "B"))]
-        db.session.commit()
-        app.config["TEST_IDS"] = {"users": {k: u.id for k, u in users.items()},
-                                  "names": {k: u.username for k, u in users.items()},
-                                  "keys": keys}
-        db.session.remove()
-    try:
-        yield app
-    finally:
-        limiter.enabled = saved
+    with rate_limited_app(tmp_path / "buckets.sqlite3", PROXY_FIX=1,
+                          RATELIMIT_DEFAULT=f"{LIMIT} per minute",
+                          INGEST_API_RATELIMIT=f"{LIMIT} per minute",
+                          LOGIN_RATELIMIT_IP="100 per minute") as app:
         with app.app_context():
-            db.engine.dispose()
+            world = build_world()
+            users = {k: world.users[k] for k in ("technician", "supervisor")}
+            for name, user in users.items():
+                user.mp_openid = f"openid-{name}"
+            keys = [apikeys.create_key(world.users["center"], lab.id, name)[1]
+                    for lab, name in ((world.lab_a, "A"), (world.lab_b, "B"))]
+            db.session.commit()
+            app.config["TEST_IDS"] = {"users": {k: u.id for k, u in users.items()},
+                                      "names": {k: u.username for k, u in users.items()},
+                                      "keys": keys}
+            db.session.remove()
+        yield app
 
 
 def _mp_headers(app, role: str, addr: str) -> dict:
