@@ -1,8 +1,10 @@
 """The OpenAPI 3.1 document of ``/api/mp/v1`` (served as ``openapi.json``).
 
-Written by hand next to the views, and kept honest by tests: every blueprint route appears
-here with its methods and no other path does, every example validates against its schema,
-and real responses of the test suite validate against the documented schemas.
+The request bodies are generated from the pydantic models the views validate with
+(:mod:`miniprogram_api.schemas`), so the document and the checks cannot drift; the answers are
+described here and kept honest by tests: every blueprint route appears here with its methods
+and no other path does, every example validates against its schema, and real responses of
+the test suite (and of the schemathesis run) validate against the documented schemas.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from miniprogram_api.schemas import REQUEST_MODELS
 from qcwx.orgs.models import ROLES
+from qcwx.web.apischema import components
 
 API_PREFIX = "/api/mp/v1"
 
@@ -80,9 +84,6 @@ SCHEMAS: dict[str, Any] = {
         "role_label": STR, "lab": {"oneOf": [_ref("Lab"), {"type": "null"}]}}),
     "Session": _obj({"token": STR, "expires_in": INT, "user": _ref("User")}),
     "Me": _obj({"user": _ref("User")}),
-    "LoginRequest": _obj({"code": STR}),
-    "BindRequest": _obj({"code": STR, "invite_code": STR}),
-    "ScanRequest": _obj({"payload": STR}),
     "LevelTarget": _obj({"id": INT, "index": INT, "name": STR, "target_mean": _nullable(NUM),
                          "target_sd": _nullable(NUM)}),
     "RunLevelValue": _obj({"level_id": INT, "level": STR, "value": STR, "z": _nullable(NUM),
@@ -98,12 +99,6 @@ SCHEMAS: dict[str, Any] = {
         "levels": _arr(_ref("LevelTarget")), "today": DATE, "next_run_no": INT,
         "today_runs": _arr(_ref("RunSummary"))}),
     "ScanAnswer": _obj({"test_system": _ref("TestSystemContext")}),
-    "RunSubmission": _obj({
-        "test_system_id": INT, "client_id": {"type": "string", "maxLength": 64},
-        "values": {"type": "object", "minProperties": 1,
-                   "additionalProperties": {"type": ["string", "number", "null"]}},
-        "run_date": DATE, "run_no": {"type": "integer", "minimum": 1, "maximum": 99}},
-        ["test_system_id", "client_id", "values"]),
     "LevelValue": _obj({"level_id": INT, "level_name": STR, "value_text": STR, "value": NUM,
                         "target_mean": _nullable(NUM), "target_sd": _nullable(NUM),
                         "z": _nullable(NUM)}),
@@ -132,13 +127,11 @@ SCHEMAS: dict[str, Any] = {
         "acked_by": _nullable(STR)}),
     "AlertList": _obj({"alerts": _arr(_ref("Alert"))}),
     "AckAnswer": _obj({"alert": _ref("Alert")}),
-    "SubscriptionRequest": _obj({
-        "template_ids": {"type": "array", "items": STR, "minItems": 1},
-        "results": {"type": "object", "minProperties": 1, "additionalProperties": {
-            "type": "string", "enum": ["accept", "reject", "ban", "filter"]}}}),
     "SubscriptionAnswer": _obj({"recorded": INT, "unused": {
         "type": "object", "additionalProperties": INT}}),
     "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
+    # Request bodies: generated from the models the views validate with (cannot drift).
+    **components(*REQUEST_MODELS),
 }
 
 

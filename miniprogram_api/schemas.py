@@ -1,45 +1,111 @@
-"""Input validation of the mini-program API: Chinese messages that name the field.
+"""Request bodies of the mini-program API, declared once (checks and ``openapi.json``).
 
-Each helper returns the clean value or raises ``UserError`` (400 with ``{error, field}``), so
-a malformed body is never a 500 and the mini-program can put the message next to the field.
+Each body is a pydantic model (:mod:`qcwx.web.apischema`): :func:`body` validates the request
+against it and a bad field becomes a 400 ``{error, field}`` with a Chinese message naming the
+field, so a malformed body is never a 500 and the mini-program can put the message next to
+the field. :mod:`miniprogram_api.openapi` generates the request schemas from these classes.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from typing import ClassVar, Literal
 
 from flask import request
+from pydantic import Field
 
 from qcwx.errors import UserError
-from qcwx.iqc.validation import check_plausible_date
 from qcwx.numbers import MAX_ID, ascii_int
+from qcwx.web.apischema import (
+    ApiModel,
+    FiniteNumber,
+    Id,
+    PlausibleDate,
+    RunNo,
+    parse,
+    text,
+)
 from qcwx.web.inputs import has_lone_surrogate
 
-MAX_TEXT = 512
+#: ``wx.login`` codes are 32 characters today; the bound leaves room without inviting junk.
+MAX_CODE = 128
+#: ``WechatInvite.code`` is ``String(32)``; label URLs/tokens fit in 512.
+MAX_INVITE = 32
+MAX_PAYLOAD = 512
+#: A level key: the level's index, its name or ``id:<level id>``.
+LevelKey = text(64)
+#: A level's result as typed (text keeps the decimals) or a JSON number; empty = not run.
+LevelValue = text(32, min_length=0) | FiniteNumber | None
+SubscribeAnswer = Literal["accept", "reject", "ban", "filter"]
 
 
-def body() -> dict:
-    """Return the JSON object body of the request."""
+class LoginRequest(ApiModel):
+    """``POST /login``: the code of ``wx.login``."""
+
+    code: text(MAX_CODE) = Field(title="登录凭证 code")
+
+
+class BindRequest(ApiModel):
+    """``POST /bind``: a fresh ``wx.login`` code and the invite code an administrator issued."""
+
+    code: text(MAX_CODE) = Field(title="登录凭证 code")
+    invite_code: text(MAX_INVITE) = Field(title="邀请码")
+
+
+class ScanRequest(ApiModel):
+    """``POST /scan``: what the camera read (a label URL or its bare token)."""
+
+    payload: text(MAX_PAYLOAD) = Field(title="扫码内容")
+
+
+class RunSubmission(ApiModel):
+    """``POST /runs``: one run's results per level; ``client_id`` makes a resend idempotent."""
+
+    test_system_id: Id = Field(title="检测系统")
+    client_id: text(64) = Field(
+        title="记录编号", description="客户端生成的唯一编号；重发同一编号不会重复保存")
+    values: dict[LevelKey, LevelValue] = Field(
+        title="各水平结果", min_length=1, max_length=12,
+        description="键为水平序号（1、2…）、水平名称或 id:<水平ID>；值为结果文字（保留小数位）")
+    run_date: PlausibleDate | None = Field(
+        None, title="检测日期", description="默认今天（实验室当地）")
+    run_no: RunNo | None = Field(None, title="批次号", description="当天第几批，默认 1")
+    type_messages: ClassVar[dict[str, str]] = {"values": "请至少填写一个水平的结果"}
+
+    @classmethod
+    def api_field(cls, loc: tuple) -> str:
+        """Name a bad level value as the entry form does (``level_1``), else the key."""
+        if len(loc) > 1 and loc[0] == "values":
+            key = str(loc[1]).strip()
+            return f"level_{key}" if key.isascii() and key.isdigit() else "values"
+        return super().api_field(loc)
+
+    def level_texts(self) -> dict[str, str | None]:
+        """Return ``values`` as {level key: text}; a JSON number is taken as its text."""
+        return {k: v if v is None or isinstance(v, str) else str(v)
+                for k, v in self.values.items()}
+
+
+class SubscriptionRequest(ApiModel):
+    """``POST /subscriptions``: what ``wx.requestSubscribeMessage`` answered per template."""
+
+    template_ids: list[text(128)] = Field(title="订阅的模板 ID 列表", min_length=1, max_length=20)
+    results: dict[text(128), SubscribeAnswer] = Field(title="订阅结果", min_length=1,
+                                                       max_length=20)
+    type_messages: ClassVar[dict[str, str]] = {"template_ids": "请提供订阅的模板 ID 列表",
+                                               "results": "请提供订阅结果"}
+
+
+REQUEST_MODELS = (LoginRequest, BindRequest, ScanRequest, RunSubmission, SubscriptionRequest)
+
+
+def body(model: type[ApiModel]):
+    """Return the request's JSON object body validated as ``model`` (else 400 naming the field)."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise UserError("请求内容必须是 JSON 对象", field="body")
     if has_lone_surrogate(data):
         raise UserError("请求内容含有无效字符（孤立的 Unicode 代理码位）", field="body")
-    return data
-
-
-def text(data: dict, name: str, label: str, *, required: bool = True) -> str | None:
-    """Return a trimmed string field (None when optional and absent)."""
-    value = data.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise UserError(f"请填写{label}", field=name)
-        return None
-    if not isinstance(value, str):
-        raise UserError(f"{label}必须是字符串", field=name)
-    if len(value) > MAX_TEXT:
-        raise UserError(f"{label}过长", field=name)
-    return value.strip()
+    return parse(model, data)
 
 
 def int_arg(name: str, label: str, default: int, low: int, high: int) -> int:
@@ -55,48 +121,8 @@ def int_arg(name: str, label: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def int_field(data: dict, name: str, label: str) -> int:
-    """Return a required integer field (numbers as strings accepted)."""
-    value = data.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise UserError(f"请填写{label}", field=name)
-    number = ascii_int(value, 1, MAX_ID)
-    if number is None:
-        raise UserError(f"{label}必须是正整数", field=name)
-    return number
-
-
-def date_field(data: dict, name: str, default: date) -> date:
-    """Return an ISO date field, or ``default`` when absent."""
-    raw = data.get(name)
-    if raw in (None, ""):
-        return default
-    if not isinstance(raw, str):
-        raise UserError("日期格式无效，应为 YYYY-MM-DD", field=name)
-    try:
-        day = date.fromisoformat(raw.strip())
-    except ValueError:
-        raise UserError(f"日期“{raw}”格式无效，应为 YYYY-MM-DD", field=name) from None
-    return check_plausible_date(day, name)
-
-
-def level_values(data: dict) -> dict[str, str | None]:
-    """Return ``values`` as {level key: value text}; numbers are taken as typed text."""
-    values = data.get("values")
-    if not isinstance(values, dict) or not values:
-        raise UserError("请至少填写一个水平的结果", field="values")
-    return {str(k): (v if v is None or isinstance(v, str) else str(v)) for k, v in values.items()}
-
-
-def subscription_results(data: dict) -> dict[str, str]:
-    """Return ``results`` of ``wx.requestSubscribeMessage``, checked against ``template_ids``."""
-    template_ids = data.get("template_ids")
-    if (not isinstance(template_ids, list) or not template_ids
-            or not all(isinstance(t, str) and t for t in template_ids)):
-        raise UserError("请提供订阅的模板 ID 列表", field="template_ids")
-    results = data.get("results")
-    if not isinstance(results, dict) or not results:
-        raise UserError("请提供订阅结果", field="results")
-    if set(results) != set(template_ids):
+def subscription_results(data: SubscriptionRequest) -> dict[str, str]:
+    """Return ``results``, which must answer exactly the templates of ``template_ids``."""
+    if set(data.results) != set(data.template_ids):
         raise UserError("订阅结果与模板 ID 列表不一致", field="results")
-    return results
+    return dict(data.results)

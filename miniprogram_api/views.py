@@ -34,8 +34,7 @@ def _session_answer(user, status: int = 200):
 @bp.post("/login")
 def login():
     """Exchange a ``wx.login`` code for a JWT; 403 with ``bind_required`` for a new openid."""
-    code = schemas.text(schemas.body(), "code", "登录凭证 code")
-    openid = mp_identity.openid_from_code(code)
+    openid = mp_identity.openid_from_code(schemas.body(schemas.LoginRequest).code)
     user = mp_identity.user_for_mp_openid(openid)
     if user is None:
         return jsonify({"error": "该微信尚未绑定账号", "field": "code", "bind_required": True,
@@ -46,10 +45,8 @@ def login():
 @bp.post("/bind")
 def bind():
     """Bind this mini-program openid to the account of an invite code; returns a JWT."""
-    data = schemas.body()
-    code = schemas.text(data, "code", "登录凭证 code")
-    invite_code = schemas.text(data, "invite_code", "邀请码")
-    user = mp_identity.bind_mp_openid(invite_code, mp_identity.openid_from_code(code))
+    data = schemas.body(schemas.BindRequest)
+    user = mp_identity.bind_mp_openid(data.invite_code, mp_identity.openid_from_code(data.code))
     db.session.commit()
     return _session_answer(user)
 
@@ -66,7 +63,7 @@ def me():
 @mp_login_required
 def scan():
     """Resolve a scanned label (URL or token) to its test system and today's context."""
-    payload = schemas.text(schemas.body(), "payload", "扫码内容")
+    payload = schemas.body(schemas.ScanRequest).payload
     ts = mp_services.resolve_scan(current_mp_user(), payload, request.host_url)
     return jsonify({"test_system": presenters.scan_context(ts, local_today(ts.lab.timezone))})
 
@@ -76,15 +73,13 @@ def scan():
 @retry_on_contention
 def submit_run():
     """Submit one run (channel ``mp``); 201 stored, 200 when ``client_id`` was seen before."""
-    data = schemas.body()
+    data = schemas.body(schemas.RunSubmission)
     actor = current_mp_user()
-    ts_id = schemas.int_field(data, "test_system_id", "检测系统")
-    ts = iqc_services.load_test_system(actor, ts_id)
+    ts = iqc_services.load_test_system(actor, data.test_system_id)
     verdict = iqc_services.submit_run(
-        actor, test_system_id=ts.id, run_no=data.get("run_no"),
-        run_date=schemas.date_field(data, "run_date", local_today(ts.lab.timezone)),
-        values=schemas.level_values(data), client_id=schemas.text(data, "client_id", "记录编号"),
-        channel="mp")
+        actor, test_system_id=ts.id, run_no=data.run_no,
+        run_date=data.run_date or local_today(ts.lab.timezone),
+        values=data.level_texts(), client_id=data.client_id, channel="mp")
     db.session.commit()
     return jsonify(verdict.to_dict()), (200 if verdict.duplicate else 201)
 
@@ -132,7 +127,7 @@ def ack(alert_id: int):
 @mp_login_required
 def subscriptions():
     """Record the answers of ``wx.requestSubscribeMessage`` (each accept = one message)."""
-    results = schemas.subscription_results(schemas.body())
+    results = schemas.subscription_results(schemas.body(schemas.SubscriptionRequest))
     answer = alert_services.record_consents(current_mp_user(), results, [mp_template_id()])
     db.session.commit()
     return jsonify(answer)
