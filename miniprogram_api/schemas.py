@@ -14,10 +14,10 @@ from flask import request
 from pydantic import Field
 
 from qcwx.errors import UserError
+from qcwx.iqc.validation import RunValues
 from qcwx.numbers import MAX_ID, ascii_int
 from qcwx.web.apischema import (
     ApiModel,
-    FiniteNumber,
     Id,
     PlausibleDate,
     RunNo,
@@ -31,10 +31,6 @@ MAX_CODE = 128
 #: ``WechatInvite.code`` is ``String(32)``; label URLs/tokens fit in 512.
 MAX_INVITE = 32
 MAX_PAYLOAD = 512
-#: A level key: the level's index, its name or ``id:<level id>``.
-LevelKey = text(64)
-#: A level's result as typed (text keeps the decimals) or a JSON number; empty = not run.
-LevelValue = text(32, min_length=0) | FiniteNumber | None
 SubscribeAnswer = Literal["accept", "reject", "ban", "filter"]
 
 
@@ -57,32 +53,15 @@ class ScanRequest(ApiModel):
     payload: text(MAX_PAYLOAD) = Field(title="扫码内容")
 
 
-class RunSubmission(ApiModel):
+class RunSubmission(RunValues):
     """``POST /runs``: one run's results per level; ``client_id`` makes a resend idempotent."""
 
     test_system_id: Id = Field(title="检测系统")
     client_id: text(64) = Field(
         title="记录编号", description="客户端生成的唯一编号；重发同一编号不会重复保存")
-    values: dict[LevelKey, LevelValue] = Field(
-        title="各水平结果", min_length=1, max_length=12,
-        description="键为水平序号（1、2…）、水平名称或 id:<水平ID>；值为结果文字（保留小数位）")
     run_date: PlausibleDate | None = Field(
         None, title="检测日期", description="默认今天（实验室当地）")
     run_no: RunNo | None = Field(None, title="批次号", description="当天第几批，默认 1")
-    type_messages: ClassVar[dict[str, str]] = {"values": "请至少填写一个水平的结果"}
-
-    @classmethod
-    def api_field(cls, loc: tuple) -> str:
-        """Name a bad level value as the entry form does (``level_1``), else the key."""
-        if len(loc) > 1 and loc[0] == "values":
-            key = str(loc[1]).strip()
-            return f"level_{key}" if key.isascii() and key.isdigit() else "values"
-        return super().api_field(loc)
-
-    def level_texts(self) -> dict[str, str | None]:
-        """Return ``values`` as {level key: text}; a JSON number is taken as its text."""
-        return {k: v if v is None or isinstance(v, str) else str(v)
-                for k, v in self.values.items()}
 
 
 class SubscriptionRequest(ApiModel):

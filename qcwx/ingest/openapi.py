@@ -1,19 +1,27 @@
-"""The OpenAPI 3.0 document of the lab-interface API, built as data.
+"""The OpenAPI 3.1 document of the lab-interface API, its schemas generated from models.
 
-Kept next to the blueprint and checked by ``tests/integration/test_ingest_openapi.py``: its
-paths and methods must equal the blueprint's routes, its examples must validate against its
-own schemas, and real responses must validate against the response schemas — so the
-document cannot drift from the code a LIS vendor integrates against.
+The request body's schema comes from the pydantic models the view validates with
+(:class:`qcwx.ingest.schemas.ResultBatch`), the answers' from the response models below, so
+the checks and the document cannot drift. Checked by ``tests/integration/
+test_ingest_openapi.py`` (paths and methods equal the blueprint's routes, examples and real
+answers validate) and fuzzed by ``tests/security/test_schemathesis.py``.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from qcwx.ingest.schemas import MAX_ITEMS, ResultBatch
+from qcwx.web.apischema import ResponseModel, components
 
 BASE_PATH = "/api/ingest/v1"
-MAX_ITEMS = 1000
 
+#: The error body every API of qcwx answers, in OpenAPI 3.0 spelling for the research API's
+#: 3.0 document (:mod:`qcwx.opendata.openapi`); this document uses the :class:`Error` model.
 _ERROR = {
     "type": "object",
     "required": ["error"],
@@ -23,126 +31,104 @@ _ERROR = {
     },
 }
 
-_RESULT_ITEM = {
-    "type": "object",
-    "required": ["client_id", "value"],
-    "properties": {
-        "client_id": {"type": "string", "minLength": 1, "maxLength": 64,
-                      "description": "每条结果的唯一编号；重发同一编号不会重复保存"},
-        "test_code": {"type": "string", "maxLength": 64,
-                      "description": "仪器/LIS 项目代码（按项目映射或项目代码对应检测系统）"},
-        "test_system_id": {"type": "integer", "minimum": 1,
-                           "description": "直接指定检测系统（与 test_code 二选一）"},
-        "level": {"oneOf": [{"type": "string", "maxLength": 32}, {"type": "integer"}],
-                  "description": "质控水平：1/2/3、L/M/H、水平1 等"},
-        "qc_lot": {"type": "string", "maxLength": 64, "description": "质控品批号（可选）"},
-        "instrument": {"type": "string", "maxLength": 128,
-                       "description": "仪器序列号、名称或型号（同一批号在多台仪器上检测时必填，"
-                                      "用于区分检测系统）"},
-        "measured_at": {"type": "string", "format": "date-time",
-                        "description": "检测时间 ISO 8601；不带时区按实验室当地时间"},
-        "run_date": {"type": "string", "format": "date", "description": "检测日期（当地）"},
-        "run_no": {"type": "integer", "minimum": 1, "maximum": 99, "description": "当天批次"},
-        "value": {"oneOf": [{"type": "string", "maxLength": 32}, {"type": "number"}],
-                  "description": "结果；建议以文字发送以保留小数位"},
-        "loinc": {"type": "string", "maxLength": 10, "example": "14749-6",
-                  "description": "仪器发送的 LOINC 编码（可选）：项目代码无映射时用于匹配检测系统，"
-                                 "并与所映射项目的 LOINC 核对"},
-    },
-}
 
-_RULE = {
-    "type": "object",
-    "required": ["rule", "role"],
-    "properties": {
-        "rule": {"type": "string", "example": "1-3s"},
-        "role": {"type": "string", "enum": ["warning", "reject"]},
-        "name": {"type": "string"},
-        "error": {"type": "string"},
-        "explanation": {"type": "string"},
-        "levels": {"type": "array", "items": {"type": "string"}},
-    },
-}
+# ---------------------------------------------------------------- answers, as models
+class Error(ResponseModel):
+    """A whole-request error (4xx): a Chinese message and the field at fault."""
 
-_VERDICT = {
-    "type": "object",
-    "description": "该批次的判定（与手机录入相同）；批次很多时只给出摘要字段",
-    "required": ["run_id", "test_system_id", "run_date", "run_no", "status", "status_label",
-                 "rules"],
-    "properties": {
-        "run_id": {"type": "integer"},
-        "test_system_id": {"type": "integer"},
-        "run_date": {"type": "string", "format": "date"},
-        "run_no": {"type": "integer"},
-        "status": {"type": "string", "enum": ["accept", "warning", "reject", "pending"]},
-        "status_label": {"type": "string", "enum": ["在控", "警告", "失控", "待评价"]},
-        "summary": {"type": "string"},
-        "duplicate": {"type": "boolean"},
-        "action_id": {"type": "integer", "nullable": True},
-        "values": {"type": "array", "items": {"type": "object"}},
-        "rules": {"type": "array", "items": {"$ref": "#/components/schemas/FiredRule"}},
-    },
-}
+    error: str = Field(description="中文错误说明")
+    field: str | None = Field(None, description="出错的字段")
 
-_OUTCOME = {
-    "type": "object",
-    "required": ["index", "status", "position"],
-    "properties": {
-        "index": {"type": "integer", "description": "在请求/文件中的顺序（从 0 开始）"},
-        "client_id": {"type": "string", "nullable": True},
-        "status": {"type": "string", "enum": ["stored", "duplicate", "error"]},
-        "position": {"type": "string", "description": "位置（第 n 项 / 第 n 行 / 第 n 条消息…）"},
-        "row": {"type": "integer", "description": "表格文件中的行号（表头为第 1 行）"},
-        "error": {"type": "string"},
-        "field": {"type": "string", "nullable": True},
-        "code": {"type": "integer", "description": "错误类别，如 400 输入无效、404 无权访问、"
-                 "409 与已存数据冲突"},
-        "retryable": {"type": "boolean", "description": "为 true 时该项因并发写入未保存，"
-                      "可原样重发（重发按 client_id 去重）"},
-        "test_system_id": {"type": "integer", "nullable": True},
-        "level": {"type": "integer", "nullable": True},
-        "run_date": {"type": "string", "format": "date", "nullable": True},
-        "run_no": {"type": "integer", "nullable": True},
-        "run_id": {"type": "integer", "nullable": True},
-        "verdict": {"allOf": [{"$ref": "#/components/schemas/Verdict"}], "nullable": True},
-    },
-}
 
-_REPORT = {
-    "type": "object",
-    "required": ["batch_id", "format", "counts", "items", "parse_errors", "skipped_non_qc"],
-    "properties": {
-        "batch_id": {"type": "integer", "nullable": True},
-        "format": {"type": "string", "enum": ["json", "csv", "xlsx", "astm", "hl7"]},
-        "counts": {
-            "type": "object", "required": ["stored", "duplicate", "error"],
-            "properties": {k: {"type": "integer", "minimum": 0}
-                           for k in ("stored", "duplicate", "error")},
-        },
-        "skipped_non_qc": {"type": "integer", "minimum": 0,
-                           "description": "跳过的非质控（患者）记录数"},
-        "items": {"type": "array", "items": {"$ref": "#/components/schemas/ItemOutcome"}},
-        "parse_errors": {"type": "array", "items": {"$ref": "#/components/schemas/ParseIssue"}},
-    },
-}
+class FiredRule(ResponseModel):
+    """One Westgard rule that fired on the run."""
 
-_PARSE_ISSUE = {
-    "type": "object",
-    "required": ["position", "error"],
-    "properties": {
-        "position": {"type": "string"},
-        "row": {"type": "integer", "nullable": True},
-        "field": {"type": "string", "nullable": True},
-        "error": {"type": "string"},
-    },
-}
+    model_config = ConfigDict(extra="allow")
 
-_ME = {
-    "type": "object",
-    "required": ["lab_id", "lab", "key_prefix", "key_name"],
-    "properties": {"lab_id": {"type": "integer"}, "lab": {"type": "string"},
-                   "key_prefix": {"type": "string"}, "key_name": {"type": "string"}},
-}
+    rule: str = Field(examples=["1-3s"])
+    role: Literal["warning", "reject"]
+    name: str | None = None
+    error: str | None = None
+    explanation: str | None = None
+    levels: list[str] | None = None
+
+
+class Verdict(ResponseModel):
+    """The run's verdict (as on the phone); with many runs only the summary fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: int
+    test_system_id: int
+    run_date: date
+    run_no: int
+    status: Literal["accept", "warning", "reject", "pending"]
+    status_label: Literal["在控", "警告", "失控", "待评价"]
+    summary: str | None = None
+    duplicate: bool | None = None
+    action_id: int | None = None
+    values: list[dict[str, Any]] | None = None
+    rules: list[FiredRule]
+
+
+class ItemOutcome(ResponseModel):
+    """What happened to one item: stored, duplicate (already stored) or error."""
+
+    index: int = Field(description="在请求/文件中的顺序（从 0 开始）")
+    client_id: str | None = None
+    status: Literal["stored", "duplicate", "error"]
+    position: str = Field(description="位置（第 n 项 / 第 n 行 / 第 n 条消息…）")
+    row: int | None = Field(None, description="表格文件中的行号（表头为第 1 行）")
+    error: str | None = None
+    field: str | None = None
+    code: int | None = Field(None, description="错误类别，如 400 输入无效、404 无权访问、"
+                                               "409 与已存数据冲突")
+    retryable: bool | None = Field(None, description="为 true 时该项因并发写入未保存，"
+                                                     "可原样重发（重发按 client_id 去重）")
+    test_system_id: int | None = None
+    level: int | None = None
+    run_date: date | None = None
+    run_no: int | None = None
+    run_id: int | None = None
+    verdict: Verdict | None = None
+
+
+class ParseIssue(ResponseModel):
+    """A row, frame or message the parser could not read."""
+
+    position: str
+    row: int | None = None
+    field: str | None = None
+    error: str
+
+
+class Counts(ResponseModel):
+    """Items per outcome; unreadable rows/frames count as errors."""
+
+    stored: int = Field(ge=0)
+    duplicate: int = Field(ge=0)
+    error: int = Field(ge=0)
+
+
+class ImportReport(ResponseModel):
+    """The answer of every upload route: one outcome per item, parse problems, counts."""
+
+    batch_id: int | None
+    format: Literal["json", "csv", "xlsx", "astm", "hl7"]
+    counts: Counts
+    skipped_non_qc: int = Field(ge=0, description="跳过的非质控（患者）记录数")
+    items: list[ItemOutcome]
+    parse_errors: list[ParseIssue]
+
+
+class Me(ResponseModel):
+    """The key's lab (a connection check)."""
+
+    lab_id: int
+    lab: str
+    key_prefix: str
+    key_name: str
+
 
 RESULTS_EXAMPLE = {
     "items": [
@@ -189,7 +175,7 @@ _COMMON_ERRORS = {
 
 def _document() -> dict[str, Any]:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "qcwx 实验室接口 API（质控结果上传）",
             "version": "1.0.0",
@@ -210,7 +196,7 @@ def _paths() -> dict[str, Any]:
     return {
         "/openapi.json": {"get": {
             "summary": "本文档", "operationId": "openapi", "security": [],
-            "responses": {"200": {"description": "OpenAPI 3.0 文档",
+            "responses": {"200": {"description": "OpenAPI 3.1 文档",
                                   "content": {"application/json": {"schema": {
                                       "type": "object"}}}}}}},
         "/me": {"get": {
@@ -234,8 +220,8 @@ def _paths() -> dict[str, Any]:
                             "schema": {"type": "string", "enum": ["astm", "hl7"]},
                             "description": "不填则自动识别"}],
             "requestBody": {"required": True, "content": {
-                "application/octet-stream": {"schema": {"type": "string",
-                                                        "format": "binary"}},
+                "application/octet-stream": {"schema": {
+                    "type": "string", "contentMediaType": "application/octet-stream"}},
                 "text/plain": {"schema": {"type": "string"}, "example": ASTM_EXAMPLE}}},
             "responses": {"200": _report_response(), **_COMMON_ERRORS,
                           "415": _error_response("请以原始字节发送，不要用表单")}}},
@@ -250,23 +236,13 @@ def _paths() -> dict[str, Any]:
 
 
 def _components() -> dict[str, Any]:
-    """Return the security schemes and the schemas the paths refer to."""
+    """Return the security schemes and the schemas, generated from the models."""
     return {
         "securitySchemes": copy.deepcopy(SECURITY_SCHEMES),
         "schemas": {
-            "Error": _ERROR,
-            "ResultItem": _RESULT_ITEM,
-            "ResultBatch": {"type": "object", "required": ["items"], "properties": {
-                "items": {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
-                          "items": {"$ref": "#/components/schemas/ResultItem"}}}},
-            "FiredRule": _RULE,
-            "Verdict": _VERDICT,
-            "ItemOutcome": _OUTCOME,
-            "ParseIssue": _PARSE_ISSUE,
-            "ImportReport": _REPORT,
-            "Me": _ME,
+            **components(ResultBatch, Error, ImportReport, Me),
             "FileUpload": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "string", "format": "binary"},
+                "file": {"type": "string", "contentMediaType": "application/octet-stream"},
                 "column_mapping": {"type": "string",
                                    "description": "已保存列映射的名称或编号（可选）"}}},
         },

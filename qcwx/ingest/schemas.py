@@ -10,23 +10,39 @@ returns and the upload pages show. ``openapi.py`` documents these same shapes.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from datetime import date
+from typing import Annotated, Any, ClassVar
 
-from qcwx.errors import NotFound, UserError
+from pydantic import AfterValidator, ConfigDict, Field, StrictInt, ValidationError
+
+from qcwx.errors import UserError
 from qcwx.ingest.formats import ParseResult
 from qcwx.ingest.formats.dialects import apply_lab_pattern
 from qcwx.ingest.mapping import Candidate, MappedRecord
 from qcwx.ingest.mapping_admin import lab_qc_pattern
 from qcwx.orgs.models import Lab
+from qcwx.web.apischema import (
+    ApiModel,
+    FiniteNumber,
+    Id,
+    PlausibleDate,
+    PlausibleDateTime,
+    RunNo,
+    text,
+    user_error,
+)
 
 #: Items in one JSON batch.
 MAX_ITEMS = 1000
 STATUS_LABEL = {"stored": "新增", "duplicate": "重复", "error": "错误"}
 PREVIEW_LABEL = {"stored": "新增", "duplicate": "已存在", "error": "错误"}
+
+
+def _OptText(max_length: int):  # noqa: N802 - a type, named like one
+    """Return an optional text type where ``""`` (as many LIS send) means "not given"."""
+    return Annotated[text(max_length, min_length=0) | None, AfterValidator(lambda v: v or None)]
 
 
 # ---------------------------------------------------------------- outcome objects
@@ -165,81 +181,77 @@ def parse_issues(result: ParseResult) -> list[dict]:
              "field": issue.field, "error": issue.message_zh} for issue in result.errors]
 
 
-def _text(value: Any, field_name: str, limit: int) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise UserError(f"{field_name} 必须是文字", field=field_name)
-    text = str(value).strip()
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from JSON "\ud800" cannot be stored
-        raise UserError(f"{field_name} 含有无效字符", field=field_name) from None
-    if len(text) > limit:
-        raise UserError(f"{field_name} 过长（最多{limit}个字符）", field=field_name)
-    return text or None
+class ResultItem(ApiModel):
+    """One QC value of a JSON batch, as ``POST /api/ingest/v1/results`` documents it.
+
+    Unknown keys are ignored rather than refused: interface programs often send more than
+    we read (unit, comment, the instrument's own flags), and that must not cost the item.
+    Optional texts may be empty (sent as ``""`` by many LIS), meaning "not given".
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    client_id: text(64) = Field(title="结果编号（client_id）",
+                                description="每条结果的唯一编号；重发同一编号不会重复保存")
+    test_system_id: Id | None = Field(None, title="检测系统（test_system_id）",
+                                      description="直接指定检测系统（与 test_code 二选一）")
+    test_code: _OptText(64) = Field(
+        None, title="项目代码（test_code）",
+        description="仪器/LIS 项目代码（按项目映射或项目代码对应检测系统）")
+    value: text(32) | FiniteNumber = Field(title="结果（value）",
+                                           description="结果；建议以文字发送以保留小数位")
+    measured_at: PlausibleDateTime | None = Field(
+        None, title="检测时间（measured_at）",
+        description="检测时间 ISO 8601；不带时区按实验室当地时间")
+    run_date: PlausibleDate | None = Field(None, title="检测日期（run_date）",
+                                           description="检测日期（当地）")
+    run_no: RunNo | None = Field(None, title="批次号（run_no）", description="当天批次")
+    level: _OptText(32) | StrictInt = Field(None, title="质控水平（level）",
+                                            description="质控水平：1/2/3、L/M/H、水平1 等")
+    qc_lot: _OptText(64) = Field(None, title="质控品批号（qc_lot）",
+                                 description="质控品批号（可选）")
+    instrument: _OptText(128) = Field(
+        None, title="仪器（instrument）",
+        description="仪器序列号、名称或型号（同一批号在多台仪器上检测时必填，用于区分检测系统）")
+    loinc: _OptText(10) = Field(
+        None, title="LOINC 编码（loinc）", examples=["14749-6"],
+        description="仪器发送的 LOINC 编码（可选）：项目代码无映射时用于匹配检测系统，"
+                    "并与所映射项目的 LOINC 核对")
+    type_messages: ClassVar[dict[str, str]] = {
+        "value": "结果（value）必须是文字或有限的数字",
+        "level": "质控水平（level）必须是文字或整数"}
+
+
+class ResultBatch(ApiModel):
+    """The body of ``POST /results``: 1–``MAX_ITEMS`` items, each stored or refused alone.
+
+    The view reads the envelope (:func:`qcwx.ingest.services.import_json`) and validates
+    each item on its own with :class:`ResultItem`, so one bad item never fails the batch.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    items: list[ResultItem] = Field(title="结果列表（items）", min_length=1, max_length=MAX_ITEMS)
 
 
 def _json_item(index: int, item: Any) -> Candidate:
-    """Read one JSON batch item into a candidate, refusing wrong types with the field named."""
+    """Read one JSON batch item into a candidate, refusing it with the field named."""
     if not isinstance(item, Mapping):
         raise UserError("每一项必须是 JSON 对象", field="items")
-    client_id = _text(item.get("client_id"), "client_id", 64)
-    if not client_id:
-        raise UserError("缺少 client_id（每条结果的唯一编号，用于重发去重）", field="client_id")
-    ts_id = item.get("test_system_id")
-    if ts_id is not None:
-        if isinstance(ts_id, bool) or not (isinstance(ts_id, int) or (
-                isinstance(ts_id, str) and ts_id.strip().isdigit())):
-            raise UserError("test_system_id 必须是整数", field="test_system_id")
-        ts_id = int(ts_id)
-        if not 0 < ts_id < 2**53:
-            raise NotFound("检测系统不存在或无权访问", field="test_system_id")
-    code = _text(item.get("test_code"), "test_code", 64)
-    if ts_id is None and not code:
+    try:
+        data = ResultItem.model_validate(item)
+    except ValidationError as exc:
+        raise user_error(ResultItem, exc) from None
+    if data.test_system_id is None and not data.test_code:
         raise UserError("请提供 test_code 或 test_system_id", field="test_code")
-    value = item.get("value")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UserError("value 不是有效数字", field="value")
-    value_text = _text(value, "value", 32)
-    if value_text is None:
-        raise UserError("缺少结果 value", field="value")
-    measured_at, run_date = _json_moment(item)
-    run_no = item.get("run_no")
-    if run_no is not None and (isinstance(run_no, bool) or not isinstance(run_no, (int, str))):
-        raise UserError("run_no 必须是 1–99 的整数", field="run_no")
-    return Candidate(index=index, position=f"第 {index + 1} 项", value_text=value_text,
-                     test_code=code, test_system_id=ts_id,
-                     level=_text(item.get("level"), "level", 32),
-                     qc_lot=_text(item.get("qc_lot"), "qc_lot", 64), measured_at=measured_at,
-                     run_date=run_date, run_no=run_no, client_id=client_id,
-                     instrument=_text(item.get("instrument"), "instrument", 128),
-                     loinc=_text(item.get("loinc"), "loinc", 10))
-
-
-def _json_moment(item: Mapping) -> tuple[datetime | None, date | None]:
-    measured = item.get("measured_at")
-    run_date = item.get("run_date")
-    moment = day = None
-    if measured is not None:
-        if not isinstance(measured, str):
-            raise UserError("measured_at 必须是 ISO 8601 时间文字", field="measured_at")
-        try:
-            moment = datetime.fromisoformat(measured.strip())
-        except ValueError:
-            raise UserError(f"measured_at“{measured[:40]}”不是有效时间"
-                            "（例：2026-11-05T08:30:00+08:00）", field="measured_at") from None
-    if run_date is not None:
-        if not isinstance(run_date, str):
-            raise UserError("run_date 必须是 YYYY-MM-DD 文字", field="run_date")
-        try:
-            day = date.fromisoformat(run_date.strip())
-        except ValueError:
-            raise UserError(f"run_date“{run_date[:40]}”不是有效日期（YYYY-MM-DD）",
-                            field="run_date") from None
-    if moment is None and day is None:
+    if data.measured_at is None and data.run_date is None:
         raise UserError("请提供 measured_at 或 run_date", field="measured_at")
-    return moment, day
+    level = data.level if data.level is None else str(data.level)
+    return Candidate(index=index, position=f"第 {index + 1} 项", value_text=str(data.value),
+                     test_code=data.test_code, test_system_id=data.test_system_id,
+                     level=level, qc_lot=data.qc_lot, measured_at=data.measured_at,
+                     run_date=data.run_date, run_no=data.run_no, client_id=data.client_id,
+                     instrument=data.instrument, loinc=data.loinc)
 
 
 def candidates_from_json(items: Sequence[Any]) -> tuple[list[Candidate], dict[int, UserError]]:

@@ -11,7 +11,9 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import date, datetime
+from typing import Annotated, ClassVar
 
+from pydantic import ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import selectinload
 
 from qcwx.catalog.models import QcLevel, TestSystem
@@ -21,6 +23,8 @@ from qcwx.numbers import MAX_ID, ascii_int
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import local_today
+from qcwx.web.apischema import ApiModel, FiniteNumber, OptionalFormDate, RunNo
+from qcwx.web.apischema import text as bounded_text
 
 SUBMITTER_ROLES = {"technician", "supervisor", "director", "admin"}
 CHANNELS = {"h5": "手机录入", "scan": "扫码录入", "upload": "文件导入", "api": "接口上传",
@@ -34,6 +38,51 @@ MAX_NOTE = 2000
 #: 0001-01-01 / 9999-12-31 overflow date arithmetic (a window ending a day later).
 PLAUSIBLE_FIRST_DAY = date(1990, 1, 1)
 PLAUSIBLE_LAST_DAY = date(2099, 12, 31)
+
+# ---------------------------------------------------------------- JSON bodies
+#: A level key: the level's index, its name or ``id:<level id>``.
+LevelKey = bounded_text(64)
+#: A level's result as typed (text keeps the decimals) or a JSON number; empty = not run.
+LevelValue = bounded_text(MAX_VALUE_TEXT, min_length=0) | FiniteNumber | None
+
+
+class RunValues(ApiModel):
+    """The per-level results of one run, as every JSON channel that enters runs sends them."""
+
+    values: dict[LevelKey, LevelValue] = Field(
+        title="各水平结果", min_length=1, max_length=12,
+        description="键为水平序号（1、2…）、水平名称或 id:<水平ID>；值为结果文字（保留小数位）")
+    type_messages: ClassVar[dict[str, str]] = {"values": "请至少填写一个水平的结果",
+                                               "run_no": "批次号必须是 1–99 的整数"}
+
+    @classmethod
+    def api_field(cls, loc: tuple) -> str:
+        """Name a bad level value as the entry form does (``level_1``), else the key."""
+        if len(loc) > 1 and loc[0] == "values":
+            key = str(loc[1]).strip()
+            return f"level_{key}" if key.isascii() and key.isdigit() else "values"
+        return super().api_field(loc)
+
+    def level_texts(self) -> dict[str, str | None]:
+        """Return ``values`` as {level key: text}; a JSON number is taken as its text."""
+        return {k: v if v is None or isinstance(v, str) else str(v)
+                for k, v in self.values.items()}
+
+
+class EntryRunSubmission(RunValues):
+    """``POST /api/ts/<id>/runs``: the entry page's form sent as JSON (form fields are text).
+
+    Unknown keys are ignored, as the form POST ignores unknown fields: a ``channel`` the
+    page might send is never read (the route decides it), and it must not cost the run.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    run_date: OptionalFormDate = Field(None, title="检测日期")
+    run_no: RunNo | Annotated[str, StringConstraints(
+        strict=True, pattern=r"^ *[0-9]{0,2} *$")] | None = Field(None, title="批次号")
+    client_id: bounded_text(MAX_CLIENT_ID, min_length=0) | None = Field(None, title="记录编号")
+
 
 # ---------------------------------------------------------------- validation
 def clean_text(value, field: str, label: str, *, limit: int, required: bool = True

@@ -18,9 +18,11 @@ from qcwx.iqc import actions as action_service
 from qcwx.iqc import queries, services, targets
 from qcwx.iqc.models import CAUSE_CATEGORIES, QcRun
 from qcwx.iqc.reports import lj_charts, monthly_summary
+from qcwx.iqc.validation import EntryRunSubmission
 from qcwx.numbers import ascii_int
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today
+from qcwx.web.apischema import parse
 from qcwx.web.contention import retry_on_contention
 from qcwx.web.forms import current_actor, form_post
 from qcwx.web.inputs import has_lone_surrogate
@@ -93,13 +95,13 @@ def submit_json(ts_id: int):
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or has_lone_surrogate(body):
         raise UserError("请求内容必须是有效的 JSON 对象", field="body")
+    data = parse(EntryRunSubmission, body)
     actor = current_actor()
     ts = services.load_test_system(actor, ts_id)
     verdict = services.submit_run(
-        actor, test_system_id=ts.id,
-        run_date=_parse_date(body.get("run_date"), "run_date", local_today(ts.lab.timezone)),
-        run_no=body.get("run_no"), values=body.get("values") or {},
-        client_id=body.get("client_id"), channel=_phone_channel())
+        actor, test_system_id=ts.id, run_date=data.run_date or local_today(ts.lab.timezone),
+        run_no=data.run_no, values=data.level_texts(), client_id=data.client_id,
+        channel=_phone_channel())
     db.session.commit()
     body = verdict.to_dict() | {
         "html": render_template("iqc/_verdict.html", verdict=verdict, ts=ts),

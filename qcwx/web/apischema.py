@@ -57,16 +57,23 @@ def _plausible_day(day: date) -> date:
     return day
 
 
-def _plausible_moment(moment: datetime) -> datetime:
+def _iso_date(raw: str) -> date:
+    """Read ``YYYY-MM-DD`` as Python does (``date.fromisoformat``), then check the window."""
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError("格式无效，应为 YYYY-MM-DD") from None
+    return _plausible_day(day)
+
+
+def _iso_datetime(raw: str) -> datetime:
+    """Read an ISO 8601 time (``datetime.fromisoformat``: offset optional), check the window."""
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"“{raw[:40]}”不是有效时间（例：2026-11-05T08:30:00+08:00）") from None
     _plausible_day(moment.date())
     return moment
-
-
-def _only_text(value: Any) -> Any:
-    """Refuse numbers for dates and times: lax pydantic would read 20261201 as Unix seconds."""
-    if value is not None and not isinstance(value, str):
-        raise ValueError("必须是文字")
-    return value
 
 
 def _blank_is_none(value: Any) -> Any:
@@ -90,12 +97,16 @@ Id = int_range(1, MAX_ID)
 RunNo = int_range(1, 99)
 #: A number a client sent as a JSON number: finite only (``1e400`` decodes to infinity).
 FiniteNumber = StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
-#: An ISO date ``YYYY-MM-DD`` inside the plausible window.
-PlausibleDate = Annotated[date, BeforeValidator(_only_text), AfterValidator(_plausible_day),
+#: An ISO date ``YYYY-MM-DD`` inside the plausible window. Text only: lax pydantic would
+#: read the number 20261201 as Unix seconds.
+PlausibleDate = Annotated[str, StringConstraints(strict=True, strip_whitespace=True,
+                                                 max_length=40),
+                          AfterValidator(_iso_date),
                           WithJsonSchema({"type": "string", "format": "date"})]
 #: An ISO 8601 time (offset optional: the lab's zone then) inside the plausible window.
-PlausibleDateTime = Annotated[datetime, BeforeValidator(_only_text),
-                              AfterValidator(_plausible_moment),
+PlausibleDateTime = Annotated[str, StringConstraints(strict=True, strip_whitespace=True,
+                                                     max_length=64),
+                              AfterValidator(_iso_datetime),
                               WithJsonSchema({"type": "string", "format": "date-time"})]
 #: The same date, where an empty string means "not given" (the entry page's form fields).
 OptionalFormDate = Annotated[PlausibleDate | None, BeforeValidator(_blank_is_none)]
@@ -216,14 +227,24 @@ def components(*models: type[BaseModel]) -> dict[str, Any]:
     Id") are dropped; the Chinese titles the models declare stay.
     """
     out: dict[str, Any] = {}
+    docs = _docstrings(BaseModel)
     for model in models:
         schema = model.model_json_schema(ref_template=REF_TEMPLATE)
-        for name, sub in schema.pop("$defs", {}).items():
+        for name, sub in {**schema.pop("$defs", {}), model.__name__: schema}.items():
+            if sub.get("description") in docs:
+                del sub["description"]  # docstrings are for qcwx's developers, not callers
             out[name] = _tidy(sub)
-        if model.__doc__ and schema.get("description") == inspect.cleandoc(model.__doc__):
-            del schema["description"]  # the docstring is for developers of qcwx, not callers
-        out[model.__name__] = _tidy(schema)
     return out
+
+
+def _docstrings(cls: type) -> set[str]:
+    """Return the cleaned docstrings of every model class (what pydantic copies)."""
+    found = set()
+    for sub in cls.__subclasses__():
+        if sub.__doc__:
+            found.add(inspect.cleandoc(sub.__doc__))
+        found |= _docstrings(sub)
+    return found
 
 
 def _tidy(schema: Any) -> Any:
