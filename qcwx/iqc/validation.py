@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, ClassVar
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import selectinload
 
 from qcwx.catalog.models import QcLevel, TestSystem
@@ -69,6 +69,11 @@ class RunValues(ApiModel):
                 for k, v in self.values.items()}
 
 
+def _form_int(raw: str) -> int | None:
+    """Return the integer a form field holds (already checked to be 0–2 ASCII digits)."""
+    return int(raw) if raw.strip() else None
+
+
 class EntryRunSubmission(RunValues):
     """``POST /api/ts/<id>/runs``: the entry page's form sent as JSON (form fields are text).
 
@@ -80,7 +85,8 @@ class EntryRunSubmission(RunValues):
 
     run_date: OptionalFormDate = Field(None, title="检测日期")
     run_no: RunNo | Annotated[str, StringConstraints(
-        strict=True, pattern=r"^ *[0-9]{0,2} *$")] | None = Field(None, title="批次号")
+        strict=True, pattern=r"^ *[0-9]{0,2} *$"), AfterValidator(_form_int)] | None = Field(
+        None, title="批次号")
     client_id: bounded_text(MAX_CLIENT_ID, min_length=0) | None = Field(None, title="记录编号")
 
 

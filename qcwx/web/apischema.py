@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 from datetime import date, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -209,13 +209,23 @@ _TYPE_WORDS = {
 
 def _range_message(model: type[BaseModel], name: str, label: str) -> str:
     info = model.model_fields.get(name)
-    low = high = None
-    for meta in (info.metadata if info is not None else []):
-        low = getattr(meta, "ge", low) if getattr(meta, "ge", None) is not None else low
-        high = getattr(meta, "le", high) if getattr(meta, "le", None) is not None else high
-    if low is not None and high is not None:
-        return f"{label}必须在 {low}–{high} 之间"
+    bounds = _bounds(info, {}) if info is not None else {}
+    if "ge" in bounds and "le" in bounds:
+        return f"{label}必须在 {bounds['ge']}–{bounds['le']} 之间"
     return f"{label}超出允许范围"
+
+
+def _bounds(node: Any, found: dict) -> dict:
+    """Collect ``ge``/``le`` from a field's metadata, also inside ``X | None`` and aliases."""
+    for attr in ("ge", "le"):
+        if getattr(node, attr, None) is not None and not isinstance(node, type):
+            found.setdefault(attr, getattr(node, attr))
+    children = list(getattr(node, "metadata", None) or [])
+    children += get_args(getattr(node, "annotation", node))
+    for child in children:
+        if child is not node:
+            _bounds(child, found)
+    return found
 
 
 # ---------------------------------------------------------------- documents
