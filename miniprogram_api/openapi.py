@@ -1,10 +1,11 @@
 """The OpenAPI 3.1 document of ``/api/mp/v1`` (served as ``openapi.json``).
 
-The request bodies are generated from the pydantic models the views validate with
-(:mod:`miniprogram_api.schemas`), so the document and the checks cannot drift; the answers are
-described here and kept honest by tests: every blueprint route appears here with its methods
-and no other path does, every example validates against its schema, and real responses of
-the test suite (and of the schemathesis run) validate against the documented schemas.
+Its schemas are generated from pydantic models: the request bodies from the ones the views
+validate with (:mod:`miniprogram_api.schemas`), the answers from :mod:`miniprogram_api.answers`,
+so the document and the checks cannot drift. The paths are written here and kept honest by
+tests: every blueprint route appears with its methods and no other path does, every example
+validates against its schema, and real answers of the test suite and of the schemathesis run
+validate against the documented schemas.
 """
 
 from __future__ import annotations
@@ -12,37 +13,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from miniprogram_api.answers import RESPONSE_MODELS
 from miniprogram_api.schemas import REQUEST_MODELS
-from qcwx.orgs.models import ROLES
 from qcwx.web.apischema import components
 
 API_PREFIX = "/api/mp/v1"
 
-STR = {"type": "string"}
 INT = {"type": "integer"}
-NUM = {"type": "number"}
-BOOL = {"type": "boolean"}
-DATE = {"type": "string", "format": "date"}
-DATETIME = {"type": "string", "format": "date-time"}
-
-
-def _nullable(schema: dict) -> dict:
-    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-    return {**schema, "type": [*kinds, "null"]}
-
-
-def _obj(props: dict, required: list[str] | None = None, extra: bool = False) -> dict:
-    return {"type": "object", "properties": props,
-            "required": list(props) if required is None else required,
-            "additionalProperties": extra}
 
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _arr(items: dict) -> dict:
-    return {"type": "array", "items": items}
 
 
 USER_EXAMPLE = {"id": 7, "username": "tech", "display_name": "王技师", "role": "technician",
@@ -75,63 +56,11 @@ ALERT_EXAMPLE = {"id": 44, "kind": "run_reject", "kind_label": "质控失控",
                  "acked_at": "2026-11-25T09:20:41+08:00", "acked_by": "李主管"}
 
 SCHEMAS: dict[str, Any] = {
-    "Error": _obj({"error": STR, "field": _nullable(STR)}),
-    "BindRequired": _obj({"error": STR, "field": _nullable(STR), "bind_required": BOOL,
-                          "openid_hint": STR}, ["error", "bind_required"]),
-    "Lab": _obj({"id": INT, "name": STR, "full_name": STR}),
-    "User": _obj({"id": INT, "username": STR, "display_name": STR, "role": {
-        "type": "string", "enum": list(ROLES)},
-        "role_label": STR, "lab": {"oneOf": [_ref("Lab"), {"type": "null"}]}}),
-    "Session": _obj({"token": STR, "expires_in": INT, "user": _ref("User")}),
-    "Me": _obj({"user": _ref("User")}),
-    "LevelTarget": _obj({"id": INT, "index": INT, "name": STR, "target_mean": _nullable(NUM),
-                         "target_sd": _nullable(NUM)}),
-    "RunLevelValue": _obj({"level_id": INT, "level": STR, "value": STR, "z": _nullable(NUM),
-                           "rules": _arr(STR)}),
-    "RunSummary": _obj({"run_id": INT, "run_date": DATE, "run_no": INT, "status": {
-        "type": "string", "enum": ["accept", "warning", "reject", "pending"]},
-        "status_label": STR, "values": _arr(_ref("RunLevelValue")), "rules": _arr(STR)}),
-    "TestSystemContext": _obj({
-        "id": INT, "lab": _obj({"id": INT, "full_name": STR}),
-        "analyte": _obj({"code": STR, "name": STR, "unit": STR, "decimals": INT}),
-        "instrument": STR,
-        "qc_lot": _obj({"lot_number": STR, "material": STR, "expiry": _nullable(DATE)}),
-        "levels": _arr(_ref("LevelTarget")), "today": DATE, "next_run_no": INT,
-        "today_runs": _arr(_ref("RunSummary"))}),
-    "ScanAnswer": _obj({"test_system": _ref("TestSystemContext")}),
-    "LevelValue": _obj({"level_id": INT, "level_name": STR, "value_text": STR, "value": NUM,
-                        "target_mean": _nullable(NUM), "target_sd": _nullable(NUM),
-                        "z": _nullable(NUM)}),
-    "FiredRule": _obj({"rule": STR, "role": STR, "name": STR, "error": STR,
-                       "explanation": STR, "levels": _arr(STR)}),
-    "Verdict": _obj({"run_id": INT, "test_system_id": INT, "run_date": DATE, "run_no": INT,
-                     "status": {"type": "string",
-                                "enum": ["accept", "warning", "reject", "pending"]},
-                     "status_label": STR, "summary": STR, "duplicate": BOOL,
-                     "action_id": _nullable(INT), "values": _arr(_ref("LevelValue")),
-                     "rules": _arr(_ref("FiredRule"))}),
-    "RunHistory": _obj({"test_system_id": INT, "runs": _arr(_ref("RunSummary"))}),
-    "ChartLevel": _obj({"level_id": INT, "level": STR, "mean": _nullable(NUM),
-                        "sd": _nullable(NUM), "labels": _arr(STR), "run_ids": _arr(INT),
-                        "values": _arr(NUM), "z": _arr(_nullable(NUM)), "status": _arr(STR),
-                        "rules": _arr(_arr(STR))}),
-    "ChartData": _obj({"test_system_id": INT, "analyte": STR, "unit": STR, "decimals": INT,
-                       "start": DATE, "end": DATE, "levels": _arr(_ref("ChartLevel"))}),
-    "Alert": _obj({"id": INT, "kind": {"type": "string", "enum": [
-        "run_warning", "run_reject", "missing_submission", "daily_digest"]},
-        "kind_label": STR, "title": STR, "run_id": _nullable(INT),
-        "test_system_id": _nullable(INT), "rules": _arr(STR), "time": _nullable(STR),
-        "created_at": _nullable(DATETIME),
-        "delivery_status": {"type": "string", "enum": ["pending", "sent", "failed", "dead"]},
-        "delivery_status_label": STR, "acked": BOOL, "acked_at": _nullable(DATETIME),
-        "acked_by": _nullable(STR)}),
-    "AlertList": _obj({"alerts": _arr(_ref("Alert"))}),
-    "AckAnswer": _obj({"alert": _ref("Alert")}),
-    "SubscriptionAnswer": _obj({"recorded": INT, "unused": {
-        "type": "object", "additionalProperties": INT}}),
-    "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
-    # Request bodies: generated from the models the views validate with (cannot drift).
+    # Answers and request bodies: generated from the models the presenters' output is
+    # checked against and the views validate with, so the document cannot drift from them.
+    **components(*RESPONSE_MODELS),
     **components(*REQUEST_MODELS),
+    "OpenApiDocument": {"type": "object", "required": ["openapi", "paths"]},
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 from pydantic import Field
 
 from miniprogram_api import schemas as mp_schemas
+from miniprogram_api.answers import RESPONSE_MODELS
 from miniprogram_api.openapi import openapi_document
 from qcwx.errors import UserError
 from qcwx.ingest import openapi as ingest_openapi
@@ -92,9 +93,9 @@ def test_generated_schemas_carry_the_bounds_and_no_english_titles():
     assert "description" not in schema  # the docstring is not the callers' documentation
 
 
-def test_the_mini_program_document_holds_exactly_the_generated_request_schemas():
+def test_the_mini_program_document_holds_exactly_the_generated_schemas():
     doc = openapi_document()["components"]["schemas"]
-    generated = components(*mp_schemas.REQUEST_MODELS)
+    generated = components(*mp_schemas.REQUEST_MODELS, *RESPONSE_MODELS)
     assert {name: doc[name] for name in generated} == generated
     for path, ops in openapi_document()["paths"].items():
         for op in ops.values():
