@@ -166,7 +166,8 @@ PATHS: dict[str, Any] = {
         "本实验室的质控消息（新的在前）", {"200": {"description": "消息列表", **_json(
             "AlertList", {"alerts": [ALERT_EXAMPLE]})}},
         params=[{"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}])},
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
+        errors={"400": _error("参数无效", "条数 limit必须在 1–200 之间", "limit")})},
     "/alerts/{alert_id}/ack": {"post": _op(
         "标记消息已读", {"200": {"description": "已读", **_json("AckAnswer",
                                                          {"alert": ALERT_EXAMPLE})}},

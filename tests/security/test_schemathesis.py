@@ -23,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from miniprogram_api.auth import issue_token
 from qcwx.extensions import db
@@ -35,7 +35,7 @@ from tests.integration.test_ingest_support import make_key
 
 #: Cases per operation and mode; ``QCWX_SCHEMATHESIS_EXAMPLES=500`` digs deeper by hand.
 MAX_EXAMPLES = int(os.environ.get("QCWX_SCHEMATHESIS_EXAMPLES", "25"))
-CHECKS = [not_a_server_error, response_schema_conformance]
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 # Flask-Compress brotli/gzips large answers for clients that accept it, and the WSGI transport
 # does not decode them: ask for the plain body the checks can read.
 IDENTITY = {"Accept-Encoding": "identity"}
