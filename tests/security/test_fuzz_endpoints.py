@@ -1,7 +1,8 @@
 """Hypothesis junk against every form and JSON endpoint of ``app.url_map``, as each role.
 
 Every rule that accepts POST/PUT/PATCH/DELETE is sent generated junk — form fields and JSON
-bodies built from the field names the code actually reads (scanned from the source), with
+bodies built from the field names the code actually reads (scanned from the source, and
+the fields of the declared pydantic bodies), with
 values such as Unicode digits, 400-digit numbers, year-1 dates, floats and nested JSON —
 anonymously and as each demo role (the mini-program role with its JWT, the lab interface
 with its API key). No answer may be a 5xx, except 503 from an outside service (the WeChat
@@ -19,8 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import miniprogram_api.schemas  # noqa: F401 - declares the mini-program's bodies
+import qcwx.ingest.schemas  # noqa: F401 - declares the ingest items
 from miniprogram_api.auth import issue_token
 from qcwx.extensions import db
+from qcwx.web.apischema import ApiModel
 from tests.integration.test_ingest_support import limits_in_force, make_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +42,15 @@ def _field_names() -> list[str]:
     for folder in ("qcwx", "miniprogram_api"):
         for path in (ROOT / folder).rglob("*.py"):
             names.update(pattern.findall(path.read_text(encoding="utf-8")))
-    return sorted(names)
+    return sorted(names | _declared_fields(ApiModel))
+
+
+def _declared_fields(model: type) -> set[str]:
+    """Return the fields of every declared JSON body (read by pydantic, not by ``.get``)."""
+    names = set(getattr(model, "model_fields", {}))
+    for sub in model.__subclasses__():
+        names |= _declared_fields(sub)
+    return names
 
 
 FIELDS = _field_names()
