@@ -95,9 +95,9 @@ def submit_json(ts_id: int):
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or has_lone_surrogate(body):
         raise UserError("请求内容必须是有效的 JSON 对象", field="body")
-    data = parse(EntryRunSubmission, body)
     actor = current_actor()
-    ts = services.load_test_system(actor, ts_id)
+    ts = services.load_test_system(actor, ts_id)  # scope first: 404 outside it, whatever the body
+    data = parse(EntryRunSubmission, body)
     verdict = services.submit_run(
         actor, test_system_id=ts.id, run_date=data.run_date or local_today(ts.lab.timezone),
         run_no=data.run_no, values=data.level_texts(), client_id=data.client_id,

@@ -81,6 +81,14 @@ def test_json_submit_rejects_non_object_body(world, login, ts):
     assert resp.status_code == 400
 
 
+@pytest.mark.parametrize("body", [{}, {"values": [1]}, {"run_no": "x", "values": {"1": "5"}}])
+def test_json_submit_outside_scope_is_404_whatever_the_body(world, login, body):
+    """Regression: the declared body was checked before the scope, so junk answered 400."""
+    other = world.systems["b"]  # lab B: not the technician's
+    resp = login(world.users["technician"]).post(f"/api/ts/{other.id}/runs", json=body)
+    assert resp.status_code == 404 and resp.get_json()["field"] == "test_system_id"
+
+
 def test_correction_through_the_page_keeps_history(world, login, ts, session):
     client = login(world.users["technician"])
     run_id = client.post(f"/api/ts/{ts.id}/runs",
