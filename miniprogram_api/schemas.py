@@ -77,19 +77,27 @@ class SubscriptionRequest(ApiModel):
 REQUEST_MODELS = (LoginRequest, BindRequest, ScanRequest, RunSubmission, SubscriptionRequest)
 
 
-def body(model: type[ApiModel]):
-    """Return the request's JSON object body validated as ``model`` (else 400 naming the field)."""
+def json_object() -> dict:
+    """Return the request's JSON object body (400 for anything else or a lone surrogate)."""
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise UserError("请求内容必须是 JSON 对象", field="body")
     if has_lone_surrogate(data):
         raise UserError("请求内容含有无效字符（孤立的 Unicode 代理码位）", field="body")
-    return parse(model, data)
+    return data
+
+
+def body(model: type[ApiModel]):
+    """Return the request's JSON object body validated as ``model`` (else 400 naming the field)."""
+    return parse(model, json_object())
 
 
 def int_arg(name: str, label: str, default: int, low: int, high: int) -> int:
-    """Return an integer query argument within [low, high]."""
-    raw = request.args.get(name)
+    """Return an integer query argument within [low, high], given at most once."""
+    given = request.args.getlist(name)
+    if len(given) > 1:
+        raise UserError(f"{label}只能填写一个", field=name)
+    raw = given[0] if given else None
     if raw in (None, ""):
         return default
     value = ascii_int(raw, -MAX_ID, MAX_ID)

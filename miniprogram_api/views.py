@@ -19,6 +19,7 @@ from qcwx.alerts.channels import mp_template_id
 from qcwx.extensions import csrf, db
 from qcwx.iqc import services as iqc_services
 from qcwx.timeutil import local_today
+from qcwx.web.apischema import parse, parse_field
 from qcwx.web.contention import retry_on_contention
 from qcwx.wechat import miniprogram as mp_identity
 
@@ -73,9 +74,12 @@ def scan():
 @retry_on_contention
 def submit_run():
     """Submit one run (channel ``mp``); 201 stored, 200 when ``client_id`` was seen before."""
-    data = schemas.body(schemas.RunSubmission)
+    raw = schemas.json_object()
     actor = current_mp_user()
-    ts = iqc_services.load_test_system(actor, data.test_system_id)
+    # Scope first: another lab's test system is a 404 whatever the rest of the body holds.
+    ts_id = parse_field(schemas.RunSubmission, raw, "test_system_id")
+    ts = iqc_services.load_test_system(actor, ts_id)
+    data = parse(schemas.RunSubmission, raw)
     verdict = iqc_services.submit_run(
         actor, test_system_id=ts.id, run_no=data.run_no,
         run_date=data.run_date or local_today(ts.lab.timezone),

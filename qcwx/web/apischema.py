@@ -15,6 +15,7 @@ Schema counts it), and ISO dates inside the plausible window of QC_SPEC.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from datetime import date, datetime
@@ -29,6 +30,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
 )
@@ -146,9 +148,28 @@ def parse(model: type[ApiModel], data: Any) -> Any:
         raise user_error(model, exc) from None
 
 
-def user_error(model: type[ApiModel], exc: ValidationError) -> UserError:
+def parse_field(model: type[ApiModel], data: dict, name: str) -> Any:
+    """Return one field of ``data`` validated as ``model`` declares it (else the 400).
+
+    For the id a view must check access to before it looks at the rest of the body: a
+    request outside the caller's scope then answers 404 whatever else it holds, as the
+    permission matrix expects.
+    """
+    try:
+        return _field_adapter(model, name).validate_python(data.get(name))
+    except ValidationError as exc:
+        raise user_error(model, exc, prefix=(name,)) from None
+
+
+@functools.cache
+def _field_adapter(model: type[ApiModel], name: str) -> TypeAdapter:
+    info = model.model_fields[name]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)])
+
+
+def user_error(model: type[ApiModel], exc: ValidationError, prefix: tuple = ()) -> UserError:
     """Turn pydantic's first error into a Chinese message naming the field (400)."""
-    errors = exc.errors(include_url=False)
+    errors = [e | {"loc": (*prefix, *e["loc"])} for e in exc.errors(include_url=False)]
     first = errors[0]["loc"][:1]
     # A union reports one error per branch; the branch whose type matched says most.
     same = [e for e in errors if e["loc"][:1] == first]

@@ -94,3 +94,24 @@ def test_query_integers_are_ascii_and_bounded(client, bound, mp_login, arg):
     resp = client.get(f"{API}/test-systems/{ts.id}/chart-data", query_string={"days": arg},
                       headers=headers)
     assert resp.status_code == 400 and resp.get_json()["field"] == "days"
+
+
+@pytest.mark.parametrize("path", ["/alerts", "/test-systems/{ts}/runs",
+                                  "/test-systems/{ts}/chart-data"])
+def test_a_repeated_integer_query_argument_is_400(client, bound, mp_login, path):
+    """Regression (schemathesis): ``?limit=1&limit=2`` silently took the first value."""
+    headers = mp_login(bound.users["technician"])
+    name = "days" if path.endswith("chart-data") else "limit"
+    url = API + path.format(ts=bound.systems["a"].id)
+    resp = client.get(url, query_string=[(name, "1"), (name, "2")], headers=headers)
+    assert resp.status_code == 400 and resp.get_json()["field"] == name
+    assert client.get(url, query_string={name: "2"}, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("junk", [{"values": [1]}, {"run_no": "x"}, {"client_id": None}])
+def test_a_run_for_another_labs_test_system_is_404_whatever_the_body(client, bound, mp_login,
+                                                                       junk):
+    """The declared body is checked after the scope, as the web entry does (permission matrix)."""
+    headers = mp_login(bound.users["technician"])
+    resp = client.post(f"{API}/runs", json=_body(bound.systems["b"], **junk), headers=headers)
+    assert resp.status_code == 404 and resp.get_json()["field"] == "test_system_id"
