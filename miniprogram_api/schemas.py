@@ -28,7 +28,8 @@ from qcwx.web.inputs import has_lone_surrogate
 
 #: ``wx.login`` codes are 32 characters today; the bound leaves room without inviting junk.
 MAX_CODE = 128
-#: ``WechatInvite.code`` is ``String(32)``; label URLs/tokens fit in 512.
+#: ``WechatInvite.code`` is ``String(32)``; label URLs/tokens fit in 512; template ids are
+#: ``SubscribeConsent.template_id`` ``String(64)``.
 MAX_INVITE = 32
 MAX_PAYLOAD = 512
 SubscribeAnswer = Literal["accept", "reject", "ban", "filter"]
@@ -67,8 +68,8 @@ class RunSubmission(RunValues):
 class SubscriptionRequest(ApiModel):
     """``POST /subscriptions``: what ``wx.requestSubscribeMessage`` answered per template."""
 
-    template_ids: list[text(128)] = Field(title="订阅的模板 ID 列表", min_length=1, max_length=20)
-    results: dict[text(128), SubscribeAnswer] = Field(title="订阅结果", min_length=1,
+    template_ids: list[text(64)] = Field(title="订阅的模板 ID 列表", min_length=1, max_length=20)
+    results: dict[text(64), SubscribeAnswer] = Field(title="订阅结果", min_length=1,
                                                        max_length=20)
     type_messages: ClassVar[dict[str, str]] = {"template_ids": "请提供订阅的模板 ID 列表",
                                                "results": "请提供订阅结果"}

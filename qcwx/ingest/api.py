@@ -114,14 +114,22 @@ def messages():
     if request.mimetype in FORM_TYPES:
         raise UserError("请以 application/octet-stream 或 text/plain 发送原始消息",
                         field="Content-Type", status=415)
-    fmt = (request.args.get("format") or "").strip().lower() or None
-    if fmt is not None and fmt not in MESSAGE_FORMATS:
-        raise UserError("format 只能是 astm 或 hl7", field="format")
+    fmt = _message_format()
     data = request.get_data(cache=False)
     report = services.commit_file(g.api_actor, g.api_key.lab, data, filename=None, channel="api",
                                   fmt=fmt, allowed=MESSAGE_FORMATS, api_key=g.api_key)
     db.session.commit()
     return jsonify(report.to_dict())
+
+
+def _message_format() -> str | None:
+    """Return ``?format=`` as the document declares it: absent, or once one of its values."""
+    given = request.args.getlist("format")
+    if not given:
+        return None
+    if len(given) > 1 or given[0] not in openapi.MESSAGE_FORMAT_NAMES:
+        raise UserError("format 只能是 astm 或 hl7（只填一个）", field="format")
+    return given[0].lower()
 
 
 @bp.post("/files")

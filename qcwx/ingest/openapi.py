@@ -19,6 +19,8 @@ from qcwx.ingest.schemas import MAX_ITEMS, ResultBatch
 from qcwx.web.apischema import ResponseModel, components
 
 BASE_PATH = "/api/ingest/v1"
+#: The spellings ``POST /messages?format=`` accepts (:func:`qcwx.ingest.api.messages`).
+MESSAGE_FORMAT_NAMES = ("astm", "hl7", "ASTM", "HL7")
 
 #: The error body every API of qcwx answers, in OpenAPI 3.0 spelling for the research API's
 #: 3.0 document (:mod:`qcwx.opendata.openapi`); this document uses the :class:`Error` model.
@@ -217,7 +219,7 @@ def _paths() -> dict[str, Any]:
             "description": "只保存质控记录（ASTM 处理标识 Q / 质控样本，HL7 MSH-16=2 等），"
                            "患者结果跳过；逐帧/逐条消息报告解析错误。",
             "parameters": [{"name": "format", "in": "query", "required": False,
-                            "schema": {"type": "string", "enum": ["astm", "hl7"]},
+                            "schema": {"type": "string", "enum": list(MESSAGE_FORMAT_NAMES)},
                             "description": "不填则自动识别"}],
             "requestBody": {"required": True, "content": {
                 "application/octet-stream": {"schema": {

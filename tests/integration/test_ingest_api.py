@@ -193,6 +193,21 @@ def test_messages_refuse_form_posts_and_unknown_formats(client, glu, key):
     assert fmt.get_json()["field"] == "format" and csv_.get_json()["field"] == "file"
 
 
+@pytest.mark.parametrize("query", ["format=", "format=%20astm", "format=Astm",
+                                   "format=astm&format=hl7"])
+def test_messages_take_format_only_as_documented(client, glu, key, query):
+    """Regression (schemathesis): padded, empty, mixed-case or repeated formats were guessed."""
+    resp = client.post(f"/api/ingest/v1/messages?{query}", data=b"MSH|", headers=auth(key))
+    assert resp.status_code == 400 and resp.get_json()["field"] == "format"
+
+
+@pytest.mark.parametrize("fmt", ["hl7", "HL7"])
+def test_messages_take_a_documented_format_in_either_case(client, glu, key, fmt):
+    resp = client.post(f"/api/ingest/v1/messages?format={fmt}", data=b"MSH|",
+                       headers=auth(key))
+    assert resp.status_code == 200 and resp.get_json()["format"] == "hl7"
+
+
 def _csv(rows) -> bytes:
     head = "日期,项目,水平,结果,记录编号\n"
     return (head + "".join(f"{d},{c},{lv},{v},{cid}\n" for d, c, lv, v, cid in rows)).encode(
