@@ -80,7 +80,7 @@ def _too_large(_exc):
 
 @bp.get("/openapi.json")
 def openapi_json():
-    """Serve the OpenAPI 3.0 document of this API (no key needed)."""
+    """Serve the OpenAPI 3.1 document of this API (no key needed)."""
     return jsonify(openapi.document())
 
 

@@ -1,8 +1,9 @@
 """The OpenAPI document stays true: same routes as the blueprint, examples and real answers valid.
 
 Validation runs twice: with a small built-in validator for the schema subset the document
-uses (always), and with ``jsonschema`` / ``openapi-spec-validator`` when installed (they are
-not in requirements-test.txt yet; those two tests skip without them).
+uses (always), and with ``jsonschema`` / ``openapi-spec-validator`` (the latter pinned in
+requirements-test.txt; those two tests skip without them). The document is OpenAPI 3.1,
+its schemas generated from the pydantic models (see ``tests/integration/test_api_schemas.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": 
 
 
 def resolve(schema: dict) -> dict:
-    """Inline ``$ref``s and turn OpenAPI 3.0 ``nullable`` into JSON Schema."""
+    """Inline ``$ref``s (and turn a 3.0 ``nullable``, should one reappear, into JSON Schema)."""
     if isinstance(schema, list):
         return [resolve(s) for s in schema]
     if not isinstance(schema, dict):
