@@ -18,6 +18,7 @@ from qcwx.alerts import services as alert_services
 from qcwx.alerts.channels import mp_template_id
 from qcwx.extensions import csrf, db
 from qcwx.iqc import services as iqc_services
+from qcwx.iqc.validation import check_submitter
 from qcwx.timeutil import local_today
 from qcwx.web.apischema import parse, parse_field
 from qcwx.web.contention import retry_on_contention
@@ -76,9 +77,11 @@ def submit_run():
     """Submit one run (channel ``mp``); 201 stored, 200 when ``client_id`` was seen before."""
     raw = schemas.json_object()
     actor = current_mp_user()
-    # Scope first: another lab's test system is a 404 whatever the rest of the body holds.
+    # Scope, then role, then the rest of the body: another lab's test system is a 404 and a
+    # role that may not submit a 403, whatever else the body holds.
     ts_id = parse_field(schemas.RunSubmission, raw, "test_system_id")
     ts = iqc_services.load_test_system(actor, ts_id)
+    check_submitter(actor)
     data = parse(schemas.RunSubmission, raw)
     verdict = iqc_services.submit_run(
         actor, test_system_id=ts.id, run_no=data.run_no,

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import selectinload
 
 from qcwx.catalog.models import QcLevel, TestSystem
-from qcwx.errors import NotFound, UserError
+from qcwx.errors import Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.numbers import MAX_ID, ascii_int
 from qcwx.orgs.models import User
@@ -106,6 +106,16 @@ def clean_text(value, field: str, label: str, *, limit: int, required: bool = Tr
     if len(text) > limit:
         raise UserError(f"{label}过长（最多{limit}字）", field=field)
     return text
+
+
+def check_submitter(actor: User) -> None:
+    """Refuse (403) a role that may not enter QC results.
+
+    JSON views call it right after the scope check and before they validate the body, so
+    a role that may not submit hears 403 whatever it sent, as the permission matrix expects.
+    """
+    if actor.role not in SUBMITTER_ROLES:
+        raise Forbidden("当前角色不能录入质控结果")
 
 
 def check_plausible_date(day: date, field: str) -> date:

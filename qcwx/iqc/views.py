@@ -18,7 +18,7 @@ from qcwx.iqc import actions as action_service
 from qcwx.iqc import queries, services, targets
 from qcwx.iqc.models import CAUSE_CATEGORIES, QcRun
 from qcwx.iqc.reports import lj_charts, monthly_summary
-from qcwx.iqc.validation import EntryRunSubmission
+from qcwx.iqc.validation import EntryRunSubmission, check_submitter
 from qcwx.numbers import ascii_int
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today
@@ -96,7 +96,8 @@ def submit_json(ts_id: int):
     if not isinstance(body, dict) or has_lone_surrogate(body):
         raise UserError("请求内容必须是有效的 JSON 对象", field="body")
     actor = current_actor()
-    ts = services.load_test_system(actor, ts_id)  # scope first: 404 outside it, whatever the body
+    ts = services.load_test_system(actor, ts_id)  # scope, then role, then the body's fields
+    check_submitter(actor)
     data = parse(EntryRunSubmission, body)
     verdict = services.submit_run(
         actor, test_system_id=ts.id, run_date=data.run_date or local_today(ts.lab.timezone),

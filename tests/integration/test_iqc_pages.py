@@ -89,6 +89,13 @@ def test_json_submit_outside_scope_is_404_whatever_the_body(world, login, body):
     assert resp.status_code == 404 and resp.get_json()["field"] == "test_system_id"
 
 
+@pytest.mark.parametrize("body", [{}, {"values": [1]}, {"values": {"1": "5.0"}}])
+def test_json_submit_by_a_role_that_cannot_submit_is_403_whatever_the_body(world, login, body):
+    """Regression: the declared body was checked before the role, so junk answered 400."""
+    resp = login(world.users["center"]).post(f"/api/ts/{world.systems['a'].id}/runs", json=body)
+    assert resp.status_code == 403 and "不能录入" in resp.get_json()["error"]
+
+
 def test_correction_through_the_page_keeps_history(world, login, ts, session):
     client = login(world.users["technician"])
     run_id = client.post(f"/api/ts/{ts.id}/runs",

@@ -116,3 +116,15 @@ def test_a_run_for_another_labs_test_system_is_404_whatever_the_body(client, bou
     headers = mp_login(bound.users["technician"])
     resp = client.post(f"{API}/runs", json=_body(bound.systems["b"], **junk), headers=headers)
     assert resp.status_code == 404 and resp.get_json()["field"] == "test_system_id"
+
+
+@pytest.mark.parametrize("junk", [{"values": [1]}, {"client_id": None}, {}])
+def test_a_run_from_a_role_that_cannot_submit_is_403_whatever_the_body(client, session, bound,
+                                                                         mp_login, junk):
+    """The role is checked before the rest of the body, as on the web (permission matrix)."""
+    center = bound.users["center"]
+    center.mp_openid = "oCenterMp000000000000000000"
+    session.commit()
+    resp = client.post(f"{API}/runs", json=_body(bound.systems["a"], **junk),
+                       headers=mp_login(center))
+    assert resp.status_code == 403 and "不能录入" in resp.get_json()["error"]
