@@ -117,12 +117,13 @@ OptionalFormDate = Annotated[PlausibleDate | None, BeforeValidator(_blank_is_non
 class ApiModel(BaseModel):
     """Base of request bodies: unknown keys refused unless a model says otherwise.
 
-    ``labels`` are not needed: each field's ``title`` is its Chinese name in messages and
-    in the document. ``type_messages`` replaces the generic "must be …" message of a field
-    whose type is a union (its per-branch errors would read oddly).
+    Each field's ``title`` is its Chinese name, both in the messages :func:`user_error`
+    writes and in the document. ``type_messages`` replaces the generic "must be …" message
+    of a field whose type is a union (its per-branch errors would read oddly), and
+    :meth:`api_field` says which request field an error deep inside the body concerns.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
     type_messages: ClassVar[dict[str, str]] = {}
 
     @classmethod
