@@ -54,6 +54,23 @@ def error_response(exc: UserError):
     return response
 
 
+def seconds_to_retry() -> int:
+    """Whole seconds until the breached rate limit lets this caller in again (at least 1).
+
+    Rounded up: a client told "0" retries at once and is refused again (the uploader and
+    the mini-program wait exactly what ``Retry-After`` says).
+    """
+    import math
+    import time
+
+    from qcwx.extensions import limiter
+
+    breached = [lim for lim in limiter.current_limits if lim.breached]
+    if not breached:
+        return 60
+    return max(1, math.ceil(max(lim.reset_at for lim in breached) - time.time()))
+
+
 def install(app: Flask) -> None:
     """Register handlers for ``UserError``, HTTP errors and anything unexpected."""
 
@@ -75,7 +92,12 @@ def install(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         status = exc.code or 500
-        return respond(status, HTTP_MESSAGES.get(status, exc.description or "请求有误"))
+        answer = respond(status, HTTP_MESSAGES.get(status, exc.description or "请求有误"))
+        if status != 429:
+            return answer
+        response = app.make_response(answer)
+        response.headers["Retry-After"] = str(seconds_to_retry())
+        return response
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

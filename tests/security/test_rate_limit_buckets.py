@@ -116,3 +116,20 @@ def test_anonymous_calls_are_limited_per_address(limited):
     here = _statuses(client, "/healthz", {"X-Forwarded-For": NAT}, LIMIT + 1)
     assert here == [200] * LIMIT + [429]
     assert client.get("/healthz", headers={"X-Forwarded-For": "192.0.2.200"}).status_code == 200
+
+
+def test_a_refused_call_says_when_to_retry_in_whole_seconds_rounded_up(limited):
+    """Regression: 429s carried no Retry-After, so clients could not wait the right time
+    (Flask-Limiter's own header, when enabled, rounds down and often says 0)."""
+    client = limited.test_client()
+    tech = _mp_headers(limited, "technician", NAT)
+    assert _statuses(client, "/api/mp/v1/me", tech, LIMIT) == [200] * LIMIT
+    refused = client.get("/api/mp/v1/me", headers=tech)
+    assert refused.status_code == 429
+    assert refused.get_json()["error"] == "请求过于频繁，请稍后再试"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61  # "5 per minute", a moving window
+    page = limited.test_client()
+    for _ in range(LIMIT):
+        page.get("/login", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    refused_page = page.get("/login", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert refused_page.status_code == 429 and 1 <= int(refused_page.headers["Retry-After"]) <= 61
