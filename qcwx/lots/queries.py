@@ -34,11 +34,30 @@ STATUS_LABELS = {"none": "未开始", "parallel": "平行检测中", "switched":
 
 
 def _lot_scope(actor: User):
-    """Select the lots registered in a region the actor's centre pages cover (its subtree)."""
+    """Select the lots a centre reader sees, registered in its subtree or given to it.
+
+    Given: an ancestor centre registered the lot and assigned it to labs of the subtree. A
+    district centre follows its own labs' change-over on a lot the city distributed (only
+    its labs' rows, :func:`lab_statuses`); managing the lot stays with the centre that
+    registered it (:func:`manages`).
+    """
     stmt = select(DistributedLot)
     if actor.role not in CENTRE_READERS:
         return stmt.where(DistributedLot.id.is_(None))
-    return stmt.where(DistributedLot.region_id.in_(region_ids_in_scope(actor)))
+    given = select(LotAssignment.distributed_lot_id).where(
+        LotAssignment.lab_id.in_(lab_ids_in_scope(actor)))
+    return stmt.where(DistributedLot.region_id.in_(region_ids_in_scope(actor))
+                      | DistributedLot.id.in_(given))
+
+
+def manages(actor: User, dlot: DistributedLot) -> bool:
+    """Return True when the lot was registered in the actor's own region subtree."""
+    return dlot.region_id in set(db.session.scalars(region_ids_in_scope(actor)))
+
+
+def visible_lab_ids(actor: User) -> set[int]:
+    """Return the ids of the labs whose change-over rows the actor may see."""
+    return set(db.session.scalars(lab_ids_in_scope(actor)))
 
 
 def distributed_lots(actor: User) -> list[DistributedLot]:
@@ -204,18 +223,19 @@ class LabStatus:
         return STATUS_LABELS[self.status]
 
 
-def lab_statuses(dlot: DistributedLot, *, with_progress: bool = True) -> list[LabStatus]:
-    """Return one :class:`LabStatus` per assigned lab, by name."""
+def lab_statuses(dlot: DistributedLot, lab_ids: set[int] | None = None, *,
+                 with_progress: bool = True) -> list[LabStatus]:
+    """Return one :class:`LabStatus` per assigned lab (of ``lab_ids`` if given), by name."""
     by_lab: dict[int, list[StatusRow]] = {}
-    for r in status_rows(dlot, with_progress=with_progress):
+    for r in status_rows(dlot, lab_ids, with_progress=with_progress):
         by_lab.setdefault(r.lab.id, []).append(r)
     return [LabStatus(rows[0].lab, tuple(rows)) for rows in by_lab.values()]
 
 
-def summary(dlot: DistributedLot) -> dict[str, int]:
-    """Return how many assigned labs are switched (every system), in parallel, or not started."""
+def summary(dlot: DistributedLot, lab_ids: set[int] | None = None) -> dict[str, int]:
+    """Return how many assigned labs (of ``lab_ids``) are switched, in parallel, not started."""
     out = dict.fromkeys(STATUS_LABELS, 0)
-    for lab in lab_statuses(dlot, with_progress=False):
+    for lab in lab_statuses(dlot, lab_ids, with_progress=False):
         out[lab.status] += 1
     return out
 

@@ -18,7 +18,7 @@ from qcwx.iqc import targets
 from qcwx.iqc.validation import chinese_date
 from qcwx.lots import parsing
 from qcwx.lots.models import DistributedLot, LotAssignment, LotChangeover, MakerTarget
-from qcwx.lots.queries import get_assignment, get_changeover, get_distributed_lot
+from qcwx.lots.queries import get_assignment, get_changeover, get_distributed_lot, manages
 from qcwx.numbers import parse_id
 from qcwx.orgs.models import Hospital, Lab, Region, User
 from qcwx.orgs.scopes import can_access_lab, region_in_subtree
@@ -114,6 +114,8 @@ def assign_labs(actor: User, lot_id: int, lab_ids, from_date: date) -> list[LotA
     """Give the lot to labs of its region tree (in the actor's scope); given ones are kept."""
     _require(actor, CENTRE_ROLES, "分配统一批号质控品")
     dlot = get_distributed_lot(actor, lot_id)
+    if not manages(actor, dlot):
+        raise Forbidden("该批号由上级质控中心登记，本中心只能查看，不能分配")
     if not isinstance(from_date, date):
         raise UserError("请填写启用日期", field="from_date")
     ids = _lab_ids(lab_ids)

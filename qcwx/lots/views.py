@@ -45,8 +45,9 @@ def index():
         return redirect(url_for("lots.lab"))
     _centre_only(CENTRE_READERS)
     lots = queries.distributed_lots(actor)
+    visible = queries.visible_lab_ids(actor)  # a higher centre's lot: only this tree's labs
     return render_template("lots/index.html", lots=lots,
-                           summaries={d.id: queries.summary(d) for d in lots})
+                           summaries={d.id: queries.summary(d, visible) for d in lots})
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -86,9 +87,11 @@ def detail(lot_id: int):
             return redirect(url_for("lots.detail", lot_id=dlot.id))
         errors, status = done.errors, done.status
     assigned = {a.lab_id for a in dlot.assignments}
-    return render_template("lots/detail.html", dlot=dlot, labs_status=queries.lab_statuses(dlot),
+    manages = queries.manages(actor, dlot)
+    return render_template("lots/detail.html", dlot=dlot, manages=manages,
+                           labs_status=queries.lab_statuses(dlot, queries.visible_lab_ids(actor)),
                            labs=[lab for lab in queries.assignable_labs(actor, dlot)
-                                 if lab.id not in assigned],
+                                 if lab.id not in assigned] if manages else [],
                            errors=errors, today=local_today(), labels=queries.STATUS_LABELS
                            ), status
 
