@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bench.accounting import Accounting
 from bench.load_submit import LoadStack
-from bench.loadgen import LoadPlan, Tally, run_phones
+from bench.loadgen import LoadPlan, Tally, run_coroutine, run_phones
 
 Fault = Callable[[LoadStack, list[str]], Awaitable[None]]
 
@@ -63,7 +63,7 @@ def run_fault(ls: LoadStack, name: str, plan: LoadPlan, fault: Fault) -> FaultRe
         await fault(ls, events)
         return await phones
 
-    tally = asyncio.run(both())
+    tally = run_coroutine(both())
     return FaultResult(name, tally, ls.drain_and_account(tally, plan.tag), events)
 
 

@@ -27,7 +27,6 @@ most 120 s of draining.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 import time
@@ -38,7 +37,16 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` and ``qcwx`` im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.accounting import Accounting, account, wait_drained  # noqa: E402
-from bench.loadgen import LoadPlan, Seeded, Tally, healthz_rate, login_all, run_phones, seed  # noqa: E402
+from bench.loadgen import (  # noqa: E402
+    LoadPlan,
+    Seeded,
+    Tally,
+    healthz_rate,
+    login_all,
+    run_coroutine,
+    run_phones,
+    seed,
+)
 from bench.stack import PrivateMariaDB, Stack, base_env, free_port  # noqa: E402
 
 SETTINGS = {"WECHAT_APPID": "wx_test_appid", "WECHAT_SECRET": "test-secret",
@@ -94,7 +102,7 @@ class LoadStack:
         self.worker = self.stack.worker(wait=False)
         self.web, self.url = self.stack.gunicorn(self.workers)
         self.stack.wait_worker(self.worker)
-        asyncio.run(login_all(self.url, self.fake, self.seeded.phones))
+        run_coroutine(login_all(self.url, self.fake, self.seeded.phones))
         print(f"  stack up, phones logged in after {time.monotonic() - t0:.1f} s", flush=True)
         return self
 
@@ -182,9 +190,9 @@ def run_load(phones: int, seconds: float, workers: int = 4, think=(1.0, 3.0),
         ls = LoadStack(Path(tmp or scratch), phones, workers, database_url)
         try:
             ls.start()
-            healthz = asyncio.run(healthz_rate(ls.url, phones, 5.0))
+            healthz = run_coroutine(healthz_rate(ls.url, phones, 5.0))
             t0 = time.monotonic()
-            tally = asyncio.run(run_phones(ls.url, ls.seeded.phones,
+            tally = run_coroutine(run_phones(ls.url, ls.seeded.phones,
                                            LoadPlan(seconds, think=tuple(think))))
             elapsed = time.monotonic() - t0
             return LoadResult(tally, elapsed, healthz, ls.drain_and_account(tally))

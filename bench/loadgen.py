@@ -34,6 +34,23 @@ TECHS_PER_LAB = 4
 SYSTEMS_PER_TECH = len(ANALYTES) // TECHS_PER_LAB
 
 
+def run_coroutine(coro):
+    """``asyncio.run(coro)``, also from a thread whose event loop is already running.
+
+    Playwright's sync API leaves a loop running in the test process's main thread (the
+    browser tests run before the e2e ones), where ``asyncio.run`` refuses to start; the
+    phones then run on a thread of their own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="phones") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 @dataclass
 class Phone:
     """One technician's phone: its openid, token and the test systems it runs QC on.

@@ -12,14 +12,13 @@ on two cores the processes take ~20 s to come up, which is most of this module's
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 
 import pytest
 
 from bench import fault_mariadb
 from bench.load_submit import LoadStack
-from bench.loadgen import LoadPlan, run_phones
+from bench.loadgen import LoadPlan, run_coroutine, run_phones
 from tests.e2e.conftest import _unavailable
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +40,7 @@ def load_stack(tmp_path_factory):
 
 
 def test_twenty_phones_for_ten_seconds_lose_nothing_and_double_nothing(load_stack):
-    tally = asyncio.run(run_phones(load_stack.url, load_stack.seeded.phones,
+    tally = run_coroutine(run_phones(load_stack.url, load_stack.seeded.phones,
                                    LoadPlan(10, reject_share=0.15, tag="ci-load")))
     acc = load_stack.drain_and_account(tally, "ci-load")
     assert tally.errors == []
