@@ -57,6 +57,7 @@ from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of thi
     check_plausible_date,
     check_run_date,
     check_run_no,
+    check_submitter,
     clean_text,
     level_keys,
     parse_value,
@@ -160,8 +161,7 @@ def prepare_runs(actor: User, channel: str, rows: Sequence[RunInput]) -> list[Pr
 
     The role and channel apply to the whole batch (raised); everything else is per row.
     """
-    if actor.role not in SUBMITTER_ROLES:
-        raise Forbidden("当前角色不能录入质控结果")
+    check_submitter(actor)
     if channel not in CHANNELS:
         raise UserError("录入渠道无效", field="channel")
     systems: dict[object, TestSystem | UserError] = {}
