@@ -7,7 +7,9 @@ a commit in their own words (:func:`qcwx.alerts.delivery.dispatch_after_commit`,
 :func:`qcwx.peer.services.refresh_after_commit`), each under its own ``session.info`` key;
 they :func:`register` that key with the name of the task that handles one id. After the
 outermost commit the listener here collects every registered key and publishes a single
-``qcwx.followups.run`` message ``{task name: [ids]}``; a rollback forgets them all.
+``qcwx.followups.run`` message ``{task name: [items]}``; a rollback forgets them all. An item
+is an id, or ``[id, argument]`` when the feature keeps a dict ``{id: argument}`` (the peer
+refresh passes the first day that changed, so it re-reads days, not a system's whole history).
 
 The worker runs each id through the named task's body in its own app context (its own
 session and commit), so one failing id neither blocks nor rolls back the others; a failed id
@@ -55,13 +57,17 @@ def register(info_key: str, task_name: str, lost_message: str, priority: int = 5
         _REGISTRY.sort(key=lambda f: f.priority)
 
 
-def pending(session: Session) -> dict[str, list[int]]:
-    """Pop and return ``{task name: sorted ids}`` of every registered key of ``session``."""
-    batch: dict[str, list[int]] = {}
+def pending(session: Session) -> dict[str, list]:
+    """Pop and return ``{task name: sorted items}`` of every registered key of ``session``.
+
+    A set of ids gives its ids; a dict ``{id: argument}`` gives ``[id, argument]`` pairs.
+    """
+    batch: dict[str, list] = {}
     for f in _REGISTRY:
         ids = session.info.pop(f.info_key, None)
         if ids:
-            batch[f.task_name] = sorted(ids)
+            batch[f.task_name] = ([[i, arg] for i, arg in sorted(ids.items())]
+                                  if isinstance(ids, dict) else sorted(ids))
     return batch
 
 
@@ -81,7 +87,7 @@ def _forget_on_rollback(session: Session, previous_transaction) -> None:
             session.info.pop(f.info_key, None)
 
 
-def publish(batch: dict[str, list[int]]) -> None:
+def publish(batch: dict[str, list]) -> None:
     """Queue ``batch`` as one message; a broker failure is logged per id, never raised.
 
     The rows are already committed, so a failed publish only delays the work until its
@@ -103,7 +109,7 @@ def publish(batch: dict[str, list[int]]) -> None:
 
 
 @shared_task(name=TASK, acks_late=True, ignore_result=True)
-def run(batch: dict[str, list[int]]) -> dict[str, int]:
+def run(batch: dict[str, list]) -> dict[str, int]:
     """Run every id of ``batch`` through its task, each in its own app context and commit."""
     done: dict[str, int] = {}
     order = [f.task_name for f in _REGISTRY]
@@ -114,7 +120,7 @@ def run(batch: dict[str, list[int]]) -> dict[str, int]:
                 log.error("follow-up task %s is not registered; id %s dropped", name, i)
                 continue
             try:
-                task(i)  # FlaskTask.__call__: a fresh app context, session and commit
+                task(*_args(i))  # FlaskTask.__call__: a fresh app context, session and commit
                 done[name] = done.get(name, 0) + 1
             except Exception:  # noqa: BLE001 - isolate ids: one failure must not stop the rest
                 log.exception("follow-up %s(%s) failed; queued on its own for its retries",
@@ -123,8 +129,13 @@ def run(batch: dict[str, list[int]]) -> dict[str, int]:
     return done
 
 
-def _requeue(task, item: int) -> None:
+def _args(item) -> list:
+    """The task arguments of one batch item: an id, or an ``[id, argument]`` pair."""
+    return list(item) if isinstance(item, (list, tuple)) else [item]
+
+
+def _requeue(task, item) -> None:
     try:
-        task.apply_async(args=[item], retry=False)
+        task.apply_async(args=_args(item), retry=False)
     except Exception as exc:  # noqa: BLE001 - the feature's safety net catches up
         log.warning("follow-up %s(%s) could not be re-queued: %s", task.name, item, exc)

@@ -244,7 +244,9 @@ def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Colle
         window = _series(ts, runs, rows)
         evaluation = westgard.evaluate(window.z, queries.current_rule_set(ts))
     alert = {run.id} if notify is True else set(notify or ())
-    peer_services.refresh_after_commit(ts.id)  # peer statistics follow every change of a run
+    # peer statistics follow every change of a run; days before the first re-judged run
+    # keep their verdicts, so only days from it on are re-read
+    peer_services.refresh_after_commit(ts.id, since=run.run_date)
     verdict = None
     for i in range(first, len(runs)):
         has_target = not np.isnan(window.z[i]).all()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from datetime import date
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
@@ -63,44 +63,64 @@ class RefreshResult:
     results: int
 
 
-def _aggregate(ts_ids: Sequence[int]) -> dict[tuple[int, int, date], tuple[int, float, float]]:
+def _aggregate(ts_ids: Sequence[int], since: date | None = None,
+               ) -> dict[tuple[int, int, date], tuple[int, float, float]]:
     """Return (ts, level, day) → (n, Σx, Σx²) of in-control current results, from the results.
 
     In control = a judged run not rejected (:func:`qcwx.peer.frames.in_control`): pending runs
     stay out until they are judged, and their re-judgement triggers a refresh like any other.
+    ``since``: only days from then on (the run date index bounds the read).
     """
     value = QcResult.value
-    rows = db.session.execute(
-        select(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date,
-               func.count(QcResult.id), func.sum(value), func.sum(value * value))
-        .join(QcResult, QcResult.run_id == QcRun.id)
-        .where(QcRun.test_system_id.in_(list(ts_ids)), QcResult.is_current, in_control())
-        .group_by(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date)).all()
+    stmt = (select(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date,
+                   func.count(QcResult.id), func.sum(value), func.sum(value * value))
+            .join(QcResult, QcResult.run_id == QcRun.id)
+            .where(QcRun.test_system_id.in_(list(ts_ids)), QcResult.is_current, in_control())
+            .group_by(QcRun.test_system_id, QcResult.qc_level_id, QcRun.run_date))
+    if since is not None:
+        stmt = stmt.where(QcRun.run_date >= since)
     return {(ts, lv, day): (int(n), float(total), float(total_sq))
-            for ts, lv, day, n, total, total_sq in rows}
+            for ts, lv, day, n, total, total_sq in db.session.execute(stmt)}
 
 
-def _cached(ts_ids: Sequence[int]) -> dict[tuple[int, int, date], tuple[int, float, float]]:
+def _cached(ts_ids: Sequence[int], since: date | None = None,
+            ) -> dict[tuple[int, int, date], tuple[int, float, float]]:
     t = PeerLabDay.__table__
-    rows = db.session.execute(select(t.c.test_system_id, t.c.qc_level_id, t.c.day, t.c.n,
-                                     t.c.total, t.c.total_sq)
-                              .where(t.c.test_system_id.in_(list(ts_ids)))).all()
+    stmt = (select(t.c.test_system_id, t.c.qc_level_id, t.c.day, t.c.n, t.c.total, t.c.total_sq)
+            .where(t.c.test_system_id.in_(list(ts_ids))))
+    if since is not None:
+        stmt = stmt.where(t.c.day >= since)
     return {(ts, lv, day): (int(n), float(total), float(total_sq))
-            for ts, lv, day, n, total, total_sq in rows}
+            for ts, lv, day, n, total, total_sq in db.session.execute(stmt)}
 
 
-def refresh_systems(ts_ids: Iterable[int]) -> RefreshResult:
+def refresh_systems(ts_ids: Iterable[int], since: date | None = None) -> RefreshResult:
     """Bring the moments cache of these test systems up to date; write only changed days.
 
     Also marks each system as cached (``PeerTsState``), after which readers use the cache for
     it instead of raw results. Core statements: the cache is derived data, not audited.
+
+    ``since`` (a submission's or re-judgement's first changed day) re-reads only the days from
+    then on, so a refresh after today's run costs the same with 10 or 100,000 runs stored
+    (issue 14: re-aggregating a 300-day history per submission was most of the worker's CPU).
+    Days before ``since`` cannot have changed: re-judging starts at the first changed run and
+    every later verdict it rewrites is dated on or after it. A system never cached yet is
+    always read whole (its older days are not in the cache).
     """
     ids = sorted({int(i) for i in ts_ids})
+    if since is not None:
+        st = PeerTsState.__table__
+        known = set(db.session.scalars(select(st.c.test_system_id)
+                                       .where(st.c.test_system_id.in_(ids))))
+        if len(known) < len(ids):
+            whole = refresh_systems([i for i in ids if i not in known])
+            part = refresh_systems(known, since) if known else RefreshResult(0, 0, 0, 0)
+            return RefreshResult(*(a + b for a, b in zip(astuple(whole), astuple(part))))
     written = deleted = results = 0
     t = PeerLabDay.__table__
     for start in range(0, len(ids), REFRESH_CHUNK):
         chunk = ids[start:start + REFRESH_CHUNK]
-        fresh, old = _aggregate(chunk), _cached(chunk)
+        fresh, old = _aggregate(chunk, since), _cached(chunk, since)
         gone = [k for k, v in old.items() if fresh.get(k) != v]
         new = [k for k, v in fresh.items() if old.get(k) != v]
         if gone:
@@ -113,25 +133,33 @@ def refresh_systems(ts_ids: Iterable[int]) -> RefreshResult:
                 {"test_system_id": ts, "qc_level_id": lv, "day": day, "n": fresh[(ts, lv, day)][0],
                  "total": fresh[(ts, lv, day)][1], "total_sq": fresh[(ts, lv, day)][2]}
                 for ts, lv, day in new])
-        _mark_cached(chunk, fresh)
+        _mark_cached(chunk, fresh, old if since is not None else None)
         written += len(new)
         deleted += len(set(gone) - set(new))
         results += sum(v[0] for v in fresh.values())
     return RefreshResult(len(ids), written, deleted, results)
 
 
-def _mark_cached(ts_ids: Sequence[int], fresh: Mapping) -> None:
+def _mark_cached(ts_ids: Sequence[int], fresh: Mapping, old: Mapping | None = None) -> None:
+    """Stamp the systems as cached with their result count.
+
+    ``old`` (a refresh of recent days): the cached rows those days replaced, so the count
+    moves by the difference instead of being recounted over the whole history.
+    """
     counts: dict[int, int] = {ts: 0 for ts in ts_ids}
     for (ts, _, _), (n, _, _) in fresh.items():
         counts[ts] += n
+    for (ts, _, _), (n, _, _) in (old or {}).items():
+        counts[ts] -= n
     st = PeerTsState.__table__
     known = set(db.session.scalars(select(st.c.test_system_id).where(
         st.c.test_system_id.in_(list(ts_ids)))))
     now = utcnow()
+    count = st.c.n_results + bindparam("nr") if old is not None else bindparam("nr")
     if known:
         db.session.execute(
             update(st).where(st.c.test_system_id == bindparam("ts"))
-            .values(refreshed_at=bindparam("at"), n_results=bindparam("nr")),
+            .values(refreshed_at=bindparam("at"), n_results=count),
             [{"ts": ts, "at": now, "nr": counts[ts]} for ts in ts_ids if ts in known])
     missing = [ts for ts in ts_ids if ts not in known]
     if missing:
@@ -139,28 +167,37 @@ def _mark_cached(ts_ids: Sequence[int], fresh: Mapping) -> None:
                                          "n_results": counts[ts]} for ts in missing])
 
 
-def refresh_after_submission(test_system_id: int) -> RefreshResult:
+def refresh_after_submission(test_system_id: int, since: date | None = None) -> RefreshResult:
     """Update the live peer statistics after a run of ``test_system_id`` was committed.
 
     Call it (through the ``qcwx.peer.refresh`` task) after every commit that adds, corrects
     or re-judges results of the system; it is idempotent, so a retry or a duplicate is harmless.
+    ``since``: the first day that changed (None: the whole history).
     """
     if db.session.get(TestSystem, int(test_system_id)) is None:
         raise NotFound("检测系统不存在", field="test_system_id")
-    result = refresh_systems([int(test_system_id)])
-    log.debug("peer refresh ts=%s: %s", test_system_id, result)
+    result = refresh_systems([int(test_system_id)], since)
+    log.debug("peer refresh ts=%s since %s: %s", test_system_id, since, result)
     return result
 
 
-def refresh_after_commit(*test_system_ids: int) -> None:
+def refresh_after_commit(*test_system_ids: int, since: date | None = None) -> None:
     """Queue ``qcwx.peer.refresh`` for these systems once the current transaction commits.
 
     The one line a writer of results adds (submission, correction, re-judgement after a limit
-    change). Queueing before the commit would let a fast worker read the old results;
-    after a rollback nothing is queued. The task is looked up by name, so services never
-    import worker modules.
+    change), with ``since`` the first day it changed when it knows it (None: all days).
+    Queueing before the commit would let a fast worker read the old results; after a
+    rollback nothing is queued. Several changes of one system in one transaction keep the
+    earliest day. The task is looked up by name, so services never import worker modules.
     """
-    db.session.info.setdefault(_PENDING_KEY, set()).update(int(i) for i in test_system_ids)
+    pending = db.session.info.setdefault(_PENDING_KEY, {})
+    day = since.isoformat() if since is not None else None
+    for i in test_system_ids:
+        i = int(i)
+        if i not in pending:
+            pending[i] = day
+        elif pending[i] is not None:
+            pending[i] = None if day is None else min(pending[i], day)
 
 
 followups.register(_PENDING_KEY, REFRESH_TASK, "peer refresh of ts=%s not queued (the nightly "

@@ -1,7 +1,7 @@
 """Peer-comparison tasks: thin wrappers that take ids, call one service and commit once.
 
-* ``qcwx.peer.refresh(test_system_id)`` — after the commit of a submission, correction or
-  re-evaluation of that test system (idempotent; safe to retry).
+* ``qcwx.peer.refresh(test_system_id, since=None)`` — after the commit of a submission,
+  correction or re-evaluation of that test system, from its first changed day (idempotent).
 * ``qcwx.peer.rebuild(region_id=None)`` — nightly safety net and after bulk imports.
 * ``qcwx.peer.freeze_month(region_id, month)`` — freeze one region's finished month.
 * ``qcwx.peer.freeze_previous_month()`` — on the 1st: freeze last month for every region
@@ -12,6 +12,8 @@ enqueued by name from :mod:`qcwx.peer.services`. Keep the registered names stabl
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 from celery import shared_task
 
@@ -26,9 +28,10 @@ def _commit(result):
 
 
 @shared_task(name="qcwx.peer.refresh", acks_late=True)
-def refresh(test_system_id: int) -> dict:
-    """Bring the live peer statistics of one test system up to date."""
-    result = services.refresh_after_submission(int(test_system_id))
+def refresh(test_system_id: int, since: str | None = None) -> dict:
+    """Bring the live peer statistics of one test system up to date (days from ``since`` on)."""
+    day = date.fromisoformat(since) if since else None
+    result = services.refresh_after_submission(int(test_system_id), day)
     return _commit(result.__dict__)
 
 

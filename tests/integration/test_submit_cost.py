@@ -113,5 +113,6 @@ def test_one_commit_publishes_one_message_for_the_alert_and_the_peer_refresh(
     session.commit()
     assert len(batches) == 1
     assert set(batches[0]) == {"qcwx.alerts.dispatch", "qcwx.peer.refresh"}
-    assert batches[0]["qcwx.peer.refresh"] == [lab["ts"]]
+    day = (local_today() - timedelta(days=2)).isoformat()
+    assert batches[0]["qcwx.peer.refresh"] == [[lab["ts"], day]]  # from the run's day on
     assert len(batches[0]["qcwx.alerts.dispatch"]) == 1

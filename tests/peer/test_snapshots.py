@@ -141,3 +141,53 @@ def test_refresh_is_queued_after_commit_and_forgotten_on_rollback(peer_world, se
     session.expire_all()
     assert session.get(PeerTsState, ts_b2).n_results == 20
     assert session.get(PeerTsState, w.systems["s1"].id) is not None
+
+
+def _full_refresh_changes_nothing(session, ts_id: int) -> None:
+    """The recent-days refresh left the cache exactly as a whole-history refresh makes it."""
+    count = session.get(PeerTsState, ts_id).n_results
+    full = services.refresh_systems([ts_id])
+    assert (full.days_written, full.days_deleted) == (0, 0)
+    session.expire_all()
+    assert session.get(PeerTsState, ts_id).n_results == count == full.results
+
+
+def test_a_refresh_since_the_first_changed_day_equals_a_whole_history_refresh(
+        peer_world, session, monkeypatch):
+    """Issue 14: the after-commit refresh re-reads only days from the first re-judged run on.
+
+    A back-dated run re-judges every later run of the system, and a correction re-judges from
+    its run; the cache written from those days on must be what a full re-aggregation writes.
+    """
+    w = peer_world
+    ts = w.systems["r1"].id
+    services.rebuild_cache(w.region.id)
+    session.commit()
+    seen = []
+    real = services.refresh_systems
+    monkeypatch.setattr(services, "refresh_systems",
+                        lambda ids, since=None: (seen.append(since), real(ids, since))[1])
+    back = previous_month_start(w.today) + timedelta(days=2)
+    verdict = iqc_services.submit_run(w.users["tech_r1"], test_system_id=ts, run_date=back,
+                                      run_no=2, values={"1": "9.90", "2": "30.00"})
+    session.commit()  # eager Celery: the refresh task ran on commit
+    assert seen == [back] and verdict.status == "reject"
+    _full_refresh_changes_nothing(session, ts)
+
+    seen.clear()
+    run = session.get(iqc_services.QcRun, verdict.run_id)
+    result = next(r for r in run.results if r.is_current and r.level.level_index == 1)
+    iqc_services.correct_result(w.users["tech_r1"], result.id, "5.60", "录入错误")
+    session.commit()
+    assert seen == [back]
+    _full_refresh_changes_nothing(session, ts)
+
+
+def test_a_refresh_since_a_day_of_a_never_cached_system_reads_its_whole_history(
+        peer_world, session):
+    w = peer_world
+    ts = w.systems["r2"].id
+    assert session.get(PeerTsState, ts) is None
+    result = services.refresh_after_submission(ts, since=w.today)
+    assert result.days_written == 2 * 6 and result.results == 20
+    _full_refresh_changes_nothing(session, ts)
