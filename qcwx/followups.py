@@ -93,14 +93,20 @@ def publish(batch: dict[str, list]) -> None:
     The rows are already committed, so a failed publish only delays the work until its
     safety net (the alert sweeper, the nightly peer rebuild); failing the request would make
     the user resubmit a stored run. One connection attempt, no retry loop: kombu would
-    otherwise keep the user waiting for seconds while Redis is down.
+    otherwise keep the user waiting for seconds while Redis is down
+    (``broker_transport_options["max_retries"] = 0`` in :func:`qcwx.extensions.init_celery`).
+
+    The message goes through the app's producer pool, whose Redis connection stays open
+    between requests. A fresh connection per publish (what this did before) cost a TCP
+    connect, a PING and a queue declaration each time: a fifth of a gunicorn worker's time
+    under load (issue 14, py-spy). A pooled connection that Redis dropped reconnects on its
+    next use.
     """
     try:
         task = celery.tasks.get(TASK)
         if task is None:
             raise LookupError(f"task {TASK} is not registered")
-        with celery.connection_for_write(transport_options={"max_retries": 0}) as connection:
-            task.apply_async(args=[batch], retry=False, connection=connection)
+        task.apply_async(args=[batch], retry=False)
     except Exception as exc:  # noqa: BLE001 - any broker failure: the safety nets catch up
         messages = {f.task_name: f.lost_message for f in _REGISTRY}
         for name, ids in batch.items():

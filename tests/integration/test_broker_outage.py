@@ -55,3 +55,52 @@ def test_a_publish_with_the_broker_down_tries_to_connect_once(app, monkeypatch):
     finally:
         probe.close()
     assert attempts == [port]
+
+
+def test_publishes_share_one_pooled_broker_connection_and_survive_a_restart(
+        app, monkeypatch, tmp_path):
+    """Issue 14: each after-commit publish opened its own Redis connection (connect, PING,
+    queue declaration): a fifth of a gunicorn worker's time under load. Publishes now go
+    through the producer pool; a connection Redis dropped reconnects on the next publish."""
+    import os
+    import shutil
+
+    import redis as redis_lib
+
+    from bench.stack import Stack
+    from qcwx import followups
+
+    if not shutil.which("redis-server"):
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is needed in CI")
+        pytest.skip("redis-server is not installed")
+    stack = Stack(tmp_path, {})
+    port = free_port()
+    server = stack.redis(port)
+    connects = []
+    connect = redis.connection.Connection._connect
+    monkeypatch.setattr(redis.connection.Connection, "_connect",
+                        lambda self: (connects.append(self.port), connect(self))[1])
+    probe = Celery("probe-pool", set_as_current=False)
+    probe.conf.update({k: v for k, v in celery.conf.items() if k.startswith(("broker_", "task_"))})
+    probe.conf.update(broker_url=f"redis://127.0.0.1:{port}/0", result_backend=None,
+                      task_always_eager=False)
+    monkeypatch.setattr(followups, "celery", probe)
+    queue = redis_lib.Redis(port=port)
+    try:
+        followups.publish({"qcwx.peer.refresh": [0]})
+        opened = len(connects)  # the pooled connection and kombu's channel
+        for i in range(1, 20):
+            followups.publish({"qcwx.peer.refresh": [i]})
+        assert len(connects) == opened <= 2  # 19 more publishes, no new connection
+        assert queue.llen("celery") == 20
+        server.popen.terminate()
+        server.popen.wait(10)
+        followups.publish({"qcwx.peer.refresh": [99]})  # logged, never raised
+        server = stack.redis(port)
+        followups.publish({"qcwx.peer.refresh": [100]})
+        assert redis_lib.Redis(port=port).llen("celery") == 1  # a fresh server: only this one
+    finally:
+        probe.close()
+        server.popen.terminate()
+        server.popen.wait(10)
