@@ -172,9 +172,15 @@ def scoped(stmt: Select, actor: User, lab_column: ColumnElement) -> Select:
 
 
 def can_access_lab(actor: User, lab_id: int | None) -> bool:
-    """Return whether ``lab_id`` is inside the actor's scope."""
+    """Return whether ``lab_id`` is inside the actor's scope.
+
+    A lab-scoped user's answer needs no statement: their scope is their own lab, which
+    exists (``user.lab_id`` is a foreign key). Every submission asks this (issue 14).
+    """
     if lab_id is None:
         return False
+    if actor.role in LAB_ROLES and isinstance(lab_id, int):
+        return actor.lab_id is not None and actor.lab_id == lab_id
     stmt = lab_ids_in_scope(actor).where(Lab.id == lab_id)
     return db.session.execute(stmt).first() is not None
 

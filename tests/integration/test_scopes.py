@@ -43,3 +43,26 @@ def test_other_labs_appear_by_anonymous_code_below_center(world):
     assert lab_label(tech, world.lab_b) == world.lab_b.anon_code
     assert lab_label(tech, world.lab_a) == world.lab_a.full_name
     assert lab_label(world.users["center"], world.lab_b) == world.lab_b.full_name
+
+
+def test_a_lab_users_scope_check_costs_no_statement(world, session):
+    """Issue 14: every submission asks whether the technician may reach the test system."""
+    from sqlalchemy import event
+
+    actors = [world.users[role] for role in ("technician", "supervisor")]
+    labs = (world.lab_a.id, world.lab_b.id)
+    assert all(a.role and a.lab_id for a in actors)  # loaded before counting
+    seen = []
+    engine = session.get_bind()
+    listener = lambda *a, **k: seen.append(1)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        for actor in actors:
+            assert can_access_lab(actor, labs[0]) is True
+            assert can_access_lab(actor, labs[1]) is False
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert seen == []
+    # an id that is not an int still gets the database's answer
+    assert can_access_lab(world.users["technician"], str(world.lab_a.id)) is True
+    assert can_access_lab(world.users["technician"], "x") is False
