@@ -108,14 +108,18 @@ def refresh_systems(ts_ids: Iterable[int], since: date | None = None) -> Refresh
     always read whole (its older days are not in the cache).
     """
     ids = sorted({int(i) for i in ts_ids})
-    if since is not None:
-        st = PeerTsState.__table__
-        known = set(db.session.scalars(select(st.c.test_system_id)
-                                       .where(st.c.test_system_id.in_(ids))))
-        if len(known) < len(ids):
-            whole = refresh_systems([i for i in ids if i not in known])
-            part = refresh_systems(known, since) if known else RefreshResult(0, 0, 0, 0)
-            return RefreshResult(*(a + b for a, b in zip(astuple(whole), astuple(part))))
+    st = PeerTsState.__table__
+    known = set(db.session.scalars(select(st.c.test_system_id)
+                                   .where(st.c.test_system_id.in_(ids)))) if ids else set()
+    if since is not None and len(known) < len(ids):
+        whole = _refresh([i for i in ids if i not in known], None, set())
+        part = _refresh(sorted(known), since, known) if known else RefreshResult(0, 0, 0, 0)
+        return RefreshResult(*(a + b for a, b in zip(astuple(whole), astuple(part))))
+    return _refresh(ids, since, known)
+
+
+def _refresh(ids: list[int], since: date | None, known: set[int]) -> RefreshResult:
+    """:func:`refresh_systems` of sorted ``ids``, ``known`` being those already cached."""
     written = deleted = results = 0
     t = PeerLabDay.__table__
     for start in range(0, len(ids), REFRESH_CHUNK):
@@ -133,15 +137,16 @@ def refresh_systems(ts_ids: Iterable[int], since: date | None = None) -> Refresh
                 {"test_system_id": ts, "qc_level_id": lv, "day": day, "n": fresh[(ts, lv, day)][0],
                  "total": fresh[(ts, lv, day)][1], "total_sq": fresh[(ts, lv, day)][2]}
                 for ts, lv, day in new])
-        _mark_cached(chunk, fresh, old if since is not None else None)
+        _mark_cached(chunk, fresh, known, old if since is not None else None)
         written += len(new)
         deleted += len(set(gone) - set(new))
         results += sum(v[0] for v in fresh.values())
     return RefreshResult(len(ids), written, deleted, results)
 
 
-def _mark_cached(ts_ids: Sequence[int], fresh: Mapping, old: Mapping | None = None) -> None:
-    """Stamp the systems as cached with their result count.
+def _mark_cached(ts_ids: Sequence[int], fresh: Mapping, known: set[int],
+                 old: Mapping | None = None) -> None:
+    """Stamp the systems as cached with their result count (``known``: already stamped).
 
     ``old`` (a refresh of recent days): the cached rows those days replaced, so the count
     moves by the difference instead of being recounted over the whole history.
@@ -152,8 +157,6 @@ def _mark_cached(ts_ids: Sequence[int], fresh: Mapping, old: Mapping | None = No
     for (ts, _, _), (n, _, _) in (old or {}).items():
         counts[ts] -= n
     st = PeerTsState.__table__
-    known = set(db.session.scalars(select(st.c.test_system_id).where(
-        st.c.test_system_id.in_(list(ts_ids)))))
     now = utcnow()
     count = st.c.n_results + bindparam("nr") if old is not None else bindparam("nr")
     if known:
@@ -174,9 +177,11 @@ def refresh_after_submission(test_system_id: int, since: date | None = None) -> 
     or re-judges results of the system; it is idempotent, so a retry or a duplicate is harmless.
     ``since``: the first day that changed (None: the whole history).
     """
-    if db.session.get(TestSystem, int(test_system_id)) is None:
+    ts_id = int(test_system_id)
+    cached = since is not None and db.session.get(PeerTsState, ts_id) is not None
+    if not cached and db.session.get(TestSystem, ts_id) is None:  # a cached one exists (FK)
         raise NotFound("检测系统不存在", field="test_system_id")
-    result = refresh_systems([int(test_system_id)], since)
+    result = _refresh([ts_id], since, {ts_id}) if cached else refresh_systems([ts_id], since)
     log.debug("peer refresh ts=%s since %s: %s", test_system_id, since, result)
     return result
 

@@ -164,9 +164,9 @@ def test_a_refresh_since_the_first_changed_day_equals_a_whole_history_refresh(
     services.rebuild_cache(w.region.id)
     session.commit()
     seen = []
-    real = services.refresh_systems
-    monkeypatch.setattr(services, "refresh_systems",
-                        lambda ids, since=None: (seen.append(since), real(ids, since))[1])
+    real = services._refresh
+    monkeypatch.setattr(services, "_refresh",
+                        lambda ids, since, known: (seen.append(since), real(ids, since, known))[1])
     back = previous_month_start(w.today) + timedelta(days=2)
     verdict = iqc_services.submit_run(w.users["tech_r1"], test_system_id=ts, run_date=back,
                                       run_no=2, values={"1": "9.90", "2": "30.00"})
