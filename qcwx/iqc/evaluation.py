@@ -242,7 +242,12 @@ def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Colle
         first = next(i for i, r in enumerate(runs) if r.id == run.id)
         _load_violations(runs[first:], fresh)
         window = _series(ts, runs, rows)
-        evaluation = westgard.evaluate(window.z, queries.current_rule_set(ts))
+        rules = queries.current_rule_set(ts)
+        if first == len(runs) - 1:  # the usual submission: only the newest run is judged,
+            # and only the rows its windows reach are read (equal to evaluate(z)[-1])
+            evaluation = {first: westgard.evaluate_last(window.z, rules)}
+        else:
+            evaluation = westgard.evaluate(window.z, rules)
     alert = {run.id} if notify is True else set(notify or ())
     # peer statistics follow every change of a run; days before the first re-judged run
     # keep their verdicts, so only days from it on are re-read
