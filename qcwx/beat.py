@@ -16,7 +16,9 @@ BEAT_SCHEDULE = {
         "task": "qcwx.alerts.missing_submission_reminder", "schedule": crontab(minute="*/15")},
     "alerts-daily-digest": {"task": "qcwx.alerts.daily_digest",
                             "schedule": crontab(hour=18, minute=0)},
-    # Nightly peer cache rebuild, month freeze on the 1st.
+    # Peer refreshes parked in Redis whose drain message was lost (normally a second after
+    # the commit: qcwx.peer.pending); nightly peer cache rebuild, month freeze on the 1st.
+    "peer-refresh-pending": {"task": "qcwx.peer.refresh_pending", "schedule": 60.0},
     "peer-rebuild-nightly": {"task": "qcwx.peer.rebuild", "schedule": crontab(hour=0, minute=20)},
     "peer-freeze-monthly": {"task": "qcwx.peer.freeze_previous_month",
                             "schedule": crontab(day_of_month=1, hour=1, minute=0)},

@@ -20,6 +20,7 @@ idempotent (dispatch claims its row; a peer refresh recomputes), so redelivery i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery import shared_task
@@ -41,20 +42,32 @@ class Followup:
     task_name: str
     lost_message: str  # logged with the id when it cannot be queued (what catches up later)
     priority: int  # lower runs first
+    #: (task name, items) → {task name: items} still to publish; None publishes the items
+    coalesce: Callable[[str, list], dict[str, list]] | None = None
 
 
 _REGISTRY: list[Followup] = []
+#: task name → seconds its message waits (a coalescing drain); published on its own
+_DELAYED: dict[str, float] = {}
 
 
-def register(info_key: str, task_name: str, lost_message: str, priority: int = 50) -> None:
+def register(info_key: str, task_name: str, lost_message: str, priority: int = 50, *,
+             coalesce: Callable[[str, list], dict[str, list]] | None = None) -> None:
     """Publish the ids a session collects under ``info_key`` to ``task_name`` after commit.
 
     ``priority`` orders the work inside one message (alerts first: a person is waiting).
     ``lost_message`` is a ``%s``-format of (id, error) logged when the publish fails.
+    ``coalesce`` may replace the items by other work (the peer refresh parks them in Redis
+    and publishes one delayed drain for many commits: :mod:`qcwx.peer.pending`).
     """
     if all(f.info_key != info_key for f in _REGISTRY):
-        _REGISTRY.append(Followup(info_key, task_name, lost_message, priority))
+        _REGISTRY.append(Followup(info_key, task_name, lost_message, priority, coalesce))
         _REGISTRY.sort(key=lambda f: f.priority)
+
+
+def register_delayed(task_name: str, seconds: float) -> None:
+    """Publish ``task_name``'s items ``seconds`` late, in a message of their own."""
+    _DELAYED[task_name] = seconds
 
 
 def pending(session: Session) -> dict[str, list]:
@@ -66,8 +79,11 @@ def pending(session: Session) -> dict[str, list]:
     for f in _REGISTRY:
         ids = session.info.pop(f.info_key, None)
         if ids:
-            batch[f.task_name] = ([[i, arg] for i, arg in sorted(ids.items())]
-                                  if isinstance(ids, dict) else sorted(ids))
+            items = ([[i, arg] for i, arg in sorted(ids.items())]
+                     if isinstance(ids, dict) else sorted(ids))
+            for name, more in (f.coalesce(f.task_name, items) if f.coalesce
+                               else {f.task_name: items}).items():
+                batch.setdefault(name, []).extend(more)
     return batch
 
 
@@ -102,16 +118,21 @@ def publish(batch: dict[str, list]) -> None:
     under load (issue 14, py-spy). A pooled connection that Redis dropped reconnects on its
     next use.
     """
-    try:
-        task = celery.tasks.get(TASK)
-        if task is None:
-            raise LookupError(f"task {TASK} is not registered")
-        task.apply_async(args=[batch], retry=False)
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the safety nets catch up
-        messages = {f.task_name: f.lost_message for f in _REGISTRY}
-        for name, ids in batch.items():
-            for i in ids:
-                log.warning(messages.get(name, "%s not queued: %s"), i, exc)
+    now = {name: items for name, items in batch.items() if name not in _DELAYED}
+    parts = [(now, None)] if now else []
+    parts += [({name: items}, _DELAYED[name]) for name, items in batch.items()
+              if name in _DELAYED]
+    for part, countdown in parts:
+        try:
+            task = celery.tasks.get(TASK)
+            if task is None:
+                raise LookupError(f"task {TASK} is not registered")
+            task.apply_async(args=[part], retry=False, countdown=countdown)
+        except Exception as exc:  # noqa: BLE001 - any broker failure: the safety nets catch up
+            messages = {f.task_name: f.lost_message for f in _REGISTRY}
+            for name, ids in part.items():
+                for i in ids:
+                    log.warning(messages.get(name, "%s not queued: %s"), i, exc)
 
 
 @shared_task(name=TASK, acks_late=True, ignore_result=True)

@@ -31,7 +31,7 @@ from qcwx.extensions import db
 from qcwx.iqc.models import QcResult, QcRun
 from qcwx.orgs import scopes
 from qcwx.orgs.models import Hospital, Lab, Region, User
-from qcwx.peer import queries
+from qcwx.peer import pending, queries
 from qcwx.peer.filters import DIMENSIONS, Period, month_end, month_period, parse_filters
 from qcwx.peer.models import (
     PeerLabDay,
@@ -61,6 +61,9 @@ class RefreshResult:
     days_written: int
     days_deleted: int
     results: int
+
+    def __add__(self, other: RefreshResult) -> RefreshResult:
+        return RefreshResult(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 def _aggregate(ts_ids: Sequence[int], since: date | None = None,
@@ -114,7 +117,7 @@ def refresh_systems(ts_ids: Iterable[int], since: date | None = None) -> Refresh
     if since is not None and len(known) < len(ids):
         whole = _refresh([i for i in ids if i not in known], None, set())
         part = _refresh(sorted(known), since, known) if known else RefreshResult(0, 0, 0, 0)
-        return RefreshResult(*(a + b for a, b in zip(astuple(whole), astuple(part))))
+        return whole + part
     return _refresh(ids, since, known)
 
 
@@ -195,18 +198,33 @@ def refresh_after_commit(*test_system_ids: int, since: date | None = None) -> No
     rollback nothing is queued. Several changes of one system in one transaction keep the
     earliest day. The task is looked up by name, so services never import worker modules.
     """
-    pending = db.session.info.setdefault(_PENDING_KEY, {})
+    queued = db.session.info.setdefault(_PENDING_KEY, {})
     day = since.isoformat() if since is not None else None
     for i in test_system_ids:
         i = int(i)
-        if i not in pending:
-            pending[i] = day
-        elif pending[i] is not None:
-            pending[i] = None if day is None else min(pending[i], day)
+        if i not in queued:
+            queued[i] = day
+        elif queued[i] is not None:
+            queued[i] = None if day is None else min(queued[i], day)
+
+
+def refresh_parked(systems: Mapping[int, date | None]) -> RefreshResult:
+    """Refresh the systems the drain took from Redis (:mod:`qcwx.peer.pending`), by day.
+
+    Systems deleted since they were parked are skipped (a foreign key would otherwise fail
+    the whole drain, which would then put them back for ever).
+    """
+    existing = set(db.session.scalars(select(TestSystem.id).where(
+        TestSystem.id.in_(list(systems))))) if systems else set()
+    total = RefreshResult(0, 0, 0, 0)
+    for day, ids in pending.by_day({k: v for k, v in systems.items() if k in existing}).items():
+        total = total + refresh_systems(ids, day)
+    return total
 
 
 followups.register(_PENDING_KEY, REFRESH_TASK, "peer refresh of ts=%s not queued (the nightly "
-                   "rebuild catches up): %s", priority=10)
+                   "rebuild catches up): %s", priority=10, coalesce=pending.coalesce)
+followups.register_delayed(pending.DRAIN_TASK, pending.DELAY)
 
 
 def rebuild_cache(region_id: int | None = None) -> RefreshResult:

@@ -2,6 +2,8 @@
 
 * ``qcwx.peer.refresh(test_system_id, since=None)`` — after the commit of a submission,
   correction or re-evaluation of that test system, from its first changed day (idempotent).
+* ``qcwx.peer.refresh_pending()`` — the same for every system parked in Redis since the last
+  drain (:mod:`qcwx.peer.pending`: with a broker, commits park systems instead of queueing).
 * ``qcwx.peer.rebuild(region_id=None)`` — nightly safety net and after bulk imports.
 * ``qcwx.peer.freeze_month(region_id, month)`` — freeze one region's finished month.
 * ``qcwx.peer.freeze_previous_month()`` — on the 1st: freeze last month for every region
@@ -18,7 +20,7 @@ from datetime import date
 from celery import shared_task
 
 from qcwx.extensions import db
-from qcwx.peer import services
+from qcwx.peer import pending, services
 from qcwx.timeutil import local_today
 
 
@@ -33,6 +35,22 @@ def refresh(test_system_id: int, since: str | None = None) -> dict:
     day = date.fromisoformat(since) if since else None
     result = services.refresh_after_submission(int(test_system_id), day)
     return _commit(result.__dict__)
+
+
+@shared_task(name="qcwx.peer.refresh_pending", acks_late=True)
+def refresh_pending() -> dict:
+    """Refresh every system parked in Redis since the last drain (one pass for many commits).
+
+    Scheduled a second after the first commit that parks a system, and by beat every minute
+    as a safety net. What it took is put back if it fails, for the next drain.
+    """
+    systems = pending.take()
+    try:
+        return _commit(services.refresh_parked(systems).__dict__)
+    except Exception:
+        db.session.rollback()
+        pending.put_back(systems)
+        raise
 
 
 @shared_task(name="qcwx.peer.rebuild")

@@ -1,0 +1,138 @@
+"""Peer refreshes parked in Redis and drained in one pass (issue 14: one task per commit).
+
+Real Redis (the shared server, a database of its own), the real submission service and the
+real drain task; only the Celery publish is recorded instead of sent.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+
+from qcwx import followups
+from qcwx.extensions import celery
+from qcwx.iqc import services as iqc_services
+from qcwx.peer import pending, services, tasks
+from qcwx.peer.models import PeerTsState
+from tests.fixtures.app import IN_CI
+from tests.peer.conftest import previous_month_start
+
+REDIS_URL = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture
+def parked(app, monkeypatch):
+    """Broker mode: REDIS_URL set, tasks not eager; yields the published messages."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}")
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    client.delete(pending.HASH_KEY, pending.FLAG_KEY)
+    monkeypatch.setitem(app.config, "REDIS_URL", REDIS_URL)
+    monkeypatch.setitem(celery.conf, "task_always_eager", False)
+    sent = []
+    task = celery.tasks[followups.TASK]
+    monkeypatch.setattr(task, "apply_async",
+                        lambda args, retry, countdown=None: sent.append((args[0], countdown)))
+    yield client, sent
+    client.delete(pending.HASH_KEY, pending.FLAG_KEY)
+
+
+def _hash(client) -> dict[int, str]:
+    return {int(k): v.decode() for k, v in client.hgetall(pending.HASH_KEY).items()}
+
+
+def _unchanged_by_a_full_refresh(session, *ts_ids: int) -> None:
+    for ts_id in ts_ids:
+        full = services.refresh_systems([ts_id])
+        assert (full.days_written, full.days_deleted) == (0, 0), ts_id
+        session.expire_all()
+        assert session.get(PeerTsState, ts_id).n_results == full.results
+
+
+def test_commits_park_their_systems_and_one_delayed_drain_refreshes_them_all(
+        peer_world, session, parked):
+    client, sent = parked
+    w = peer_world
+    r1, r2 = w.systems["r1"].id, w.systems["r2"].id
+    services.rebuild_cache(w.region.id)
+    session.commit()
+    back = previous_month_start(w.today) + timedelta(days=2)
+
+    iqc_services.submit_run(w.users["tech_r1"], test_system_id=r1, run_date=w.today,
+                            run_no=7, values={"1": "5.61"})
+    session.commit()
+    assert sent == [({pending.DRAIN_TASK: [[]]}, pending.DELAY)]  # no per-system refresh
+    assert _hash(client) == {r1: w.today.isoformat()}
+    assert client.ttl(pending.FLAG_KEY) > 0
+
+    # a back-dated run of the same system: the earlier day wins; no second drain
+    iqc_services.submit_run(w.users["tech_r1"], test_system_id=r1, run_date=back, run_no=2,
+                            values={"1": "9.90", "2": "30.00"})
+    session.commit()
+    services.refresh_after_commit(r2, since=w.today)
+    session.commit()
+    assert [b for b, _ in sent if pending.DRAIN_TASK in b] == [{pending.DRAIN_TASK: [[]]}]
+    assert not any("qcwx.peer.refresh" in b for b, _ in sent)  # only the rejected run's alert
+    assert _hash(client) == {r1: back.isoformat(), r2: w.today.isoformat()}
+
+    result = tasks.refresh_pending()  # what the worker runs a second later
+    assert result["systems"] == 2
+    assert _hash(client) == {} and client.exists(pending.FLAG_KEY) == 0
+    _unchanged_by_a_full_refresh(session, r1, r2)
+
+    # the next commit schedules the next drain
+    services.refresh_after_commit(r2)
+    session.commit()
+    assert sent[-1] == ({pending.DRAIN_TASK: [[]]}, pending.DELAY)
+    assert _hash(client) == {r2: ""}  # "" = every day
+
+
+def test_an_alert_is_never_delayed_with_the_drain(peer_world, session, parked):
+    client, sent = parked
+    w = peer_world
+    services.rebuild_cache(w.region.id)
+    session.commit()
+    verdict = iqc_services.submit_run(w.users["tech_r1"], test_system_id=w.systems["r1"].id,
+                                      run_date=w.today, run_no=8, values={"1": "40.0"})
+    session.commit()
+    assert verdict.status == "reject"
+    now = [batch for batch, countdown in sent if countdown is None]
+    assert len(now) == 1 and list(now[0]) == ["qcwx.alerts.dispatch"]
+    assert ({pending.DRAIN_TASK: [[]]}, pending.DELAY) in sent
+
+
+def test_a_failed_drain_puts_its_systems_back_and_deleted_systems_are_skipped(
+        peer_world, session, parked, monkeypatch):
+    client, _ = parked
+    w = peer_world
+    r1 = w.systems["r1"].id
+    client.hset(pending.HASH_KEY, mapping={str(r1): "", str(10 ** 8): ""})
+
+    def broken(systems):
+        raise RuntimeError("database went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(services, "refresh_parked", broken)
+        with pytest.raises(RuntimeError):
+            tasks.refresh_pending()
+    assert _hash(client) == {r1: "", 10 ** 8: ""}  # put back for the next drain
+    result = tasks.refresh_pending()
+    assert result["systems"] == 1  # the deleted system is skipped, not retried for ever
+    assert _hash(client) == {}
+    _unchanged_by_a_full_refresh(session, r1)
+
+
+def test_without_a_broker_commits_refresh_at_once(peer_world, session):
+    w = peer_world
+    ts = w.systems["r2"].id
+    assert session.get(PeerTsState, ts) is None
+    services.refresh_after_commit(ts)
+    session.commit()  # eager Celery: the refresh ran on commit
+    session.expire_all()
+    assert session.get(PeerTsState, ts) is not None
