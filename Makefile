@@ -9,7 +9,7 @@ run worker beat: export QCWX_BASE_URL ?= http://127.0.0.1:$(PORT)
 FLASK := $(PY) -m flask --app wsgi
 PYTHON ?= python3
 
-.PHONY: run test install install-test assets browser-deps db seed worker beat fake-wechat bench lint clean
+.PHONY: bench-deps run test install install-test assets browser-deps db seed worker beat fake-wechat bench lint clean
 
 run: install assets db  ## set up everything and serve the demo at http://127.0.0.1:$(PORT)
 	$(FLASK) seed-demo --if-empty
@@ -92,7 +92,12 @@ beat: install
 fake-wechat: install
 	$(FLASK) fake-wechat
 
-bench: install-test assets browser-deps
+bench-deps:  ## wrk: the load bench's /healthz baseline not bound by the Python client
+	@command -v wrk >/dev/null 2>&1 || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || echo "note: could not install wrk"; \
+	  else echo "note: install Debian's wrk for the load bench's baseline"; fi; }
+
+bench: install-test assets browser-deps bench-deps
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: install-test
