@@ -18,7 +18,7 @@ from datetime import date
 from typing import NamedTuple
 
 import numpy as np
-from sqlalchemy import and_, func, inspect, select, union_all
+from sqlalchemy import and_, bindparam, func, inspect, select, union_all
 from sqlalchemy.orm.attributes import set_committed_value
 
 from qcwx.alerts.models import OutboxMessage
@@ -175,17 +175,39 @@ def rejudge_start(ts: TestSystem, run: QcRun) -> tuple[date, int]:
     only precede a level's first limit, so counting them never cuts a window short.
     """
     start = (run.run_date, run.run_no)
-    parts = [select(QcRun.run_date, QcRun.run_no).join(QcResult, QcResult.run_id == QcRun.id)
-             .where(QcRun.test_system_id == ts.id, QcResult.qc_level_id == level.id,
-                    QcResult.is_current, _before(run.run_date, run.run_no))
-             .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
-             .limit(westgard.MAX_LOOKBACK).subquery() for level in ts.levels]
-    if not parts:
+    levels = list(ts.levels)
+    if not levels:
         return start
-    # one statement, each level still its own indexed, limited read; the earliest key of
-    # all of them is the earliest of each level's earliest
-    keys = db.session.execute(union_all(*(select(p.c.run_date, p.c.run_no) for p in parts)))
+    params = {"ts": ts.id, "day": run.run_date, "no": run.run_no}
+    params.update({f"lv{i}": lv.id for i, lv in enumerate(levels)})
+    keys = db.session.execute(_start_statement(len(levels)), params)
     return min([start, *(tuple(k) for k in keys)])
+
+
+_START_SQL: dict[int, object] = {}  # number of levels → the statement, built once
+
+
+def _start_statement(n_levels: int):
+    """The statement of :func:`rejudge_start` for ``n_levels`` levels, with bound values.
+
+    One statement, each level still its own indexed, limited read; the earliest key of all of
+    them is the earliest of each level's earliest. Built once per level count (issue 14:
+    building it per submission cost more than running it). Merging it into the window read
+    as a subquery made MariaDB scan all the system's runs, so it stays a statement of its own.
+    """
+    stmt = _START_SQL.get(n_levels)
+    if stmt is None:
+        day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
+        parts = [select(QcRun.run_date, QcRun.run_no)
+                 .join(QcResult, QcResult.run_id == QcRun.id)
+                 .where(QcRun.test_system_id == bindparam("ts"),
+                        QcResult.qc_level_id == bindparam(f"lv{i}"),
+                        QcResult.is_current, _before(day, number))
+                 .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
+                 .limit(westgard.MAX_LOOKBACK).subquery() for i in range(n_levels)]
+        stmt = _START_SQL[n_levels] = union_all(*(select(p.c.run_date, p.c.run_no)
+                                                  for p in parts))
+    return stmt
 
 
 def _runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], list[tuple]]:
