@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select, update
 
 from qcwx.audit.services import bulk_insert_audit_rows
 from qcwx.extensions import db
@@ -121,6 +121,26 @@ def insert_results(rows: list[dict], audit: list[dict]) -> None:
         ids[(sub_id, level_id)] = row_id
     audit += bulk_insert_audit_rows(
         QcResult, [r | {"id": ids[(r["submission_id"], r["qc_level_id"])]} for r in rows])
+
+
+def set_verdicts(judged: dict[int, tuple], run_audit: list[dict]) -> None:
+    """Write the (status, evaluated at) of runs judged in the transaction that inserted them.
+
+    One Core update for all of them, and their verdict goes into their own insert audit rows
+    (``run_audit``, not yet written): nobody can have seen them pending, so an update row
+    per run would only repeat the insert (issue 14: a submission's update and audit row).
+    """
+    if not judged:
+        return
+    t = QcRun.__table__
+    db.session.execute(update(t).where(t.c.id == bindparam("run_id"))
+                       .values(status=bindparam("st"), evaluated_at=bindparam("at")),
+                       [{"run_id": i, "st": st, "at": at} for i, (st, at) in judged.items()])
+    for row in run_audit:
+        found = judged.get(int(row["entity_id"]))
+        if found is not None:
+            row["changes"]["status"] = found[0]
+            row["changes"]["evaluated_at"] = found[1].isoformat()
 
 
 def prior_submissions(lab_id: int, client_ids: Sequence[str]) -> dict[str, Any]:

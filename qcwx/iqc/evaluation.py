@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import NamedTuple
 
@@ -27,74 +27,19 @@ from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
 from qcwx.iqc import queries
 from qcwx.iqc.models import STATUS_LABEL, CorrectiveAction, QcResult, QcRun, Violation
+from qcwx.iqc.verdicts import (  # noqa: F401  (re-exported: the verdict API)
+    STATUS_SUMMARY,
+    FiredRule,
+    LevelValue,
+    RunVerdict,
+    verdict_from,
+)
 from qcwx.orgs.models import User
 from qcwx.peer import services as peer_services
 from qcwx.qcstats import westgard
 from qcwx.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-
-STATUS_SUMMARY = {
-    "accept": "质控在控，可以发出本批患者报告。",
-    "warning": "出现警告规则，请复核质控结果与近期趋势后再决定是否发出报告。",
-    "reject": "质控失控！请暂停发出本批患者报告，查找原因并填写失控处理记录。",
-    "pending": "尚未设定靶值和标准差，无法进行规则判断，请联系质控主管设定靶值。",
-}
-
-
-# ---------------------------------------------------------------- verdict objects
-@dataclass(frozen=True)
-class FiredRule:
-    """A rule that fired, explained for the technician."""
-
-    rule: str
-    role: str
-    name: str
-    error: str
-    explanation: str
-    levels: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LevelValue:
-    """One level's stored value with its target and z (None without a target)."""
-
-    level_id: int
-    level_name: str
-    value_text: str
-    value: float
-    target_mean: float | None
-    target_sd: float | None
-    z: float | None
-
-
-@dataclass(frozen=True)
-class RunVerdict:
-    """What a capture channel shows after a submission."""
-
-    run_id: int
-    test_system_id: int
-    run_date: date
-    run_no: int
-    status: str
-    status_label: str
-    summary: str
-    values: tuple[LevelValue, ...]
-    rules: tuple[FiredRule, ...] = field(default_factory=tuple)
-    duplicate: bool = False
-    action_id: int | None = None
-
-    def to_dict(self) -> dict:
-        """Return the verdict as JSON-ready data (APIs and the entry page's fetch)."""
-        return {
-            "run_id": self.run_id, "test_system_id": self.test_system_id,
-            "run_date": self.run_date.isoformat(), "run_no": self.run_no,
-            "status": self.status, "status_label": self.status_label, "summary": self.summary,
-            "duplicate": self.duplicate, "action_id": self.action_id,
-            "values": [v.__dict__ for v in self.values],
-            "rules": [r.__dict__ | {"levels": list(r.levels)} for r in self.rules],
-        }
-
 
 # ---------------------------------------------------------------- reading the window
 class FirstRun(NamedTuple):
@@ -250,13 +195,17 @@ def _load_violations(runs: Sequence[QcRun], fresh: Collection[int]) -> None:
 
 # ---------------------------------------------------------------- judging
 def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Collection[int],
-                  actor: User | None = None, fresh: Collection[int] = ()) -> RunVerdict:
+                  actor: User | None = None, fresh: Collection[int] = (),
+                  judged: dict[int, tuple] | None = None) -> RunVerdict:
     """Re-judge ``run`` and every later run of the test system exactly as from scratch.
 
     ``notify`` is True to alert on ``run`` itself (a live submission or a correction), or
     the ids of the runs whose warning/reject should alert (an import's recent runs); later
     runs re-judged along the way never page anyone twice. ``fresh`` are the ids of runs
     inserted by the caller just now (no violations, actions or alerts yet: nothing to read).
+    ``judged``, when given, receives ``{run id: (status, evaluated at)}`` of those fresh runs
+    instead of their ORM update: the caller writes them with one Core update and audits them
+    in their insert rows, not yet written (issue 14: an update and an audit row less each).
     Returns the verdict of ``run``, built from what judging read.
     """
     with db.session.no_autoflush:
@@ -279,14 +228,14 @@ def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Colle
         has_target = not np.isnan(window.z[i]).all()
         found = _store_verdict(ts, runs[i], evaluation[i] if has_target else None, runs,
                                notify=runs[i].id in alert, actor=actor, window=window,
-                               fresh=runs[i].id in fresh, wanted=i == first)
+                               fresh=runs[i].id in fresh, wanted=i == first, judged=judged)
         verdict = verdict or found
     return verdict
 
 
 def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *, notify: bool,
                    actor: User | None = None, window: Window, fresh: bool = False,
-                   wanted: bool = False) -> RunVerdict | None:
+                   wanted: bool = False, judged: dict | None = None) -> RunVerdict | None:
     """Write status and violations of one run, replacing (deactivating) stale violations.
 
     Returns the run's verdict when ``wanted`` (or when it alerts), else None.
@@ -305,9 +254,13 @@ def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *,
         for rule, role, lv_ids, points in sorted(new):
             db.session.add(Violation(run=run, rule_code=rule, role=role, levels=list(lv_ids),
                                      points=[list(p) for p in points]))
-    changed = run.status != status
-    run.status = status
-    run.evaluated_at = utcnow()
+    changed, now = run.status != status, utcnow()
+    if fresh and judged is not None:  # the caller writes it (see evaluate_from)
+        set_committed_value(run, "status", status)
+        set_committed_value(run, "evaluated_at", now)
+        judged[run.id] = (status, now)
+    else:
+        run.status, run.evaluated_at = status, now
     action = _open_action(run, fresh) if status == "reject" else None
     alerting = notify and status in ("warning", "reject") and (changed or new != old)
     if not (wanted or alerting):
@@ -335,34 +288,7 @@ def _judged_verdict(ts: TestSystem, run: QcRun, rules: list, window: Window, act
                for lv_id, text, value in window.current.get(run.id, [])]
     fired = [(rule, role, [by_id[i].name if i in by_id else str(i) for i in lv_ids])
              for rule, role, lv_ids, _ in rules]
-    return _verdict(ts, run, current, fired, window.steps, action)
-
-
-def _verdict(ts: TestSystem, run: QcRun, current, fired, steps, action_id,
-             duplicate: bool = False) -> RunVerdict:
-    """Assemble a :class:`RunVerdict`: the one place a verdict's shape is decided.
-
-    ``current`` is (level name, level id, text, value) in level order, ``fired`` is
-    (rule, role, level names) in stored order (shown in rule-code order).
-    """
-    values = []
-    for name, level_id, text, value in current:
-        mean = sd = z = None
-        for start, m, s in steps.get(level_id, []):
-            if start <= run.run_date:
-                mean, sd = m, s
-        if mean is not None:
-            z = (value - mean) / sd
-        values.append(LevelValue(level_id, name, text, value, mean, sd, z))
-    order = {c: i for i, c in enumerate(westgard.RULE_CODES)}
-    rules = []
-    for code, role, names in sorted(fired, key=lambda f: order[f[0]]):
-        info = westgard.RULE_INFO[code]
-        rules.append(FiredRule(code, role, info.name, info.error, info.explanation,
-                               tuple(names)))
-    return RunVerdict(run.id, ts.id, run.run_date, run.run_no, run.status,
-                      STATUS_LABEL[run.status], STATUS_SUMMARY[run.status], tuple(values),
-                      tuple(rules), duplicate, action_id)
+    return verdict_from(ts, run, current, fired, window.steps, action)
 
 
 def _open_action(run: QcRun, fresh: bool):
@@ -410,4 +336,4 @@ def verdict_for(run: QcRun, duplicate: bool = False) -> RunVerdict:
     fired = [(v.rule_code, v.role, [names.get(i, str(i)) for i in v.levels])
              for v in run.violations if v.active]
     action = db.session.scalar(select(CorrectiveAction.id).where(CorrectiveAction.run_id == run.id))
-    return _verdict(ts, run, current, fired, queries.limit_timeline(ts), action, duplicate)
+    return verdict_from(ts, run, current, fired, queries.limit_timeline(ts), action, duplicate)

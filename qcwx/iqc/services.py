@@ -306,7 +306,8 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
             "evaluated_at": None, "created_at": min(p.input.entered_at or now for p in group)}
            for key, group in runs.items() if key[1:] not in ids]
     audit: list[dict] = []
-    ids.update(bulk.insert_runs(ts.id, new, audit))
+    run_audit: list[dict] = []  # written after judging, with the verdicts of the new runs
+    ids.update(bulk.insert_runs(ts.id, new, run_audit))
     fresh = {ids[k] for k in fresh_keys}
     subs = bulk.insert_submissions(ts.lab_id, [
         {"lab_id": ts.lab_id, "client_id": p.client_id, "payload_hash": p.digest,
@@ -322,15 +323,17 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
                             "entered_at": p.input.entered_at or now, "entered_by_id": actor.id,
                             "submission_id": subs[p.client_id], "reason": None})
     bulk.insert_results(results, audit)
-    write_audit_rows(audit)  # one statement for the three tables
     by_key = {key: ids[key[1:]] for key in runs}
     if judge:
-        _judge_system(actor, items, notify_from, by_key, fresh)
+        judged: dict[int, tuple] = {}
+        _judge_system(actor, items, notify_from, by_key, fresh, judged)
+        bulk.set_verdicts(judged, run_audit)
+    write_audit_rows(run_audit + audit)  # one statement for the three tables
     return by_key, fresh
 
 
 def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | None,
-                  ids: dict[tuple, int], fresh: set[int]) -> None:
+                  ids: dict[tuple, int], fresh: set[int], judged: dict | None = None) -> None:
     """Re-judge the test system from its earliest run in ``ids`` (keyed by run key)."""
     ts = items[0].test_system
     first_key = min(ids)
@@ -339,7 +342,7 @@ def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | Non
     if held is not None:
         db.session.expire(held, ["results"])
     alert = {ids[key] for key in ids if notify_from is not None and key[1] >= notify_from}
-    verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh)
+    verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh, judged=judged)
     for p in items:
         if p.run_id == verdict.run_id:
             p.verdict = verdict

@@ -24,7 +24,7 @@ SD = {1: 0.2, 2: 0.5}
 HISTORY = 30
 #: Statements of one fresh in-control run, from loading its user and test system to its
 #: verdict (the view's part of a request included; 38 before issue 14).
-ACCEPT_STATEMENTS = 16
+ACCEPT_STATEMENTS = 15
 #: A rejected run adds its violations, its corrective action and its alert (50 before);
 #: SQLite inserts the two violations one by one (RETURNING of a JSON column), MariaDB in one.
 REJECT_STATEMENTS = {"sqlite": 21, "mysql": 20}
@@ -116,3 +116,21 @@ def test_one_commit_publishes_one_message_for_the_alert_and_the_peer_refresh(
     day = (local_today() - timedelta(days=2)).isoformat()
     assert batches[0]["qcwx.peer.refresh"] == [[lab["ts"], day]]  # from the run's day on
     assert len(batches[0]["qcwx.alerts.dispatch"]) == 1
+
+
+def test_a_new_runs_insert_audit_row_carries_its_verdict_and_needs_no_update_row(lab, session):
+    """Issue 14: a run judged in the transaction that inserted it is audited once, judged."""
+    from sqlalchemy import select
+
+    from qcwx.audit.models import AuditLog
+
+    verdict = submit(lab, 3.6, 2.4, day=2)
+    session.flush()
+    rows = session.scalars(select(AuditLog).where(
+        AuditLog.entity == "qc_run", AuditLog.entity_id == str(verdict.run_id))).all()
+    assert [r.action for r in rows] == ["insert"]
+    run = session.get(services.QcRun, verdict.run_id)
+    session.refresh(run)
+    assert rows[0].changes["status"] == run.status == verdict.status == "reject"
+    # MariaDB's DATETIME keeps whole seconds; the audit row keeps what was written
+    assert rows[0].changes["evaluated_at"][:19] == run.evaluated_at.isoformat()[:19]
