@@ -12,6 +12,7 @@ by each table's natural unique key. One submission used to spend three statement
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -55,17 +56,33 @@ def current_levels(ts_id: int, dates: Sequence[date], run_ids_out: dict | None =
     out: dict[tuple[date, int], set[int]] = {}
     if not dates:
         return out
-    rows = db.session.execute(
-        select(QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id, QcResult.is_current)
-        .outerjoin(QcResult, QcResult.run_id == QcRun.id)
-        .where(QcRun.test_system_id == ts_id,
-               QcRun.run_date >= min(dates), QcRun.run_date <= max(dates)))
+    rows = db.session.execute(_levels_statement(),
+                              {"ts": ts_id, "lo": min(dates), "hi": max(dates)})
     for run_id, run_date, run_no, level_id, current in rows:
         if run_ids_out is not None:
             run_ids_out[(run_date, run_no)] = run_id
         if current:  # filtered here so the planner keeps to the run index
             out.setdefault((run_date, run_no), set()).add(level_id)
     return out
+
+
+@functools.cache
+def _levels_statement():
+    """:func:`current_levels`'s read, built once (every submission runs it)."""
+    return (select(QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id,
+                   QcResult.is_current)
+            .outerjoin(QcResult, QcResult.run_id == QcRun.id)
+            .where(QcRun.test_system_id == bindparam("ts"),
+                   QcRun.run_date >= bindparam("lo", type_=QcRun.run_date.type),
+                   QcRun.run_date <= bindparam("hi", type_=QcRun.run_date.type)))
+
+
+@functools.cache
+def _prior_statement():
+    """:func:`prior_submissions`'s read, built once (every submission runs it)."""
+    return (select(Submission.client_id, Submission.payload_hash, Submission.run_id)
+            .where(Submission.lab_id == bindparam("lab"),
+                   Submission.client_id.in_(bindparam("cids", expanding=True))))
 
 
 def insert_runs(ts_id: int, rows: list[dict], audit: list[dict]
@@ -149,8 +166,7 @@ def prior_submissions(lab_id: int, client_ids: Sequence[str]) -> dict[str, Any]:
     ids = sorted(set(client_ids))
     for i in range(0, len(ids), CHUNK):
         for cid, digest, run_id in db.session.execute(
-                select(Submission.client_id, Submission.payload_hash, Submission.run_id)
-                .where(Submission.lab_id == lab_id, Submission.client_id.in_(ids[i:i + CHUNK]))):
+                _prior_statement(), {"lab": lab_id, "cids": ids[i:i + CHUNK]}):
             found[cid] = (digest, run_id)
     return found
 

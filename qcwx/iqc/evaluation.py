@@ -11,6 +11,7 @@ of each level, found by an indexed query each, so one new run costs the same wit
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -129,9 +130,7 @@ def rejudge_start(ts: TestSystem, run: QcRun) -> tuple[date, int]:
     return min([start, *(tuple(k) for k in keys)])
 
 
-_START_SQL: dict[int, object] = {}  # number of levels → the statement, built once
-
-
+@functools.cache
 def _start_statement(n_levels: int):
     """The statement of :func:`rejudge_start` for ``n_levels`` levels, with bound values.
 
@@ -140,19 +139,15 @@ def _start_statement(n_levels: int):
     building it per submission cost more than running it). Merging it into the window read
     as a subquery made MariaDB scan all the system's runs, so it stays a statement of its own.
     """
-    stmt = _START_SQL.get(n_levels)
-    if stmt is None:
-        day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
-        parts = [select(QcRun.run_date, QcRun.run_no)
-                 .join(QcResult, QcResult.run_id == QcRun.id)
-                 .where(QcRun.test_system_id == bindparam("ts"),
-                        QcResult.qc_level_id == bindparam(f"lv{i}"),
-                        QcResult.is_current, _before(day, number))
-                 .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
-                 .limit(westgard.MAX_LOOKBACK).subquery() for i in range(n_levels)]
-        stmt = _START_SQL[n_levels] = union_all(*(select(p.c.run_date, p.c.run_no)
-                                                  for p in parts))
-    return stmt
+    day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
+    parts = [select(QcRun.run_date, QcRun.run_no)
+             .join(QcResult, QcResult.run_id == QcRun.id)
+             .where(QcRun.test_system_id == bindparam("ts"),
+                    QcResult.qc_level_id == bindparam(f"lv{i}"),
+                    QcResult.is_current, _before(day, number))
+             .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
+             .limit(westgard.MAX_LOOKBACK).subquery() for i in range(n_levels)]
+    return union_all(*(select(p.c.run_date, p.c.run_no) for p in parts))
 
 
 def _runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], list[tuple]]:
@@ -165,15 +160,22 @@ def _runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], li
     runs: dict[int, QcRun] = {}
     rows = []
     for run, run_id, level_id, value, is_current, text in db.session.execute(
-            select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
-                   QcResult.is_current, QcResult.value_text)
-            .outerjoin(QcResult, QcResult.run_id == QcRun.id)
-            .where(QcRun.test_system_id == ts.id, ~_before(day, number))
-            .order_by(QcRun.run_date, QcRun.run_no)):
+            _runs_statement(), {"ts": ts.id, "day": day, "no": number}):
         runs.setdefault(run.id, run)
         if run_id is not None:
             rows.append((run_id, level_id, value, is_current, text))
     return list(runs.values()), rows
+
+
+@functools.cache
+def _runs_statement():
+    """:func:`_runs_from`'s read, built once (every submission runs it)."""
+    day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
+    return (select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
+                   QcResult.is_current, QcResult.value_text)
+            .outerjoin(QcResult, QcResult.run_id == QcRun.id)
+            .where(QcRun.test_system_id == bindparam("ts"), ~_before(day, number))
+            .order_by(QcRun.run_date, QcRun.run_no))
 
 
 def _load_violations(runs: Sequence[QcRun], fresh: Collection[int]) -> None:

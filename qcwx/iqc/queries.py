@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from qcwx.catalog.models import QcLevel, TestSystem
@@ -233,12 +234,26 @@ def lj_points_of_runs(ts: TestSystem, runs: list) -> list[LjPoint]:
 # ---------------------------------------------------------------- limits and rules in force
 def current_rule_set(ts: TestSystem) -> dict[str, str]:
     """Return the rule set in force: the newest version, else the default for its levels."""
-    rules = db.session.scalar(  # the column alone: every submission reads it
-        select(RuleSet.rules).where(RuleSet.test_system_id == ts.id)
-        .order_by(RuleSet.version.desc()).limit(1))
+    rules = db.session.scalar(_rule_set_statement(), {"ts": ts.id})
     if rules is not None:
         return dict.fromkeys(westgard.RULE_CODES, "off") | dict(rules)
     return westgard.default_rule_set(max(1, min(3, len(ts.levels))))
+
+
+@functools.cache
+def _rule_set_statement():
+    """The newest rule set's column alone, built once: every submission reads it (issue 14)."""
+    return (select(RuleSet.rules).where(RuleSet.test_system_id == bindparam("ts"))
+            .order_by(RuleSet.version.desc()).limit(1))
+
+
+@functools.cache
+def _timeline_statement():
+    """Plain columns (ORM objects cost a submission ~0.3 ms), built once (issue 14)."""
+    return (select(ControlLimit.qc_level_id, ControlLimit.effective_from,
+                   ControlLimit.target_mean, ControlLimit.target_sd)
+            .where(ControlLimit.test_system_id == bindparam("ts"))
+            .order_by(ControlLimit.effective_from, ControlLimit.version))
 
 
 def limits_in_force(ts: TestSystem, on: date | None = None) -> dict[int, ControlLimit]:
@@ -260,10 +275,7 @@ def limit_history(ts: TestSystem) -> list[ControlLimit]:
 def limit_timeline(ts: TestSystem) -> dict[int, list[tuple[date, float, float]]]:
     """Return per level the (effective_from, mean, sd) steps, in force order."""
     out: dict[int, list[tuple[date, float, float]]] = {}
-    rows = db.session.execute(  # plain columns: ORM objects cost a submission ~0.3 ms
-        select(ControlLimit.qc_level_id, ControlLimit.effective_from, ControlLimit.target_mean,
-               ControlLimit.target_sd).where(ControlLimit.test_system_id == ts.id)
-        .order_by(ControlLimit.effective_from, ControlLimit.version))
+    rows = db.session.execute(_timeline_statement(), {"ts": ts.id})
     for level_id, start, mean, sd in rows:
         out.setdefault(level_id, []).append((start, mean, sd))
     return out

@@ -26,15 +26,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
 
 from qcwx.audit.services import write_audit_rows
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, RetryableConflict, UserError
 from qcwx.extensions import db
-from qcwx.iqc import bulk, validation
+from qcwx.iqc import bulk
 from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API of this package)
     STATUS_LABEL,
     STATUS_SUMMARY,
@@ -64,7 +62,9 @@ from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of thi
     payload_hash,
     resolve_levels,
 )
-from qcwx.numbers import MAX_ID, ascii_int
+from qcwx.iqc.validation import (
+    load_for_submission as load_test_system,
+)
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import utcnow
@@ -73,39 +73,6 @@ log = logging.getLogger(__name__)
 
 ERROR_KIND_HINT = {"随机误差": "random", "系统误差": "systematic"}
 RACE_MESSAGE = "该批次正在被同时写入，请稍后重试"
-_SCOPE_KEY = "qcwx.iqc.test_systems_in_scope"
-
-
-def load_test_system(actor: User, ts_id) -> TestSystem:
-    """Return the test system if in the actor's scope, else 404 (existence is not revealed).
-
-    The scope rule is :func:`qcwx.iqc.validation.load_test_system`'s; this adds two savings
-    a submission needs (issue 14: the view and :func:`prepare_runs` both load the system).
-    The first load brings the lab, QC lot, analyte and levels in one statement instead of
-    four lazy loads, and the answer is remembered for this actor until the transaction ends,
-    so the second load costs no statement at all.
-    """
-    ts_key = ascii_int(ts_id, 1, MAX_ID)
-    txn = db.session().get_transaction()
-    memo = db.session.info.get(_SCOPE_KEY)
-    if memo is None or memo[0] is not txn:
-        memo = db.session.info[_SCOPE_KEY] = (txn, set())
-    if txn is not None and ts_key is not None and (actor.id, ts_key) in memo[1]:
-        found = db.session.get(TestSystem, ts_key)
-        if found is not None:
-            return found
-    held = None  # a strong reference: the identity map alone would let it be collected
-    if ts_key is not None and db.session.identity_map.get(
-            db.session.identity_key(TestSystem, ts_key)) is None:
-        held = db.session.scalars(select(TestSystem).where(TestSystem.id == ts_key).options(
-            joinedload(TestSystem.lab), joinedload(TestSystem.qc_lot),
-            joinedload(TestSystem.analyte), joinedload(TestSystem.levels))).unique().first()
-    ts = validation.load_test_system(actor, ts_id)
-    del held
-    txn = db.session().get_transaction()  # the first statement may have begun it
-    db.session.info[_SCOPE_KEY] = (txn, memo[1] if memo[0] is txn else set())
-    db.session.info[_SCOPE_KEY][1].add((actor.id, ts.id))
-    return ts
 
 
 # ---------------------------------------------------------------- the one write path
