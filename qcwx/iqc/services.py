@@ -205,17 +205,25 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
 
 
 def store_runs(actor: User, channel: str, prepared: Sequence[PreparedRun], *,
-               notify_from: date | None = None) -> None:
+               notify_from: date | None = None, savepoint: bool = True) -> None:
     """Write the pending runs of ``prepared`` and re-judge each test system once.
 
     Each test system is stored in its own savepoint; a concurrent writer (an integrity
     error) sends its runs through one savepoint each, so a race refuses only the raced run,
     with a 409, never a partial write. New runs dated ``notify_from`` or later alert.
+
+    ``savepoint=False`` (one run, from :func:`submit_run`): no savepoint, so an integrity
+    error fails the transaction and reaches the caller — the capture views run the whole
+    request again (:func:`qcwx.web.contention.retry_on_contention`), which then answers as a
+    resend does. Two statements less per submission (issue 14).
     """
     by_ts: dict[int, list[PreparedRun]] = defaultdict(list)
     for p in prepared:
         if p.pending:
             by_ts[p.test_system.id].append(p)
+    if not savepoint and len(by_ts) == 1 and len(prepared) == 1:
+        _store_system(actor, channel, next(iter(by_ts.values())), notify_from)
+        by_ts = {}
     for items in by_ts.values():
         try:
             with db.session.begin_nested():
@@ -336,7 +344,8 @@ def submit_run(
     (p,) = prepare_runs(actor, channel, [RunInput(test_system_id, run_date, values, run_no,
                                                   client_id, measured_at)])
     if p.error is None and not p.duplicate:
-        store_runs(actor, channel, [p], notify_from=run_date if notify else None)
+        store_runs(actor, channel, [p], notify_from=run_date if notify else None,
+                   savepoint=False)
     if p.error is not None:
         raise p.error
     if p.verdict is not None:  # built while judging: reading the run back costs 6 statements
