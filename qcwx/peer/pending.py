@@ -41,16 +41,19 @@ DRAIN_TASK = "qcwx.peer.refresh_pending"
 DELAY = 1.0  # seconds a drain waits for more commits
 FLAG_TTL = 30  # seconds: a lost drain message is rescheduled after this
 
-# KEYS: hash, flag; ARGV: ttl, then ts id, day ("" = all days) pairs. Keeps the earliest
-# day per system ("" sorts first: a whole-history refresh covers any day). Returns 1 when
-# this call scheduled the drain (the caller publishes it), else 0.
-_MARK = """
-for i = 2, #ARGV, 2 do
+# Keeps the earliest day per system ("" sorts first: a whole-history refresh covers any
+# day) for the (ts id, day) pairs of ARGV from index FIRST on.
+_KEEP_EARLIEST = """
+for i = FIRST, #ARGV, 2 do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   if (not old) or ARGV[i + 1] < old then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   end
 end
+"""
+# KEYS: hash, flag; ARGV: ttl, then the pairs ("" = all days). Returns 1 when this call
+# scheduled the drain (the caller publishes it), else 0.
+_MARK = _KEEP_EARLIEST.replace("FIRST", "2") + """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   return 1
 end
@@ -62,16 +65,8 @@ local all = redis.call('HGETALL', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2])
 return all
 """
-# KEYS: hash; ARGV: pairs. Puts back systems a failed drain took (an earlier day wins).
-_PUT_BACK = """
-for i = 1, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if (not old) or ARGV[i + 1] < old then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-return 1
-"""
+# KEYS: hash; ARGV: the pairs. Puts back the systems a failed drain took.
+_PUT_BACK = _KEEP_EARLIEST.replace("FIRST", "1") + "return 1\n"
 
 
 def _redis():

@@ -9,14 +9,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import redis
 
 from qcwx import followups
 from qcwx.extensions import celery
 from qcwx.iqc import services as iqc_services
 from qcwx.peer import pending, services, tasks
 from qcwx.peer.models import PeerTsState
-from tests.fixtures.app import IN_CI
+from tests.fixtures.app import require_redis
 from tests.peer.conftest import previous_month_start
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -25,13 +24,7 @@ REDIS_URL = "redis://127.0.0.1:6379/12"
 @pytest.fixture
 def parked(app, monkeypatch):
     """Broker mode: REDIS_URL set, tasks not eager; yields the published messages."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        if IN_CI:
-            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {exc}")
+    client = require_redis(REDIS_URL)
     client.delete(pending.HASH_KEY, pending.FLAG_KEY)
     monkeypatch.setitem(app.config, "REDIS_URL", REDIS_URL)
     monkeypatch.setitem(celery.conf, "task_always_eager", False)

@@ -6,13 +6,12 @@ import multiprocessing
 import threading
 
 import pytest
-import redis
 from flask import Flask
 from wechatpy.exceptions import APILimitedException, WeChatClientException
 
 from qcwx.wechat.client import mp_client, oauth, official_client
 from qcwx.wechat.token import namespace
-from tests.fixtures.app import IN_CI
+from tests.fixtures.app import require_redis
 from tests.fixtures.wechat import TEST_REDIS_URL, WECHAT_SETTINGS
 
 THREADS = 8
@@ -41,13 +40,7 @@ def _process_worker(fake_url: str, redis_url: str, barrier, index: int) -> None:
 @pytest.fixture
 def shared_redis(fake_wechat):
     """Redis DB 5, without tokens left from an earlier test against this fake."""
-    conn = redis.Redis.from_url(TEST_REDIS_URL)
-    try:
-        conn.ping()
-    except redis.RedisError as exc:
-        if IN_CI:
-            pytest.fail(f"Redis at {TEST_REDIS_URL} is required in CI: {exc}")
-        pytest.skip(f"Redis not reachable: {exc}")
+    conn = require_redis(TEST_REDIS_URL)
     for key in conn.scan_iter(f"{namespace(fake_wechat.url)}:*"):
         conn.delete(key)
     yield TEST_REDIS_URL
