@@ -29,10 +29,11 @@ most 120 s of draining.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make ``bench`` and ``qcwx`` importable
@@ -50,7 +51,15 @@ from bench.loadgen import (  # noqa: E402
     run_phones,
     seed,
 )
-from bench.stack import PrivateMariaDB, Stack, base_env, free_port  # noqa: E402
+from bench.stack import (  # noqa: E402
+    PrivateMariaDB,
+    Stack,
+    base_env,
+    cpu_seconds,
+    family,
+    free_port,
+    pids_named,
+)
 
 SETTINGS = {"WECHAT_APPID": "wx_test_appid", "WECHAT_SECRET": "test-secret",
             "WECHAT_TOKEN": "qcwx-test-token", "MP_APPID": "wx_test_mp_appid",
@@ -109,6 +118,17 @@ class LoadStack:
         print(f"  stack up, phones logged in after {time.monotonic() - t0:.1f} s", flush=True)
         return self
 
+    def cpu_groups(self) -> dict[str, list[int]]:
+        """The processes whose CPU a run is charged with, by role.
+
+        MariaDB is every ``mariadbd`` on the machine (the shared server, or the private one);
+        "phones" is this process: the simulated phones and the fake WeChat's thread.
+        """
+        return {"app (gunicorn)": family(self.web.popen.pid),
+                "worker": family(self.worker.popen.pid),
+                "MariaDB": pids_named("mariadbd"), "Redis": [self.redis.popen.pid],
+                "phones + fake WeChat": [os.getpid()]}
+
     def kick_sweep(self) -> None:
         """Send the sweep task now (beat sends it every minute); a broker failure is ignored."""
         from celery import Celery
@@ -161,6 +181,7 @@ class LoadResult:
     seconds: float
     healthz_per_s: float
     accounting: Accounting
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU ms per accepted run
 
     @property
     def runs_per_s(self) -> float:
@@ -180,6 +201,8 @@ class LoadResult:
             f"{t.percentile(0.95) * 1000:.0f} ms · p99 {t.percentile(0.99) * 1000:.0f} ms",
             f"  throughput {self.runs_per_s:.1f} runs/s · healthz {self.healthz_per_s:.1f}/s · "
             f"ratio {self.ratio:.2f} (goal ≥ 0.3)",
+            "  CPU per accepted run: " + " · ".join(
+                f"{name} {ms:.1f} ms" for name, ms in self.cpu_ms.items()),
             f"  accounting: {self.accounting.summary()}",
             *(f"  PROBLEM: {p}" for p in self.accounting.problems),
             *(f"  ERROR: {e}" for e in t.errors[:10]),
@@ -201,11 +224,17 @@ def run_load(phones: int, seconds: float, workers: int = 4, think=(1.0, 3.0),
             else:
                 print(f"  healthz baseline: httpx {healthz:.1f}/s (install wrk for a baseline "
                       "not bound by the client)", flush=True)
+            groups = ls.cpu_groups()
+            before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
             t0 = time.monotonic()
             tally = run_coroutine(run_phones(ls.url, ls.seeded.phones,
                                            LoadPlan(seconds, think=tuple(think))))
             elapsed = time.monotonic() - t0
-            return LoadResult(tally, elapsed, healthz, ls.drain_and_account(tally))
+            runs = max(1, len(tally.accepted))
+            cpu = {name: 1000 * (sum(cpu_seconds(p) for p in pids) - before[name]) / runs
+                   for name, pids in groups.items()}
+            cpu["total"] = sum(cpu.values())
+            return LoadResult(tally, elapsed, healthz, ls.drain_and_account(tally), cpu)
         finally:
             ls.close()
 

@@ -98,6 +98,40 @@ def _alive(proc: Proc) -> bool:
     return True
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user + system CPU seconds ``pid`` has used (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def family(pid: int) -> list[int]:
+    """Return ``pid`` and its children (a gunicorn master and its workers)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return [pid, *kids]
+
+
+def pids_named(name: str) -> list[int]:
+    """Return the pids whose command name is ``name`` (``mariadbd``)."""
+    found = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                found.append(int(comm.parent.name))
+        except OSError:
+            continue
+    return found
+
+
 def pings(client: redis_lib.Redis) -> bool:
     """Return whether the Redis server behind ``client`` answers."""
     try:

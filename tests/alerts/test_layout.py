@@ -19,8 +19,8 @@ TASKS = {
     "qcwx.ping", "qcwx.followups.run",
     "qcwx.alerts.dispatch", "qcwx.alerts.sweep", "qcwx.alerts.missing_submission_reminder",
     "qcwx.alerts.daily_digest",
-    "qcwx.peer.refresh", "qcwx.peer.rebuild", "qcwx.peer.freeze_month",
-    "qcwx.peer.freeze_previous_month",
+    "qcwx.peer.refresh", "qcwx.peer.refresh_pending", "qcwx.peer.rebuild",
+    "qcwx.peer.freeze_month", "qcwx.peer.freeze_previous_month",
     "qcwx.reports.render_pdf", "qcwx.reports.publish_previous_month",
     "qcwx.opendata.build_export",
 }
@@ -28,6 +28,7 @@ BEAT = {
     "alerts-sweep": "qcwx.alerts.sweep",
     "alerts-missing-submission-reminder": "qcwx.alerts.missing_submission_reminder",
     "alerts-daily-digest": "qcwx.alerts.daily_digest",
+    "peer-refresh-pending": "qcwx.peer.refresh_pending",
     "peer-rebuild-nightly": "qcwx.peer.rebuild",
     "peer-freeze-monthly": "qcwx.peer.freeze_previous_month",
     "reports-publish-monthly": "qcwx.reports.publish_previous_month",
