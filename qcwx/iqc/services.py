@@ -221,10 +221,11 @@ def store_runs(actor: User, channel: str, prepared: Sequence[PreparedRun], *,
     for p in prepared:
         if p.pending:
             by_ts[p.test_system.id].append(p)
-    if not savepoint and len(by_ts) == 1 and len(prepared) == 1:
-        _store_system(actor, channel, next(iter(by_ts.values())), notify_from)
-        by_ts = {}
+    single = not savepoint and len(prepared) == 1
     for items in by_ts.values():
+        if single:
+            _store_system(actor, channel, items, notify_from)
+            continue
         try:
             with db.session.begin_nested():
                 _store_system(actor, channel, items, notify_from)
