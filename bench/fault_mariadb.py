@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 if __package__ in (None, ""):  # run as a script: make ``bench`` and ``qcwx`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,12 +33,12 @@ from bench.faults import (  # noqa: E402
     stamp,
 )
 from bench.load_submit import LoadStack  # noqa: E402
-from bench.loadgen import LoadPlan  # noqa: E402
+from bench.loadgen import LoadPlan, client_session, request  # noqa: E402
 
 
 async def _probe(url: str) -> tuple[int, str | None]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-        resp = await client.get("/healthz")
+    async with client_session(url, 2, 30) as client:
+        resp = await request(client, "GET", "/healthz")
         return resp.status_code, resp.headers.get("Retry-After")
 
 

@@ -111,6 +111,15 @@ def _before(day: date, number: int):
     return (QcRun.run_date < day) | and_(QcRun.run_date == day, QcRun.run_no < number)
 
 
+def _from(day: date, number: int):
+    """Runs at or after (``day``, ``number``): ``NOT _before``, spelled out.
+
+    ``NOT (a OR b)`` hid the date range from SQLite's planner, which then read every run of
+    the system (``tests/integration/test_submit_scaling.py``).
+    """
+    return and_(QcRun.run_date >= day, (QcRun.run_date > day) | (QcRun.run_no >= number))
+
+
 def rejudge_start(ts: TestSystem, run: QcRun) -> tuple[date, int]:
     """Return the (date, run no) of the earliest run that re-judging from ``run`` must read.
 
@@ -126,8 +135,8 @@ def rejudge_start(ts: TestSystem, run: QcRun) -> tuple[date, int]:
         return start
     params = {"ts": ts.id, "day": run.run_date, "no": run.run_no}
     params.update({f"lv{i}": lv.id for i, lv in enumerate(levels)})
-    keys = db.session.execute(_start_statement(len(levels)), params)
-    return min([start, *(tuple(k) for k in keys)])
+    earliest = db.session.execute(_start_statement(len(levels)), params).first()
+    return start if earliest is None else min(start, tuple(earliest))
 
 
 @functools.cache
@@ -135,19 +144,25 @@ def _start_statement(n_levels: int):
     """The statement of :func:`rejudge_start` for ``n_levels`` levels, with bound values.
 
     One statement, each level still its own indexed, limited read; the earliest key of all of
-    them is the earliest of each level's earliest. Built once per level count (issue 14:
-    building it per submission cost more than running it). Merging it into the window read
-    as a subquery made MariaDB scan all the system's runs, so it stays a statement of its own.
+    them is the earliest of each level's earliest, and only that one row comes back (issue
+    14: PyMySQL parsing the 24 dates of two levels cost more than the query). Built once per
+    level count (building it per submission cost more than running it). Merging it into the
+    window read as a subquery made MariaDB scan all the system's runs, so it stays a
+    statement of its own.
     """
     day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
     parts = [select(QcRun.run_date, QcRun.run_no)
+             .prefix_with("STRAIGHT_JOIN", dialect="mysql")
+             .prefix_with("STRAIGHT_JOIN", dialect="mariadb")
              .join(QcResult, QcResult.run_id == QcRun.id)
              .where(QcRun.test_system_id == bindparam("ts"),
                     QcResult.qc_level_id == bindparam(f"lv{i}"),
                     QcResult.is_current, _before(day, number))
              .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
              .limit(westgard.MAX_LOOKBACK).subquery() for i in range(n_levels)]
-    return union_all(*(select(p.c.run_date, p.c.run_no) for p in parts))
+    keys = union_all(*(select(p.c.run_date, p.c.run_no) for p in parts)).subquery()
+    return select(keys.c.run_date, keys.c.run_no).order_by(keys.c.run_date,
+                                                           keys.c.run_no).limit(1)
 
 
 def _runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], list[tuple]]:
@@ -174,7 +189,7 @@ def _runs_statement():
     return (select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
                    QcResult.is_current, QcResult.value_text)
             .outerjoin(QcResult, QcResult.run_id == QcRun.id)
-            .where(QcRun.test_system_id == bindparam("ts"), ~_before(day, number))
+            .where(QcRun.test_system_id == bindparam("ts"), _from(day, number))
             .order_by(QcRun.run_date, QcRun.run_no))
 
 

@@ -103,12 +103,15 @@ def submit_json(ts_id: int):
         actor, test_system_id=ts.id, run_date=data.run_date or local_today(ts.lab.timezone),
         run_no=data.run_no, values=data.level_texts(), client_id=data.client_id,
         channel=_phone_channel())
-    db.session.commit()
+    # Rendered inside the transaction, which already holds the new run: after the commit
+    # the user and the test system would be read again (issue 14: 2 of 17 statements). A
+    # failing commit still answers an error, never this body.
     body = verdict.to_dict() | {
         "html": render_template("iqc/_verdict.html", verdict=verdict, ts=ts),
         "recent_html": render_template("iqc/_recent.html", ts=ts,
                                        recent=queries.run_history(ts, RECENT_RUNS)),
         "url": url_for("iqc.run", run_id=verdict.run_id)}
+    db.session.commit()
     return jsonify(body), (200 if verdict.duplicate else 201)
 
 

@@ -134,3 +134,22 @@ def test_a_new_runs_insert_audit_row_carries_its_verdict_and_needs_no_update_row
     assert rows[0].changes["status"] == run.status == verdict.status == "reject"
     # MariaDB's DATETIME keeps whole seconds; the audit row keeps what was written
     assert rows[0].changes["evaluated_at"][:19] == run.evaluated_at.isoformat()[:19]
+
+
+
+def test_the_entry_page_submission_reads_neither_user_nor_test_system_twice(lab, world, login):
+    """Its verdict and recent runs are rendered before the commit (17 statements → 15 on
+    MariaDB, ``bench/bench_submit.py``): after it, both would be read again."""
+    from qcwx.orgs.models import User
+
+    client = login(services.db.session.get(User, lab["tech"]))
+    services.db.session.expunge_all()
+    day = (local_today() - timedelta(days=1)).isoformat()
+    with counted() as seen:
+        resp = client.post(f"/api/ts/{lab['ts']}/runs", json={
+            "run_date": day, "values": {"1": "5.05", "2": "14.9"}, "client_id": "entry-1"})
+    assert resp.status_code == 201, resp.get_data(as_text=True)[:300]
+    assert resp.get_json()["status"] == "accept" and "recent_html" in resp.get_json()
+    selects = [s.lstrip().upper() for s in seen]
+    assert sum(s.startswith("SELECT TEST_SYSTEM") for s in selects) == 1, "\n".join(seen)
+    assert sum(s.startswith("SELECT USER") for s in selects) <= 1, "\n".join(seen)

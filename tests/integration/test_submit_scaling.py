@@ -1,0 +1,88 @@
+"""One new result costs the same whatever the history (DEVELOPERS.md, QC_SPEC 1.2).
+
+Counted as the database's own work, not as time, so it is exact on any machine: on MariaDB the
+rows the server read (``Handler_read_*`` of the session), on SQLite the virtual-machine
+instructions it ran (a progress handler called at every one). The statement count is pinned
+in ``test_submit_cost.py``, but a statement whose plan walks a system's whole history keeps
+the count and still grows with every run stored. Two did: the re-judge start read on MariaDB
+(it chose the level's index, read every result of the level and sorted them; now
+``STRAIGHT_JOIN`` walks the system's runs backwards and stops at the twelfth), and the window
+read on SQLite (``NOT (before)`` hid the date range from its planner).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import text
+
+from qcwx.iqc import services, targets
+from qcwx.orgs.models import User
+from qcwx.timeutil import local_today
+
+MEAN = {1: 5.0, 2: 15.0}
+SD = {1: 0.2, 2: 0.5}
+
+
+def _seed(world, session, key: str, days: int) -> int:
+    ts = world.systems[key]
+    start = local_today() - timedelta(days=days + 5)
+    for lv in ts.levels:
+        targets.set_control_limit(world.users["supervisor"], ts, lv, mean=MEAN[lv.level_index],
+                                  sd=SD[lv.level_index], kind="fixed", effective_from=start,
+                                  reason="说明书靶值")
+    tech = world.users["technician"] if key == "a" else world.users["technician_b"]
+    rows = [services.RunInput(ts.id, start + timedelta(days=d),
+                              {"1": f"{MEAN[1] + (d % 3 - 1) * 0.5 * SD[1]:.3f}",
+                               "2": f"{MEAN[2] - (d % 3 - 1) * 0.5 * SD[2]:.3f}"}, 1, f"h{d}")
+            for d in range(days)]
+    services.store_runs(tech, "h5", services.prepare_runs(tech, "h5", rows))
+    session.commit()
+    return ts.id
+
+
+class _Work:
+    """The database's work since :meth:`start`: rows read (MariaDB) or VM steps (SQLite)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.sqlite = session.get_bind().dialect.name == "sqlite"
+        self.steps = 0
+        if self.sqlite:
+            raw = session.connection().connection.dbapi_connection
+            raw.set_progress_handler(self._step, 1)
+
+    def _step(self) -> int:
+        self.steps += 1
+        return 0  # go on
+
+    def now(self) -> int:
+        if self.sqlite:
+            return self.steps
+        return sum(int(v) for _, v in self.session.execute(
+            text("SHOW SESSION STATUS LIKE 'Handler_read%'")))
+
+
+def _submit(session, user_id: int, ts_id: int, client_id: str) -> tuple[str, int]:
+    """Submit one in-control run today, as the capture views do; return (status, work)."""
+    session.expunge_all()
+    work = _Work(session)
+    before = work.now()
+    actor = session.get(User, user_id)
+    ts = services.load_test_system(actor, ts_id)
+    verdict = services.submit_run(actor, test_system_id=ts.id, run_date=local_today(),
+                                  values={"1": "5.05", "2": "14.9"}, client_id=client_id,
+                                  channel="mp")
+    return verdict.status, work.now() - before
+
+
+def test_the_database_work_of_one_submission_does_not_grow_with_the_history(session, world):
+    techs = world.users["technician"].id, world.users["technician_b"].id
+    short = _seed(world, session, "a", 20)
+    long = _seed(world, session, "b", 400)
+    status_short, read_short = _submit(session, techs[0], short, "s1")
+    status_long, read_long = _submit(session, techs[1], long, "l1")
+    assert status_short == status_long == "accept"
+    # 20 against 400 days: a plan that walks the history does ~20 times the work; the same
+    # plan may differ by a few steps with the data (SQLite: 2181 against 2175)
+    assert abs(read_long - read_short) <= 0.05 * read_short, (read_short, read_long)
