@@ -151,10 +151,8 @@ def _start_statement(n_levels: int):
     statement of its own.
     """
     day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
-    parts = [select(QcRun.run_date, QcRun.run_no)
-             .prefix_with("STRAIGHT_JOIN", dialect="mysql")
-             .prefix_with("STRAIGHT_JOIN", dialect="mariadb")
-             .join(QcResult, QcResult.run_id == QcRun.id)
+    parts = [_pinned_plan(select(QcRun.run_date, QcRun.run_no)
+             .join(QcResult, QcResult.run_id == QcRun.id))
              .where(QcRun.test_system_id == bindparam("ts"),
                     QcResult.qc_level_id == bindparam(f"lv{i}"),
                     QcResult.is_current, _before(day, number))
@@ -163,6 +161,27 @@ def _start_statement(n_levels: int):
     keys = union_all(*(select(p.c.run_date, p.c.run_no) for p in parts)).subquery()
     return select(keys.c.run_date, keys.c.run_no).order_by(keys.c.run_date,
                                                            keys.c.run_no).limit(1)
+
+
+def _pinned_plan(stmt):
+    """Pin MySQL/MariaDB to the plan that stops at the twelfth result (the same on any data).
+
+    Left to itself MariaDB chose, depending on its statistics, the level's index (reading
+    every result of the level, of every lab on the lot, then sorting them) or a "rowid
+    filter" built from that index — both grow with the history
+    (``tests/integration/test_submit_scaling.py``). Pinned: walk the system's runs backwards
+    on their unique key, look each run's result of the level up on its unique key, stop at
+    the limit. SQLite's planner already does so and gets no hints.
+    """
+    for dialect in ("mysql", "mariadb"):
+        stmt = (stmt.prefix_with("STRAIGHT_JOIN", dialect=dialect)
+                .with_hint(QcRun, f"FORCE INDEX ({_QC_RUN_KEY})", dialect_name=dialect)
+                .with_hint(QcResult, f"FORCE INDEX ({_QC_RESULT_KEY})", dialect_name=dialect))
+    return stmt
+
+
+_QC_RUN_KEY = "uq_qc_run_test_system_id_run_date_run_no"
+_QC_RESULT_KEY = "uq_qc_result_run_id_qc_level_id_version"
 
 
 def _runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], list[tuple]]:

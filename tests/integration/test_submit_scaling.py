@@ -5,9 +5,11 @@ rows the server read (``Handler_read_*`` of the session), on SQLite the virtual-
 instructions it ran (a progress handler called at every one). The statement count is pinned
 in ``test_submit_cost.py``, but a statement whose plan walks a system's whole history keeps
 the count and still grows with every run stored. Two did: the re-judge start read on MariaDB
-(it chose the level's index, read every result of the level and sorted them; now
-``STRAIGHT_JOIN`` walks the system's runs backwards and stops at the twelfth), and the window
-read on SQLite (``NOT (before)`` hid the date range from its planner).
+(by its statistics it chose the level's index — every result of the level, of every lab on
+the lot, read and sorted — or a rowid filter built from that index; now its plan is pinned
+to walk the system's runs backwards and stop at the twelfth result), and the window read on
+SQLite (``NOT (before)`` hid the date range from its planner). Run after other tests too:
+the filter only showed once other tests had changed the statistics.
 """
 
 from __future__ import annotations
