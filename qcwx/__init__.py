@@ -47,7 +47,15 @@ def configure_extensions(app: Flask) -> None:
     """Bind db, migrations, login, CSRF and the rate limiter; import every model."""
     from qcwx import models  # noqa: F401 - registers every table on the metadata
     from qcwx.audit import services as _audit  # noqa: F401 - installs the audit listeners
-    from qcwx.extensions import csrf, db, limiter, login_manager, make_sqlite_transactional, migrate
+    from qcwx.extensions import (
+        csrf,
+        db,
+        limiter,
+        login_manager,
+        make_sqlite_transactional,
+        migrate,
+        reset_open_transactions_only,
+    )
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
@@ -61,6 +69,8 @@ def configure_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             make_sqlite_transactional(db.engine)
+        elif db.engine.dialect.driver == "pymysql":
+            reset_open_transactions_only(db.engine)
 
     from qcwx.web.security import load_session_user
 

@@ -173,5 +173,7 @@ def _check_database_url(url: str) -> str:
 
 def _engine_options(url: str) -> dict[str, Any]:
     if make_url(url).get_backend_name() == "mysql":
-        return {"pool_pre_ping": True, "pool_recycle": 1800}
+        # No blind ROLLBACK when a connection goes back to the pool: the pool's "reset" event
+        # rolls back only a transaction the server reports open (qcwx.extensions).
+        return {"pool_pre_ping": True, "pool_recycle": 1800, "pool_reset_on_return": None}
     return {}
