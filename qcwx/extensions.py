@@ -153,7 +153,7 @@ def reset_open_transactions_only(engine: Engine) -> None:
 
     SQLAlchemy's default reset sends ROLLBACK whenever a session hands its connection back,
     and a committed session hands it back with nothing open: one round trip of every request
-    for nothing (issue 14; ~7 % of a submission's time in the gunicorn workers). The server
+    for nothing (issue 14; ~2 % of a gunicorn worker's samples under load). The server
     says in every reply whether a transaction is open (``SERVER_STATUS_IN_TRANS``), and
     PyMySQL keeps that flag, so the rollback is sent exactly when a transaction is left open.
     Goes with ``pool_reset_on_return=None`` (``qcwx.config``); without it the pool would
