@@ -111,7 +111,10 @@ class PeerLabDay(db.Model):
     """Cached moments of one test system × level × run date (in-control, current results)."""
 
     __tablename__ = "peer_lab_day"
-    __table_args__ = (Index("ix_peer_lab_day_level_day", "qc_level_id", "day"),)
+    # (system, day): a refresh re-reads one system's days from a date on, which the primary
+    # key (system, level, day) cannot bound past the system
+    __table_args__ = (Index("ix_peer_lab_day_level_day", "qc_level_id", "day"),
+                      Index("ix_peer_lab_day_ts_day", "test_system_id", "day"))
     test_system_id: Mapped[int] = mapped_column(ForeignKey("test_system.id"), primary_key=True)
     qc_level_id: Mapped[int] = mapped_column(ForeignKey("qc_level.id"), primary_key=True)
     day: Mapped[date] = mapped_column(primary_key=True)

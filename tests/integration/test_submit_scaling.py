@@ -9,7 +9,9 @@ the count and still grows with every run stored. Two did: the re-judge start rea
 the lot, read and sorted — or a rowid filter built from that index; now its plan is pinned
 to walk the system's runs backwards and stop at the twelfth result), and the window read on
 SQLite (``NOT (before)`` hid the date range from its planner). Run after other tests too:
-the filter only showed once other tests had changed the statistics.
+the filter only showed once other tests had changed the statistics. The worker's share, the
+peer refresh of the submission's day, read the system's whole peer cache on both databases
+until the cache got an index on (system, day).
 """
 
 from __future__ import annotations
@@ -88,3 +90,28 @@ def test_the_database_work_of_one_submission_does_not_grow_with_the_history(sess
     # 20 against 400 days: a plan that walks the history does ~20 times the work; the same
     # plan may differ by a few steps with the data (SQLite: 2181 against 2175)
     assert abs(read_long - read_short) <= 0.05 * read_short, (read_short, read_long)
+
+
+def _refresh_work(session, ts_id: int) -> int:
+    """The database work of the worker's peer refresh after today's run of ``ts_id``."""
+    from qcwx.peer import services as peer_services
+
+    session.expunge_all()
+    work = _Work(session)
+    before = work.now()
+    peer_services.refresh_after_submission(ts_id, since=local_today())
+    return work.now() - before
+
+
+def test_the_peer_refresh_after_a_submission_does_not_grow_with_the_history(session, world):
+    """The worker's share of a submission (``qcwx.peer.refresh``): only today is re-read."""
+    from qcwx.peer import services as peer_services
+
+    techs = world.users["technician"].id, world.users["technician_b"].id
+    short = _seed(world, session, "a", 20)
+    long = _seed(world, session, "b", 400)
+    peer_services.refresh_systems([short, long])  # both cached, as after the nightly rebuild
+    _submit(session, techs[0], short, "s1")
+    _submit(session, techs[1], long, "l1")
+    work_short, work_long = _refresh_work(session, short), _refresh_work(session, long)
+    assert abs(work_long - work_short) <= 0.05 * work_short, (work_short, work_long)
