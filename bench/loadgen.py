@@ -194,7 +194,6 @@ class Tally:
     resends: int = 0
     retry_after: Counter = field(default_factory=Counter)
     timeline: list[tuple[float, int]] = field(default_factory=list)  # (t, status)
-    answered_at: list[tuple[float, float]] = field(default_factory=list)  # (t, latency) of 2xx
 
     @property
     def requests(self) -> int:
@@ -243,7 +242,6 @@ async def _post(client: aiohttp.ClientSession, phone: Phone, body: dict, tally: 
     tally.timeline.append((start - t0, resp.status_code))
     if resp.status_code in (200, 201):
         tally.latencies.append(elapsed)
-        tally.answered_at.append((start - t0, elapsed))
     elif resp.status_code in allowed:
         tally.retry_after[resp.headers.get("Retry-After", "missing")] += 1
     else:
