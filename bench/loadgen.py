@@ -23,6 +23,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from unittest import mock
@@ -141,7 +142,7 @@ class Answer:
     """One HTTP answer, read whole: what a phone looks at (status, headers, JSON body)."""
 
     status_code: int
-    headers: dict
+    headers: Mapping[str, str]  # case-insensitive, as HTTP headers are
     body: bytes
 
     @property
@@ -169,7 +170,7 @@ def client_session(url: str, connections: int, timeout: float) -> aiohttp.Client
 async def request(session: aiohttp.ClientSession, method: str, path: str, **kwargs) -> Answer:
     """Send one request and read its whole answer."""
     async with session.request(method, path, **kwargs) as resp:
-        return Answer(resp.status, dict(resp.headers), await resp.read())
+        return Answer(resp.status, resp.headers.copy(), await resp.read())
 
 
 async def login_all(url: str, fake, phones: list[Phone]) -> None:

@@ -69,7 +69,7 @@ def configure_extensions(app: Flask) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             make_sqlite_transactional(db.engine)
-        elif db.engine.dialect.driver == "pymysql":
+        else:  # MySQL/MariaDB: the pair of qcwx.config's pool_reset_on_return=None
             reset_open_transactions_only(db.engine)
 
     from qcwx.web.security import load_session_user

@@ -155,9 +155,10 @@ def reset_open_transactions_only(engine: Engine) -> None:
     and a committed session hands it back with nothing open: one round trip of every request
     for nothing (issue 14; ~2 % of a gunicorn worker's samples under load). The server
     says in every reply whether a transaction is open (``SERVER_STATUS_IN_TRANS``), and
-    PyMySQL keeps that flag, so the rollback is sent exactly when a transaction is left open.
-    Goes with ``pool_reset_on_return=None`` (``qcwx.config``); without it the pool would
-    still roll back every time and this would only add a second, harmless one.
+    PyMySQL keeps that flag, so the rollback is sent exactly when a transaction is left open;
+    a driver without the flag is always rolled back, as before. Goes with
+    ``pool_reset_on_return=None`` (``qcwx.config``); without it the pool would still roll
+    back every time and this would only add a second, harmless one.
     """
     from pymysql.constants.SERVER_STATUS import SERVER_STATUS_IN_TRANS
 

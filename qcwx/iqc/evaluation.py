@@ -163,6 +163,11 @@ def _start_statement(n_levels: int):
                                                            keys.c.run_no).limit(1)
 
 
+#: The unique keys :func:`_pinned_plan` forces (named by the initial migration).
+_QC_RUN_KEY = "uq_qc_run_test_system_id_run_date_run_no"
+_QC_RESULT_KEY = "uq_qc_result_run_id_qc_level_id_version"
+
+
 def _pinned_plan(stmt):
     """Pin MySQL/MariaDB to the plan that stops at the twelfth result (the same on any data).
 
@@ -178,10 +183,6 @@ def _pinned_plan(stmt):
                 .with_hint(QcRun, f"FORCE INDEX ({_QC_RUN_KEY})", dialect_name=dialect)
                 .with_hint(QcResult, f"FORCE INDEX ({_QC_RESULT_KEY})", dialect_name=dialect))
     return stmt
-
-
-_QC_RUN_KEY = "uq_qc_run_test_system_id_run_date_run_no"
-_QC_RESULT_KEY = "uq_qc_result_run_id_qc_level_id_version"
 
 
 def _runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], list[tuple]]:

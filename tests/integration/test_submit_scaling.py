@@ -45,39 +45,45 @@ def _seed(world, session, key: str, days: int) -> int:
     return ts.id
 
 
-class _Work:
-    """The database's work since :meth:`start`: rows read (MariaDB) or VM steps (SQLite)."""
+def _work_of(session, call) -> tuple[object, int]:
+    """Run ``call()`` on a fresh identity map; return (its result, the database's work).
 
-    def __init__(self, session):
-        self.session = session
-        self.sqlite = session.get_bind().dialect.name == "sqlite"
-        self.steps = 0
-        if self.sqlite:
-            raw = session.connection().connection.dbapi_connection
-            raw.set_progress_handler(self._step, 1)
+    Work is the rows MariaDB read (``Handler_read_*``) or the VM steps SQLite ran (a progress
+    handler, removed afterwards so later tests on the pooled connection do not pay for it).
+    """
+    session.expunge_all()
+    if session.get_bind().dialect.name != "sqlite":
+        def rows_read() -> int:
+            return sum(int(v) for _, v in session.execute(
+                text("SHOW SESSION STATUS LIKE 'Handler_read%'")))
 
-    def _step(self) -> int:
-        self.steps += 1
+        before = rows_read()
+        result = call()
+        return result, rows_read() - before
+    steps = [0]
+
+    def step() -> int:
+        steps[0] += 1
         return 0  # go on
 
-    def now(self) -> int:
-        if self.sqlite:
-            return self.steps
-        return sum(int(v) for _, v in self.session.execute(
-            text("SHOW SESSION STATUS LIKE 'Handler_read%'")))
+    raw = session.connection().connection.dbapi_connection
+    raw.set_progress_handler(step, 1)
+    try:
+        return call(), steps[0]
+    finally:
+        raw.set_progress_handler(None, 1)
 
 
 def _submit(session, user_id: int, ts_id: int, client_id: str) -> tuple[str, int]:
     """Submit one in-control run today, as the capture views do; return (status, work)."""
-    session.expunge_all()
-    work = _Work(session)
-    before = work.now()
-    actor = session.get(User, user_id)
-    ts = services.load_test_system(actor, ts_id)
-    verdict = services.submit_run(actor, test_system_id=ts.id, run_date=local_today(),
-                                  values={"1": "5.05", "2": "14.9"}, client_id=client_id,
-                                  channel="mp")
-    return verdict.status, work.now() - before
+    def submit() -> str:
+        actor = session.get(User, user_id)
+        ts = services.load_test_system(actor, ts_id)
+        return services.submit_run(actor, test_system_id=ts.id, run_date=local_today(),
+                                   values={"1": "5.05", "2": "14.9"}, client_id=client_id,
+                                   channel="mp").status
+
+    return _work_of(session, submit)
 
 
 def test_the_database_work_of_one_submission_does_not_grow_with_the_history(session, world):
@@ -96,11 +102,8 @@ def _refresh_work(session, ts_id: int) -> int:
     """The database work of the worker's peer refresh after today's run of ``ts_id``."""
     from qcwx.peer import services as peer_services
 
-    session.expunge_all()
-    work = _Work(session)
-    before = work.now()
-    peer_services.refresh_after_submission(ts_id, since=local_today())
-    return work.now() - before
+    return _work_of(session, lambda: peer_services.refresh_after_submission(
+        ts_id, since=local_today()))[1]
 
 
 def test_the_peer_refresh_after_a_submission_does_not_grow_with_the_history(session, world):
