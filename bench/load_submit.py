@@ -16,7 +16,11 @@ and lets them submit for ``--seconds`` with ``--think`` seconds (uniform) betwee
    When ``wrk`` is installed (Debian package ``wrk``) it measures too and the higher figure
    counts: a Python client's own CPU can bound the rate it sees on a two-core machine;
 2. prints requests, errors (goal 0), p50/p95/p99 latency of the submissions, runs/s and the
-   ratio runs/s ÷ healthz/s (goal ≥ 0.3);
+   ratio runs/s ÷ healthz/s (goal ≥ 0.3). Under think time that ratio cannot exceed what
+   the phones offer (phones ÷ mean think, printed), so it also prints the **cost ratio**:
+   the server's CPU (gunicorn, worker, MariaDB, Redis) per ``/healthz`` answer, measured
+   while wrk ran, ÷ the same per accepted run — the throughput ratio a CPU-bound saturated
+   server reaches (``--think 0,0`` measures that one directly);
 3. waits for the alerts to drain and checks the database holds exactly the accepted
    submissions (no loss, no doubles) and one outbox row and one WeChat message per alerted
    run (:mod:`bench.accounting`). Exit status 1 when there were errors or discrepancies.
@@ -67,6 +71,8 @@ SETTINGS = {"WECHAT_APPID": "wx_test_appid", "WECHAT_SECRET": "test-secret",
             "WECHAT_TEMPLATE_ALERT": "LOAD_QC_ALERT"}
 SHARED_MARIADB = "mysql+pymysql://root@127.0.0.1:3306/qcwx_load?charset=utf8mb4"
 DRAIN_TIMEOUT = 120
+#: CPU groups that are the load's clients, not the server (left out of the cost ratio)
+CLIENTS = ("phones + fake WeChat",)
 
 
 class LoadStack:
@@ -182,6 +188,20 @@ class LoadResult:
     healthz_per_s: float
     accounting: Accounting
     cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU ms per accepted run
+    #: the server's CPU ms per /healthz answer (while wrk measured it), else None
+    healthz_cpu_ms: float | None = None
+    #: the most runs/s the phones can offer (phones ÷ mean think time); None without think
+    offered_per_s: float | None = None
+
+    @property
+    def cost_ratio(self) -> float | None:
+        """Server CPU per /healthz answer ÷ server CPU per accepted run.
+
+        The throughput ratio a saturated server reaches when CPU is what bounds it, read off
+        any run: under think time the throughput ratio only echoes the offered load.
+        """
+        run = sum(ms for name, ms in self.cpu_ms.items() if name not in (*CLIENTS, "total"))
+        return self.healthz_cpu_ms / run if self.healthz_cpu_ms and run else None
 
     @property
     def runs_per_s(self) -> float:
@@ -201,6 +221,13 @@ class LoadResult:
             f"{t.percentile(0.95) * 1000:.0f} ms · p99 {t.percentile(0.99) * 1000:.0f} ms",
             f"  throughput {self.runs_per_s:.1f} runs/s · healthz {self.healthz_per_s:.1f}/s · "
             f"ratio {self.ratio:.2f} (goal ≥ 0.3)",
+            *([f"  offered at most {self.offered_per_s:.0f} runs/s (phones ÷ mean think): "
+               f"ratio ≤ {self.offered_per_s / self.healthz_per_s:.2f} at this load"]
+              if self.offered_per_s and self.healthz_per_s else []),
+            *([f"  server CPU per request: /healthz {self.healthz_cpu_ms:.2f} ms · accepted "
+               f"run {self.healthz_cpu_ms / self.cost_ratio:.2f} ms · cost ratio "
+               f"{self.cost_ratio:.2f} (what saturation would reach)"]
+              if self.cost_ratio else []),
             "  CPU per accepted run: " + " · ".join(
                 f"{name} {ms:.1f} ms" for name, ms in self.cpu_ms.items()),
             f"  accounting: {self.accounting.summary()}",
@@ -217,7 +244,15 @@ def run_load(phones: int, seconds: float, workers: int = 4, think=(1.0, 3.0),
         try:
             ls.start()
             healthz = run_coroutine(healthz_rate(ls.url, phones, 5.0))
+            groups = ls.cpu_groups()
+            server = [pid for name, pids in groups.items() if name not in CLIENTS
+                      for pid in pids]
+            cpu0, t_wrk = sum(cpu_seconds(p) for p in server), time.monotonic()
             wrk = healthz_rate_wrk(ls.url, 5.0)
+            healthz_cpu = None
+            if wrk:  # the server's CPU per /healthz answer, by the wrk window's answers
+                healthz_cpu = 1000 * (sum(cpu_seconds(p) for p in server) - cpu0) / (
+                    wrk * (time.monotonic() - t_wrk))
             if wrk is not None:  # the faster client's figure: the server's, not the client's
                 print(f"  healthz baseline: aiohttp {healthz:.1f}/s, wrk {wrk:.1f}/s",
                       flush=True)
@@ -225,7 +260,6 @@ def run_load(phones: int, seconds: float, workers: int = 4, think=(1.0, 3.0),
             else:
                 print(f"  healthz baseline: aiohttp {healthz:.1f}/s (install wrk for a baseline "
                       "not bound by the client)", flush=True)
-            groups = ls.cpu_groups()
             before = {name: sum(cpu_seconds(p) for p in pids) for name, pids in groups.items()}
             t0 = time.monotonic()
             tally = run_coroutine(run_phones(ls.url, ls.seeded.phones,
@@ -235,7 +269,8 @@ def run_load(phones: int, seconds: float, workers: int = 4, think=(1.0, 3.0),
             cpu = {name: 1000 * (sum(cpu_seconds(p) for p in pids) - before[name]) / runs
                    for name, pids in groups.items()}
             cpu["total"] = sum(cpu.values())
-            return LoadResult(tally, elapsed, healthz, ls.drain_and_account(tally), cpu)
+            return LoadResult(tally, elapsed, healthz, ls.drain_and_account(tally), cpu,
+                              healthz_cpu, phones / (sum(think) / 2) if sum(think) else None)
         finally:
             ls.close()
 

@@ -342,8 +342,9 @@ def _evaluate(
         for seq, ends, w in _windows(ctx, code):
             if last_only:
                 ends = ends[seq.run[ends] == n_runs - 1]
-            fired[seq.run[ends], j] = True
-            parts.append(_points(seq, ends, w, j))
+            if ends.size:  # most windows fire nowhere: their empty points cost ~7 µs each
+                fired[seq.run[ends], j] = True
+                parts.append(_points(seq, ends, w, j))
     roles = np.array([rule_set[c] for c in RULE_CODES])
     code = np.where(fired[:, roles == "reject"].any(axis=1), 2,
                     fired[:, roles == "warning"].any(axis=1).astype(np.int64))
