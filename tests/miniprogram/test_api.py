@@ -178,6 +178,28 @@ def test_expired_forged_and_revoked_tokens_are_refused(client, session, bound, a
     assert resp.status_code == 401 and "解绑" in resp.get_json()["error"]
 
 
+def test_a_request_decodes_its_token_once_and_rechecks_expiry(app, bound, monkeypatch):
+    """The rate limiter's bucket and the view's check share one decode (issue 14)."""
+    from miniprogram_api import auth
+
+    tech = bound.users["technician"]
+    calls = []
+    real = jwt.decode
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with app.test_request_context():
+        token = auth.issue_token(tech)["token"]
+        assert auth.user_id_from_token(token) == tech.id  # the limiter's bucket
+        assert auth.user_from_header(f"Bearer {token}").id == tech.id  # the view
+        assert len(calls) == 1
+        with pytest.raises(auth.Unauthorized):
+            auth.user_from_header("Bearer not-a-token")
+        assert len(calls) == 2  # another token is decoded (and refused), never reused
+        exp = auth._claims(token)["exp"]
+        monkeypatch.setattr(auth.time, "time", lambda: exp + 1)
+        auth.user_id_from_token(token)  # past its expiry the kept claims are not trusted
+        assert len(calls) == 3
+
+
 # ---------------------------------------------------------------- scan
 def test_scan_of_a_label_returns_the_test_system_context(client, bound, mp_login):
     ts = bound.systems["a"]
