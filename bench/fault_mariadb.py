@@ -12,6 +12,12 @@ on the same data directory. The phones behave like the mini-program: a 503 is re
 the same ``client_id`` after ``Retry-After``. Passes when: no answer was a 500 or another
 non-503 error; every 503 carried ``Retry-After``; submissions succeed again after the restart
 with the same gunicorn master (no app restart); and the accounting is exact.
+
+``--in-send``: the server is stopped while the worker is inside an alert's send — WeChat has
+taken the message (the fake holds its answer), nothing is committed — and the answer is
+released once it is down, so the round's commit fails. The worker must record that send when
+the server is back instead of sending it again: the held alert reaches WeChat exactly once
+(:func:`qcwx.alerts.tasks._keep_sent`; CI once saw a second message here).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make ``bench`` and ``qcwx`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.fault_worker import SendGate  # noqa: E402
 from bench.faults import (  # noqa: E402
     FaultResult,
     common_checks,
@@ -61,18 +68,51 @@ def restart(at: float, down: float, marks: dict):
     return fault
 
 
+def restart_in_send(gate: SendGate, at: float, down: float, marks: dict):
+    """Return the fault: from ``at`` s, stop mariadbd while WeChat holds a taken alert."""
+
+    async def fault(ls: LoadStack, events: list[str]) -> None:
+        t0 = time.monotonic()
+        await asyncio.sleep(at)
+        gate.armed = True
+        if not await asyncio.to_thread(gate.hit.wait, 60):
+            stamp(events, t0, "no template send within 60 s: nothing to interrupt")
+            return
+        stamp(events, t0, f"WeChat took the alert of run {gate.run_id}; its answer is held")
+        await asyncio.to_thread(ls.mariadb.stop)
+        marks["down_health"] = await _probe(ls.url)
+        stamp(events, t0, "mariadbd is down, the round uncommitted; WeChat answers now")
+        gate.release.set()
+        await asyncio.sleep(down)
+        await asyncio.to_thread(ls.mariadb.start)
+        marks["up_at"] = time.monotonic() - t0
+        stamp(events, t0, "mariadbd answers again (same data directory)")
+
+    return fault
+
+
 def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
-        tmp: Path | None = None, ls: LoadStack | None = None, tag: str = "fault") -> FaultResult:
-    """Run the fault (on ``ls`` when given, else on a stack of its own) and judge it."""
+        tmp: Path | None = None, ls: LoadStack | None = None, tag: str = "fault",
+        in_send: bool = False) -> FaultResult:
+    """Run the fault (on ``ls`` when given, else on a stack of its own) and judge it.
+
+    ``in_send`` needs a stack of its own: the send gate is installed before the fake starts.
+    """
     marks: dict = {}
+    gate = SendGate(after_send=True) if in_send else None
     with tempfile.TemporaryDirectory(prefix="qcwx-fault-mariadb-") as scratch:
         own = ls is None
-        ls = ls or LoadStack(Path(tmp or scratch), phones, workers, database_url=None).start()
+        ls = ls or LoadStack(Path(tmp or scratch), phones, workers, database_url=None,
+                             fake_setup=gate.install if gate else None).start()
         try:
             master = ls.web.popen.pid
-            result = run_fault(ls, f"MariaDB restarted ({down:.0f} s down) under {phones} phones",
-                               LoadPlan(seconds, allowed=frozenset({503}), tag=tag),
-                               restart(at, down, marks))
+            name = (f"MariaDB {'stopped inside an alert send' if in_send else 'restarted'} "
+                    f"({down:.0f} s down) under {phones} phones")
+            fault = restart_in_send(gate, at, down, marks) if gate else restart(at, down, marks)
+            plan = LoadPlan(seconds, allowed=frozenset({503}), tag=tag)
+            if in_send:  # alerts often enough that one is soon under way
+                plan = LoadPlan(seconds, allowed=frozenset({503}), tag=tag, reject_share=0.15)
+            result = run_fault(ls, name, plan, fault)
             after = [s for t, s in result.tally.timeline if t > marks.get("up_at", 1e9)]
             common_checks(result)
             result.checks += [
@@ -83,6 +123,12 @@ def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
                 ("same gunicorn master, still running (no app restart)",
                  ls.web.alive() and ls.web.popen.pid == master),
             ]
+            if gate:
+                held = [m for m in ls.fake.messages
+                        if gate.run_id and (m.get("url") or "").endswith(f"/runs/{gate.run_id}")]
+                result.events.append(f"messages for the held run {gate.run_id}: {len(held)}")
+                result.checks.append(("the alert taken before the stop reached WeChat once",
+                                      len(held) == 1))
             return result
         finally:
             if own:
@@ -90,7 +136,8 @@ def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
 
 
 def main(argv: list[str] | None = None) -> int:
-    return outage_main(argv, __doc__.split("\n")[0], run, at=20, short=(20, 20, 5, 5))
+    return outage_main(argv, __doc__.split("\n")[0], run, at=20, short=(20, 20, 5, 5),
+                       flags={"in_send": "stop the server while WeChat holds a taken alert"})
 
 
 if __name__ == "__main__":

@@ -78,10 +78,13 @@ def common_checks(result: FaultResult) -> None:
     ]
 
 
-def outage_main(argv, description: str, run, *, at: float, short: tuple) -> int:
+def outage_main(argv, description: str, run, *, at: float, short: tuple,
+                flags: dict[str, str] | None = None) -> int:
     """Command line of an outage script: ``--phones --seconds --at --down --workers --short``.
 
-    ``short`` is the CI-sized (phones, seconds, at, down); ``run`` takes them plus workers.
+    ``short`` is the CI-sized (phones, seconds, at, down); ``run`` takes them plus workers,
+    and each of ``flags`` ({keyword: help}) as a boolean keyword (``--in-send`` for
+    ``in_send``).
     """
     import argparse
 
@@ -94,10 +97,13 @@ def outage_main(argv, description: str, run, *, at: float, short: tuple) -> int:
     parser.add_argument("--short", action="store_true",
                         help="{} phones, {} s, down {} s at {} s".format(short[0], short[1],
                                                                       short[3], short[2]))
+    for name, text in (flags or {}).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=text)
     args = parser.parse_args(argv)
     if args.short:
         args.phones, args.seconds, args.at, args.down = short
-    result = run(args.phones, args.seconds, args.at, args.down, args.workers)
+    result = run(args.phones, args.seconds, args.at, args.down, args.workers,
+                 **{name: getattr(args, name) for name in flags or {}})
     print(result.report())
     return 0 if result.ok else 1
 

@@ -22,8 +22,12 @@ nothing is lost while Redis or the worker is down; this module turns rows into m
   committed while the broker was down, and the retries.
 
 Everything here flushes and never commits: the task (or request) owns the transaction, and the
-claim's row lock lasts until that commit. A process dying mid-send rolls the round back, so
-delivery is at-least-once in that (rare) window and exactly-once otherwise.
+claim's row lock lasts until that commit. A round whose commit fails after WeChat took a
+message (the database restarting mid-round) would be rolled back and sent again; each send is
+therefore also kept outside the session (:func:`lost_sends`), and the task records it again
+with :func:`record_sent` once the database answers, sending nothing. Only a process dying
+between the send and that record resends, so delivery is at-least-once in that (rare) window
+and exactly-once otherwise.
 """
 
 from __future__ import annotations
@@ -52,6 +56,20 @@ RETRYABLE = ("pending", "failed")
 #: Why an alert with no recipient stays undelivered (shown to the lab's director and the centre).
 NO_RECIPIENT = "没有可接收的用户：本实验室没有绑定微信的质控主管，提醒无法送达"
 _PENDING_KEY = "qcwx.alerts.dispatch_ids"
+_SENT_KEY = "qcwx.alerts.sent_this_round"
+
+
+@dataclass(frozen=True)
+class SentRecord:
+    """A delivery WeChat took, kept outside the session so a lost commit cannot resend it."""
+
+    channel: str
+    recipient: str
+    user_id: int | None
+    dedupe_key: str
+    attempts: int
+    sent_at: datetime
+    response: dict | None
 
 
 # ---------------------------------------------------------------- dispatch after commit
@@ -161,6 +179,9 @@ def _send(outbox: OutboxMessage, delivery: AlertDelivery, now: datetime) -> None
         return
     delivery.status, delivery.sent_at, delivery.last_error = "sent", now, None
     delivery.response = response if isinstance(response, dict) else None
+    db.session.info.setdefault(_SENT_KEY, {}).setdefault(outbox.id, []).append(SentRecord(
+        delivery.channel, delivery.recipient, delivery.user_id, delivery.dedupe_key,
+        delivery.attempts, now, delivery.response))
     channel.after_sent(outbox, recipient)
 
 
@@ -197,6 +218,7 @@ def dispatch(outbox_id: int, now: datetime | None = None) -> DispatchResult | No
     if outbox is None:
         log.info("outbox %s not due or claimed elsewhere; nothing to do", outbox_id)
         return None
+    db.session.info.setdefault(_SENT_KEY, {})[outbox.id] = []
     deliveries = _deliveries(outbox) or _expand(outbox)
     for delivery in deliveries:
         if delivery.status in RETRYABLE:
@@ -205,6 +227,46 @@ def dispatch(outbox_id: int, now: datetime | None = None) -> DispatchResult | No
     db.session.flush()
     count = {s: sum(d.status == s for d in deliveries) for s in ("sent", "failed", "dead")}
     return DispatchResult(outbox.id, outbox.status, count["sent"], count["failed"], count["dead"])
+
+
+def lost_sends(outbox_id: int) -> list[SentRecord]:
+    """Return and forget what the last round of ``outbox_id`` in this session sent."""
+    return db.session.info.get(_SENT_KEY, {}).pop(outbox_id, [])
+
+
+def record_sent(outbox_id: int, sent: list[SentRecord], now: datetime | None = None) -> bool:
+    """Record deliveries that went out in a round whose commit was lost; send nothing.
+
+    The rollback forgot them, so the row is due again and the next round would send them a
+    second time. This claims the row as a round does (counting the lost round's attempt),
+    marks them sent, creating their rows when the lost round had created them, and leaves
+    any other recipient due at once. False when the row is no longer due: another round has
+    been recorded since.
+    """
+    now = now or utcnow()
+    outbox = _claim(outbox_id, now)
+    if outbox is None:
+        return False
+    rows = {d.dedupe_key: d for d in (_deliveries(outbox) or _expand(outbox))}
+    for s in sent:
+        row = rows.get(s.dedupe_key)
+        if row is None:  # the recipients changed since the lost round: keep what went out
+            row = rows[s.dedupe_key] = AlertDelivery(
+                outbox_id=outbox.id, channel=s.channel, recipient=s.recipient,
+                user_id=s.user_id, dedupe_key=s.dedupe_key)
+            db.session.add(row)
+        row.status, row.attempts, row.sent_at = "sent", s.attempts, s.sent_at
+        row.response, row.last_error = s.response, None
+        channels.get(s.channel).after_sent(outbox, channels.Recipient(s.user_id, s.recipient))
+    deliveries = list(rows.values())
+    if any(d.status in RETRYABLE for d in deliveries):  # the others go out in a new round
+        outbox.status, outbox.next_attempt_at = "failed", now
+        outbox.last_error = "数据库中断后已补记已发送的消息，其余接收人稍后发送"
+        dispatch_after_commit(outbox)
+    else:
+        _settle(outbox, deliveries, now)
+    db.session.flush()
+    return True
 
 
 def sweep(now: datetime | None = None, limit: int = SWEEP_LIMIT) -> list[int]:

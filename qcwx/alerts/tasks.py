@@ -13,6 +13,7 @@ The registered names (``qcwx.alerts.*``) are what the beat schedule (:mod:`qcwx.
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
 from sqlalchemy.exc import OperationalError
@@ -22,15 +23,59 @@ from qcwx.extensions import db
 
 log = logging.getLogger(__name__)
 
+#: How long, and how often, a worker tries to record sends whose commit was lost.
+KEEP_SENT_SECONDS = 120.0
+KEEP_SENT_PAUSE = 0.5
+
 
 @shared_task(name="qcwx.alerts.dispatch", acks_late=True, ignore_result=True,
              autoretry_for=(OperationalError,),
              retry_backoff=True, max_retries=5)
 def dispatch(outbox_id: int) -> dict | None:
-    """Deliver one outbox row (no-op when it is sent, not due or claimed by another worker)."""
-    result = delivery.dispatch(int(outbox_id))
-    db.session.commit()
+    """Deliver one outbox row (no-op when it is sent, not due or claimed by another worker).
+
+    A database error before anything went out is Celery's to retry: the round is redone as
+    if new. After WeChat took a message it is not: the retry would send it again, so the
+    sends are recorded here instead (:func:`_keep_sent`).
+    """
+    outbox_id = int(outbox_id)
+    try:
+        result = delivery.dispatch(outbox_id)
+        db.session.commit()
+    except OperationalError:
+        db.session.rollback()
+        sent = delivery.lost_sends(outbox_id)
+        if not sent:
+            raise
+        _keep_sent(outbox_id, sent)
+        return None
+    delivery.lost_sends(outbox_id)  # committed: nothing to keep
     return None if result is None else result.__dict__
+
+
+def _keep_sent(outbox_id: int, sent: list) -> None:
+    """Record sends whose commit was lost, trying until the database answers again.
+
+    Every ``KEEP_SENT_PAUSE`` seconds for up to ``KEEP_SENT_SECONDS`` (a database restart
+    takes seconds), so the record lands before the sweep finds the row due. Past that the
+    error goes to Celery's retry, which sends again: at-least-once, never lost.
+    """
+    deadline = time.monotonic() + KEEP_SENT_SECONDS
+    while True:
+        try:
+            kept = delivery.record_sent(outbox_id, sent)
+            db.session.commit()
+        except OperationalError:
+            db.session.rollback()
+            if time.monotonic() >= deadline:
+                log.error("outbox %s: %d sent messages could not be recorded; a retry may "
+                          "send them again", outbox_id, len(sent))
+                raise
+            time.sleep(KEEP_SENT_PAUSE)
+            continue
+        log.warning("outbox %s: the commit after %d sends was lost; %s", outbox_id, len(sent),
+                    "recorded them again" if kept else "another round had recorded the row")
+        return
 
 
 @shared_task(name="qcwx.alerts.sweep", acks_late=True, ignore_result=True)

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from qcwx.alerts import channels, delivery
 from qcwx.alerts import tasks as alert_tasks
@@ -89,6 +90,80 @@ def test_dispatching_twice_sends_each_message_once(session, bound, fake_wechat):
     assert result.status == "sent" and result.sent == 2
     assert len(templates(fake_wechat)) == 2
     assert session.scalar(select(func.count()).select_from(AlertDelivery)) == 2
+
+
+class _LostCommits:
+    """The task's commits fail ``times`` times as when the database restarts mid-round."""
+
+    def __init__(self, scoped, times):
+        self.scoped, self.left, self.real = scoped, times, scoped.commit
+
+    def __call__(self):
+        if self.left:
+            self.left -= 1
+            self.scoped.rollback()  # what the server kept of the round: nothing
+            raise OperationalError("COMMIT", {}, Exception("(2013) Lost connection"))
+        return self.real()
+
+
+def _lose_commits(monkeypatch, times):
+    from qcwx.extensions import db
+
+    monkeypatch.setattr(alert_tasks, "KEEP_SENT_PAUSE", 0.0, raising=False)
+    monkeypatch.setattr(db.session, "commit", _LostCommits(db.session, times))
+
+
+def test_a_commit_lost_after_wechat_took_the_messages_is_recorded_not_resent(
+        session, bound, fake_wechat, monkeypatch):
+    """Found by CI's MariaDB restart under load: one rejected run alerted twice."""
+    submit(bound, 3.5, 0.1)
+    session.info.pop(delivery._PENDING_KEY)  # dispatched by hand below
+    session.commit()
+    [outbox] = outbox_rows(session)
+    _lose_commits(monkeypatch, times=3)  # the round's commit, then two records, are lost
+    alert_tasks.dispatch.apply(args=[outbox.id])
+    monkeypatch.undo()
+    assert len(templates(fake_wechat)) == 2  # each supervisor once, not twice
+    session.expire_all()
+    assert outbox.status == "sent" and outbox.attempts == 1
+    rows = deliveries(session)
+    assert [(d.status, d.attempts) for d in rows] == [("sent", 1)] * 2
+    assert all(d.response["msgid"] for d in rows)
+    alert_tasks.sweep.apply()  # nothing is due any more
+    assert len(templates(fake_wechat)) == 2
+
+
+def test_after_a_lost_commit_the_recipient_not_reached_is_sent_next(session, bound,
+                                                                     fake_wechat, monkeypatch):
+    fake_wechat.fail_next(SEND, 45009)  # the first supervisor's send fails this round
+    submit(bound, 3.5, 0.1)
+    session.info.pop(delivery._PENDING_KEY)
+    session.commit()
+    [outbox] = outbox_rows(session)
+    _lose_commits(monkeypatch, times=1)
+    alert_tasks.dispatch.apply(args=[outbox.id])  # records one, re-dispatches the other
+    monkeypatch.undo()
+    msgs = templates(fake_wechat)
+    sup, sup2 = bound.users["supervisor"], bound.users["supervisor2"]
+    assert sorted(m["touser"] for m in msgs) == sorted([sup.wechat_openid, sup2.wechat_openid])
+    session.expire_all()
+    assert outbox.status == "sent"
+    assert sorted(d.status for d in deliveries(session)) == ["sent", "sent"]
+
+
+def test_sends_that_cannot_be_recorded_in_time_go_to_celerys_retry(session, bound,
+                                                                    fake_wechat, monkeypatch):
+    submit(bound, 3.5, 0.1)
+    session.info.pop(delivery._PENDING_KEY)
+    session.commit()
+    [outbox] = outbox_rows(session)
+    _lose_commits(monkeypatch, times=10 ** 6)
+    monkeypatch.setattr(alert_tasks, "KEEP_SENT_SECONDS", 0.0)
+    with pytest.raises(OperationalError):
+        alert_tasks._keep_sent(outbox.id, [delivery.SentRecord(
+            "wechat_template", "o-sup", None, "k", 1, utcnow(), None)])
+    assert templates(fake_wechat) == []  # recording sends nothing
+    monkeypatch.undo()
 
 
 def test_warning_goes_to_supervisors_only(session, bound, fake_wechat, app, monkeypatch):

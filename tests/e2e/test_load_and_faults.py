@@ -3,7 +3,8 @@
 Why here: the benches in ``bench/`` take minutes and print figures; these run the same code
 (:mod:`bench.load_submit`, :mod:`bench.fault_mariadb`) for seconds and assert only what must
 hold on any machine — no error, nothing lost or doubled, 503 with ``Retry-After`` while the
-database is down, recovery without restarting the app — never a latency or a rate.
+database is down, recovery without restarting the app, an alert taken by WeChat just before
+the database stopped sent once — never a latency or a rate.
 
 One stack for the module (gunicorn with 4 workers, a real Celery worker, a private
 ``redis-server`` and a private ``mariadbd`` in a temp dir, the fake WeChat), started once:
@@ -25,13 +26,17 @@ pytestmark = pytest.mark.e2e
 PHONES = 20
 
 
-@pytest.fixture(scope="module")
-def load_stack(tmp_path_factory):
-    """The load stack on private Redis and MariaDB servers (nothing shared is touched)."""
+def _need_private_servers() -> None:
     missing = [b for b in ("redis-server", "mariadbd", "mariadb-install-db") if not
                shutil.which(b) and not shutil.which(b, path="/usr/sbin")]
     if missing:
         _unavailable(f"the {', '.join(missing)} binaries")
+
+
+@pytest.fixture(scope="module")
+def load_stack(tmp_path_factory):
+    """The load stack on private Redis and MariaDB servers (nothing shared is touched)."""
+    _need_private_servers()
     ls = LoadStack(tmp_path_factory.mktemp("load"), PHONES, workers=4, database_url=None)
     try:
         yield ls.start()
@@ -52,4 +57,15 @@ def test_twenty_phones_for_ten_seconds_lose_nothing_and_double_nothing(load_stac
 
 def test_mariadb_restart_answers_503_with_retry_after_and_recovers(load_stack):
     result = fault_mariadb.run(PHONES, seconds=14, at=3, down=4, ls=load_stack, tag="ci-fault")
+    assert result.ok, result.report()
+
+
+def test_mariadb_stopped_inside_an_alert_send_sends_it_once(tmp_path):
+    """The round's commit fails after WeChat took the message: recorded later, not resent.
+
+    A stack of its own: the send gate goes into the fake WeChat before it starts.
+    """
+    _need_private_servers()
+    result = fault_mariadb.run(PHONES, seconds=16, at=3, down=4, tmp=tmp_path, in_send=True,
+                               tag="ci-in-send")
     assert result.ok, result.report()
