@@ -240,8 +240,8 @@ def record_sent(outbox_id: int, sent: list[SentRecord], now: datetime | None = N
     The rollback forgot them, so the row is due again and the next round would send them a
     second time. This claims the row as a round does (counting the lost round's attempt),
     marks them sent, creating their rows when the lost round had created them, and leaves
-    any other recipient due at once. False when the row is no longer due: another round has
-    been recorded since.
+    any other recipient due at once. False when the row is not ours to claim: another
+    worker holds it, or has recorded a round since.
     """
     now = now or utcnow()
     outbox = _claim(outbox_id, now)

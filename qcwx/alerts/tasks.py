@@ -74,7 +74,7 @@ def _keep_sent(outbox_id: int, sent: list) -> None:
             time.sleep(KEEP_SENT_PAUSE)
             continue
         log.warning("outbox %s: the commit after %d sends was lost; %s", outbox_id, len(sent),
-                    "recorded them again" if kept else "another round had recorded the row")
+                    "recorded them again" if kept else "another worker has the row now")
         return
 
 
