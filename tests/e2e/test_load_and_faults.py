@@ -66,6 +66,6 @@ def test_mariadb_stopped_inside_an_alert_send_sends_it_once(tmp_path):
     A stack of its own: the send gate goes into the fake WeChat before it starts.
     """
     _need_private_servers()
-    result = fault_mariadb.run(PHONES, seconds=16, at=3, down=4, tmp=tmp_path, in_send=True,
+    result = fault_mariadb.run(PHONES, seconds=20, at=3, down=4, tmp=tmp_path, in_send=True,
                                tag="ci-in-send")
     assert result.ok, result.report()
