@@ -16,7 +16,7 @@ import logging
 import time
 
 from celery import shared_task
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from qcwx.alerts import delivery, scheduled
 from qcwx.extensions import db
@@ -26,10 +26,13 @@ log = logging.getLogger(__name__)
 #: How long, and how often, a worker tries to record sends whose commit was lost.
 KEEP_SENT_SECONDS = 120.0
 KEEP_SENT_PAUSE = 0.5
+#: What a lost or refused database connection raises (PyMySQL: 2006/2013 → Operational, a
+#: connection already closed → Interface).
+DATABASE_AWAY = (OperationalError, InterfaceError)
 
 
 @shared_task(name="qcwx.alerts.dispatch", acks_late=True, ignore_result=True,
-             autoretry_for=(OperationalError,),
+             autoretry_for=DATABASE_AWAY,
              retry_backoff=True, max_retries=5)
 def dispatch(outbox_id: int) -> dict | None:
     """Deliver one outbox row (no-op when it is sent, not due or claimed by another worker).
@@ -42,7 +45,7 @@ def dispatch(outbox_id: int) -> dict | None:
     try:
         result = delivery.dispatch(outbox_id)
         db.session.commit()
-    except OperationalError:
+    except DATABASE_AWAY:
         db.session.rollback()
         sent = delivery.lost_sends(outbox_id)
         if not sent:
@@ -65,7 +68,7 @@ def _keep_sent(outbox_id: int, sent: list) -> None:
         try:
             kept = delivery.record_sent(outbox_id, sent)
             db.session.commit()
-        except OperationalError:
+        except DATABASE_AWAY:
             db.session.rollback()
             if time.monotonic() >= deadline:
                 log.error("outbox %s: %d sent messages could not be recorded; a retry may "
