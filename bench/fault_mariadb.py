@@ -73,10 +73,7 @@ def restart_in_send(gate: SendGate, at: float, down: float, marks: dict):
 
     async def fault(ls: LoadStack, events: list[str]) -> None:
         t0 = time.monotonic()
-        await asyncio.sleep(at)
-        gate.armed = True
-        if not await asyncio.to_thread(gate.hit.wait, 60):
-            stamp(events, t0, "no template send within 60 s: nothing to interrupt")
+        if not await gate.catch(at, events, t0, "nothing to interrupt"):
             return
         stamp(events, t0, f"WeChat took the alert of run {gate.run_id}; its answer is held")
         await asyncio.to_thread(ls.mariadb.stop)

@@ -53,6 +53,15 @@ class SendGate:
         self.release = threading.Event()
         self.run_id: int | None = None
 
+    async def catch(self, at: float, events: list[str], t0: float, nothing: str) -> bool:
+        """Arm the gate at ``at`` s; True once a send is held, False after 60 s without one."""
+        await asyncio.sleep(at)
+        self.armed = True
+        if await asyncio.to_thread(self.hit.wait, 60):
+            return True
+        stamp(events, t0, f"no template send within 60 s: {nothing}")
+        return False
+
     def install(self, app) -> None:
         """Register the gate on the fake's Flask app (before it serves its first request)."""
         from flask import request
@@ -85,10 +94,7 @@ def kill_mid_send(gate: SendGate, at: float, marks: dict):
 
     async def fault(ls: LoadStack, events: list[str]) -> None:
         t0 = time.monotonic()
-        await asyncio.sleep(at)
-        gate.armed = True
-        if not await asyncio.to_thread(gate.hit.wait, 60):
-            stamp(events, t0, "no template send within 60 s: nothing to kill")
+        if not await gate.catch(at, events, t0, "nothing to kill"):
             return
         stamp(events, t0, f"worker held in the template send of run {gate.run_id} "
                           f"({'WeChat has taken it' if gate.after_send else 'not yet taken'})")
