@@ -23,6 +23,7 @@ the server is back instead of sending it again: the held alert reaches WeChat ex
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import tempfile
 import time
@@ -108,7 +109,7 @@ def run(phones: int, seconds: float, at: float, down: float, workers: int = 4,
             fault = restart_in_send(gate, at, down, marks) if gate else restart(at, down, marks)
             plan = LoadPlan(seconds, allowed=frozenset({503}), tag=tag)
             if in_send:  # alerts often enough that one is soon under way
-                plan = LoadPlan(seconds, allowed=frozenset({503}), tag=tag, reject_share=0.15)
+                plan = dataclasses.replace(plan, reject_share=0.15)
             result = run_fault(ls, name, plan, fault)
             after = [s for t, s in result.tally.timeline if t > marks.get("up_at", 1e9)]
             common_checks(result)

@@ -194,13 +194,18 @@ class LoadResult:
     offered_per_s: float | None = None
 
     @property
+    def server_ms_per_run(self) -> float:
+        """The server's CPU ms per accepted run (the clients and the total left out)."""
+        return sum(ms for name, ms in self.cpu_ms.items() if name not in (*CLIENTS, "total"))
+
+    @property
     def cost_ratio(self) -> float | None:
         """Server CPU per /healthz answer ÷ server CPU per accepted run.
 
         The throughput ratio a saturated server reaches when CPU is what bounds it, read off
         any run: under think time the throughput ratio only echoes the offered load.
         """
-        run = sum(ms for name, ms in self.cpu_ms.items() if name not in (*CLIENTS, "total"))
+        run = self.server_ms_per_run
         return self.healthz_cpu_ms / run if self.healthz_cpu_ms and run else None
 
     @property
@@ -225,7 +230,7 @@ class LoadResult:
                f"ratio ≤ {self.offered_per_s / self.healthz_per_s:.2f} at this load"]
               if self.offered_per_s and self.healthz_per_s else []),
             *([f"  server CPU per request: /healthz {self.healthz_cpu_ms:.2f} ms · accepted "
-               f"run {self.healthz_cpu_ms / self.cost_ratio:.2f} ms · cost ratio "
+               f"run {self.server_ms_per_run:.2f} ms · cost ratio "
                f"{self.cost_ratio:.2f} (what saturation would reach)"]
               if self.cost_ratio else []),
             "  CPU per accepted run: " + " · ".join(
@@ -249,10 +254,9 @@ def run_load(phones: int, seconds: float, workers: int = 4, think=(1.0, 3.0),
                       for pid in pids]
             cpu0, t_wrk = sum(cpu_seconds(p) for p in server), time.monotonic()
             wrk = healthz_rate_wrk(ls.url, 5.0)
-            healthz_cpu = None
-            if wrk:  # the server's CPU per /healthz answer, by the wrk window's answers
-                healthz_cpu = 1000 * (sum(cpu_seconds(p) for p in server) - cpu0) / (
-                    wrk * (time.monotonic() - t_wrk))
+            # the server's CPU per /healthz answer, by the wrk window's answers
+            spent, window = sum(cpu_seconds(p) for p in server) - cpu0, time.monotonic() - t_wrk
+            healthz_cpu = 1000 * spent / (wrk * window) if wrk else None
             if wrk is not None:  # the faster client's figure: the server's, not the client's
                 print(f"  healthz baseline: aiohttp {healthz:.1f}/s, wrk {wrk:.1f}/s",
                       flush=True)

@@ -56,7 +56,7 @@ def dispatch(outbox_id: int) -> dict | None:
     return None if result is None else result.__dict__
 
 
-def _keep_sent(outbox_id: int, sent: list) -> None:
+def _keep_sent(outbox_id: int, sent: list[delivery.SentRecord]) -> None:
     """Record sends whose commit was lost, trying until the database answers again.
 
     Every ``KEEP_SENT_PAUSE`` seconds for up to ``KEEP_SENT_SECONDS`` (a database restart
