@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import numpy as np
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal, null, select, type_coerce, union_all
 from sqlalchemy.orm import joinedload, selectinload
 
 from qcwx.catalog.models import QcLevel, TestSystem
@@ -234,10 +234,51 @@ def lj_points_of_runs(ts: TestSystem, runs: list) -> list[LjPoint]:
 # ---------------------------------------------------------------- limits and rules in force
 def current_rule_set(ts: TestSystem) -> dict[str, str]:
     """Return the rule set in force: the newest version, else the default for its levels."""
-    rules = db.session.scalar(_rule_set_statement(), {"ts": ts.id})
-    if rules is not None:
-        return dict.fromkeys(westgard.RULE_CODES, "off") | dict(rules)
+    return _rule_set_in_force(ts, db.session.scalar(_rule_set_statement(), {"ts": ts.id}))
+
+
+def _rule_set_in_force(ts: TestSystem, stored: dict | None) -> dict[str, str]:
+    """The stored rules completed with "off" for codes added since, or the levels' default."""
+    if stored is not None:
+        return dict.fromkeys(westgard.RULE_CODES, "off") | dict(stored)
     return westgard.default_rule_set(max(1, min(3, len(ts.levels))))
+
+
+def judging_config(ts: TestSystem) -> tuple[dict[int, list[tuple[date, float, float]]],
+                                            dict[str, str]]:
+    """Return (:func:`limit_timeline`, :func:`current_rule_set`) of ``ts`` from one statement.
+
+    Judging needs both, every submission judges, and each statement is a round trip to the
+    database on the request's path (issue 14: two reads were a seventh of a submission's
+    statements). The rows are the limit steps in force order, then the newest rule set.
+    """
+    timeline: dict[int, list[tuple[date, float, float]]] = {}
+    stored = None
+    for part, level_id, start, mean, sd, rules in db.session.execute(_judging_statement(),
+                                                                     {"ts": ts.id}):
+        if part == 0:
+            timeline.setdefault(level_id, []).append((start, mean, sd))
+        else:
+            stored = rules
+    return timeline, _rule_set_in_force(ts, stored)
+
+
+@functools.cache
+def _judging_statement():
+    """:func:`judging_config`'s union: limit rows (part 0) and the newest rule set (part 1)."""
+    ts = bindparam("ts")
+    newest = (select(RuleSet.version, RuleSet.rules).where(RuleSet.test_system_id == ts)
+              .order_by(RuleSet.version.desc()).limit(1).subquery())
+    limits = select(literal(0).label("part"), ControlLimit.qc_level_id,
+                    ControlLimit.effective_from, ControlLimit.target_mean,
+                    ControlLimit.target_sd, ControlLimit.version,
+                    type_coerce(null(), RuleSet.rules.type).label("rules")
+                    ).where(ControlLimit.test_system_id == ts)
+    rules = select(literal(1), null(), null(), null(), null(), newest.c.version, newest.c.rules)
+    both = union_all(limits, rules).subquery()
+    return (select(both.c.part, both.c.qc_level_id, both.c.effective_from,
+                   both.c.target_mean, both.c.target_sd, both.c.rules)
+            .order_by(both.c.part, both.c.effective_from, both.c.version))
 
 
 @functools.cache

@@ -23,11 +23,12 @@ MEAN = {1: 5.0, 2: 15.0}
 SD = {1: 0.2, 2: 0.5}
 HISTORY = 30
 #: Statements of one fresh in-control run, from loading its user and test system to its
-#: verdict (the view's part of a request included; 38 before issue 14).
-ACCEPT_STATEMENTS = 13
+#: verdict (the view's part of a request included; 38 before issue 14; 13 before the limits
+#: and the rule set came in one read and the window's start was found in the window's read).
+ACCEPT_STATEMENTS = 11
 #: A rejected run adds its violations, its corrective action and its alert (50 before);
 #: SQLite inserts the two violations one by one (RETURNING of a JSON column), MariaDB in one.
-REJECT_STATEMENTS = {"sqlite": 19, "mysql": 18}
+REJECT_STATEMENTS = {"sqlite": 17, "mysql": 16}
 
 
 @contextmanager
@@ -86,6 +87,9 @@ def test_an_in_control_submission_costs_a_fixed_number_of_statements(lab):
     one = [s for s in seen if s.lstrip().upper().startswith("SELECT TEST_SYSTEM")]
     assert len(one) == 1  # the view's load and the service's share one read
     assert sum("FROM control_limit" in s for s in seen) == 1  # the limit timeline once
+    assert sum("FROM rule_set" in s for s in seen) == 1  # in the same statement
+    assert [s for s in seen if "FROM rule_set" in s] == [s for s in seen
+                                                          if "FROM control_limit" in s]
 
 
 def test_a_rejected_submission_costs_a_fixed_number_of_statements(lab, session):

@@ -193,13 +193,13 @@ def test_evaluation_reads_a_bounded_window(session, world, ts, monkeypatch):
     for d in range(25):
         submit(world, ts, 0.1 * (d % 3), -0.1, day=d)
     seen = []
-    original = evaluation._series
+    original = evaluation.series
 
     def spy(ts_, runs, *rest):
         seen.append(len(runs))
         return original(ts_, runs, *rest)
 
-    monkeypatch.setattr(evaluation, "_series", spy)
+    monkeypatch.setattr(evaluation, "series", spy)
     submit(world, ts, 0.0, 0.0, day=26)
     assert seen and max(seen) <= 13
 

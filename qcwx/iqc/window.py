@@ -1,0 +1,251 @@
+"""Read what judging a run needs: the runs its windows reach, their results and the z matrix.
+
+Split from :mod:`qcwx.iqc.evaluation` (which judges and stores) because reading the window is
+the costliest part of a submission and has its own rule to keep: it must hand the judge
+exactly the runs a from-scratch evaluation would see from the first changed run on
+(QC_SPEC 1.2). :func:`runs_to_judge` does so in one statement when the newest results already reach
+far enough back, the usual live submission, and otherwise in the two exact statements of
+:func:`rejudge_start` and :func:`runs_from`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import NamedTuple
+
+import numpy as np
+from sqlalchemy import and_, bindparam, select, union_all
+
+from qcwx.catalog.models import TestSystem
+from qcwx.extensions import db
+from qcwx.iqc import queries
+from qcwx.iqc.models import QcResult, QcRun
+from qcwx.qcstats import westgard
+
+
+class FirstRun(NamedTuple):
+    """The id and key of the first changed run: all that re-judging needs to know of it."""
+
+    id: int
+    run_date: date
+    run_no: int
+
+
+@dataclass
+class Window:
+    """What judging read: z (runs × levels), the limit steps, and each run's current values.
+
+    Kept so the verdict of a judged run is built from it (issue 14: reading the run, its
+    results, violations and limits back after judging cost six statements a submission).
+    ``current`` maps a run id to its (level id, value as typed, value) in level order;
+    ``foreign`` holds runs with a current result on a level the system no longer runs.
+    """
+
+    z: np.ndarray
+    steps: dict
+    current: dict[int, list[tuple[int, str, float]]]
+    foreign: set[int]
+
+
+def series(ts: TestSystem, runs: Sequence[QcRun], rows: Sequence, timeline: dict) -> Window:
+    """Return the :class:`Window` (z matrix and values) of the current results of ``runs``.
+
+    ``rows`` are their results as (run id, level id, value, is current, text), read with the
+    runs (:func:`runs_from`); ``timeline`` the limit steps (:func:`queries.judging_config`).
+    """
+    levels = list(ts.levels)
+    col = {lv.id: j for j, lv in enumerate(levels)}
+    row = {run.id: i for i, run in enumerate(runs)}
+    values = np.full((len(runs), len(levels)), np.nan)
+    current: dict[int, list] = {}
+    foreign: set[int] = set()
+    for run_id, level_id, value, is_current, text in rows:
+        # is_current is filtered here, not in SQL: a planner without fresh statistics
+        # (SQLite right after a bulk insert) would otherwise scan its barely selective index
+        if not is_current or run_id not in row:
+            continue
+        if level_id in col:
+            values[row[run_id], col[level_id]] = value
+            current.setdefault(run_id, []).append((level_id, text, value))
+        else:
+            foreign.add(run_id)
+    for found in current.values():
+        found.sort(key=lambda r: col[r[0]])
+    dates = [r.run_date for r in runs]
+    z = np.full_like(values, np.nan)
+    for lv in levels:
+        j = col[lv.id]
+        z[:, j] = queries.z_scores(values[:, j], dates, timeline.get(lv.id, []))
+    return Window(z, timeline, current, foreign)
+
+
+def _before(day: date, number: int):
+    return (QcRun.run_date < day) | and_(QcRun.run_date == day, QcRun.run_no < number)
+
+
+def _from(day: date, number: int):
+    """Runs at or after (``day``, ``number``): ``NOT _before``, spelled out.
+
+    ``NOT (a OR b)`` hid the date range from SQLite's planner, which then read every run of
+    the system (``tests/integration/test_submit_scaling.py``).
+    """
+    return and_(QcRun.run_date >= day, (QcRun.run_date > day) | (QcRun.run_no >= number))
+
+
+def rejudge_start(ts: TestSystem, run: QcRun) -> tuple[date, int]:
+    """Return the (date, run no) of the earliest run that re-judging from ``run`` must read.
+
+    Per level: the run of its `westgard.MAX_LOOKBACK`-th result before ``run`` (or its
+    earliest, when it has fewer). Every window of ``run`` and of each later run lies after
+    it: a level's first result at or after ``run`` needs at most that many of its earlier
+    results, and its later results need fewer before ``run``. Results without a target
+    only precede a level's first limit, so counting them never cuts a window short.
+    """
+    start = (run.run_date, run.run_no)
+    levels = list(ts.levels)
+    if not levels:
+        return start
+    params = {"ts": ts.id, "day": run.run_date, "no": run.run_no}
+    params.update({f"lv{i}": lv.id for i, lv in enumerate(levels)})
+    earliest = db.session.execute(_start_statement(len(levels)), params).first()
+    return start if earliest is None else min(start, tuple(earliest))
+
+
+@functools.cache
+def _start_statement(n_levels: int):
+    """The statement of :func:`rejudge_start` for ``n_levels`` levels, with bound values.
+
+    One statement, each level still its own indexed, limited read; the earliest key of all of
+    them is the earliest of each level's earliest, and only that one row comes back (issue
+    14: PyMySQL parsing the 24 dates of two levels cost more than the query). Built once per
+    level count (building it per submission cost more than running it). Merging it into the
+    window read as a subquery made MariaDB scan all the system's runs, so it stays a
+    statement of its own.
+    """
+    day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
+    parts = [_pinned_plan(select(QcRun.run_date, QcRun.run_no)
+             .join(QcResult, QcResult.run_id == QcRun.id))
+             .where(QcRun.test_system_id == bindparam("ts"),
+                    QcResult.qc_level_id == bindparam(f"lv{i}"),
+                    QcResult.is_current, _before(day, number))
+             .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
+             .limit(westgard.MAX_LOOKBACK).subquery() for i in range(n_levels)]
+    keys = union_all(*(select(p.c.run_date, p.c.run_no) for p in parts)).subquery()
+    return select(keys.c.run_date, keys.c.run_no).order_by(keys.c.run_date,
+                                                           keys.c.run_no).limit(1)
+
+
+#: The unique keys :func:`_pinned_plan` forces (named by the initial migration).
+_QC_RUN_KEY = "uq_qc_run_test_system_id_run_date_run_no"
+_QC_RESULT_KEY = "uq_qc_result_run_id_qc_level_id_version"
+
+
+def _pinned_plan(stmt):
+    """Pin MySQL/MariaDB to the plan that stops at the twelfth result (the same on any data).
+
+    Left to itself MariaDB chose, depending on its statistics, the level's index (reading
+    every result of the level, of every lab on the lot, then sorting them) or a "rowid
+    filter" built from that index — both grow with the history
+    (``tests/integration/test_submit_scaling.py``). Pinned: walk the system's runs backwards
+    on their unique key, look each run's result of the level up on its unique key, stop at
+    the limit. SQLite's planner already does so and gets no hints.
+    """
+    for dialect in ("mysql", "mariadb"):
+        stmt = (stmt.prefix_with("STRAIGHT_JOIN", dialect=dialect)
+                .with_hint(QcRun, f"FORCE INDEX ({_QC_RUN_KEY})", dialect_name=dialect)
+                .with_hint(QcResult, f"FORCE INDEX ({_QC_RESULT_KEY})", dialect_name=dialect))
+    return stmt
+
+
+def runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], list[tuple]]:
+    """Return the runs of ``ts`` from ``start`` on, in run order, and all their results.
+
+    One statement for both (results as (run id, level id, value, is current, text), the
+    shape :func:`_series` takes): a run without results still comes back, once.
+    """
+    day, number = start
+    runs: dict[int, QcRun] = {}
+    rows = []
+    for run, run_id, level_id, value, is_current, text in db.session.execute(
+            _runs_statement(), {"ts": ts.id, "day": day, "no": number}):
+        runs.setdefault(run.id, run)
+        if run_id is not None:
+            rows.append((run_id, level_id, value, is_current, text))
+    return list(runs.values()), rows
+
+
+@functools.cache
+def _runs_statement():
+    """:func:`runs_from`'s read, built once (every submission runs it)."""
+    day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
+    return (select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
+                   QcResult.is_current, QcResult.value_text)
+            .outerjoin(QcResult, QcResult.run_id == QcRun.id)
+            .where(QcRun.test_system_id == bindparam("ts"), _from(day, number))
+            .order_by(QcRun.run_date, QcRun.run_no))
+
+
+def runs_to_judge(ts: TestSystem, run: QcRun | FirstRun) -> tuple[list[QcRun], list[tuple]]:
+    """Return the runs (in run order) that re-judging from ``run`` reads, with their results.
+
+    Exactly what ``runs_from(ts, rejudge_start(ts, run))`` returns. First try the newest
+    results alone (:func:`_newest`, one statement): a live submission's run is the newest
+    and the rows before it hold every level's last `westgard.MAX_LOOKBACK` results, so the
+    start can be found among them. When they do not reach that far (a back-dated run, a
+    correction of an old one, a level run once a week) fall back to the two exact reads
+    (issue 14: the start's own statement was one of a submission's thirteen round trips).
+    """
+    found = _newest(ts, run)
+    return found if found is not None else runs_from(ts, rejudge_start(ts, run))
+
+
+def _newest(ts: TestSystem, run: QcRun | FirstRun) -> tuple[list[QcRun], list[tuple]] | None:
+    """:func:`runs_to_judge` from the newest result rows only, or None when they do not suffice."""
+    levels = [lv.id for lv in ts.levels]
+    limit = (westgard.MAX_LOOKBACK + 3) * max(1, len(levels))
+    got = db.session.execute(_newest_statement(), {"ts": ts.id, "rows": limit}).all()
+    runs: list[QcRun] = []  # newest first
+    rows: dict[int, list[tuple]] = {}
+    for qrun, run_id, level_id, value, is_current, text in got:
+        if not runs or runs[-1] is not qrun:
+            runs.append(qrun)
+            rows[qrun.id] = []
+        if run_id is not None:
+            rows[qrun.id].append((run_id, level_id, value, is_current, text))
+    whole = len(got) < limit  # the system's whole history came back
+    if not whole and runs:
+        rows.pop(runs.pop().id)  # the LIMIT may have cut the oldest run's results
+    key = (run.run_date, run.run_no)
+    if not any(r.id == run.id for r in runs):
+        return None
+    start = key
+    for level_id in levels:
+        before = [(r.run_date, r.run_no) for r in runs if (r.run_date, r.run_no) < key
+                  and any(lv == level_id and cur for _, lv, _, cur, _ in rows[r.id])]
+        if len(before) >= westgard.MAX_LOOKBACK:
+            start = min(start, before[westgard.MAX_LOOKBACK - 1])
+        elif not whole:
+            return None  # this level's window may reach further back than was read
+        elif before:
+            start = min(start, before[-1])
+    kept = [r for r in reversed(runs) if (r.run_date, r.run_no) >= start]
+    return kept, [row for r in kept for row in rows[r.id]]
+
+
+@functools.cache
+def _newest_statement():
+    """:func:`_newest`'s read: the system's newest result rows, newest run first, built once.
+
+    Pinned as :func:`rejudge_start`'s reads are, so MariaDB walks the run key backwards and
+    stops at the limit whatever the history's length (``tests/integration/
+    test_submit_scaling.py``).
+    """
+    return (_pinned_plan(select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
+                                QcResult.is_current, QcResult.value_text)
+                         .outerjoin(QcResult, QcResult.run_id == QcRun.id))
+            .where(QcRun.test_system_id == bindparam("ts"))
+            .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())
+            .limit(bindparam("rows")))
