@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, literal, null, select, type_coerce, union_all, update
 
 from qcwx.audit.services import bulk_insert_audit_rows
 from qcwx.extensions import db
@@ -58,18 +58,62 @@ def current_levels(ts_id: int, dates: Sequence[date], run_ids_out: dict | None =
         return out
     rows = db.session.execute(_levels_statement(),
                               {"ts": ts_id, "lo": min(dates), "hi": max(dates)})
-    for run_id, run_date, run_no, level_id, current in rows:
-        if run_ids_out is not None:
-            run_ids_out[(run_date, run_no)] = run_id
-        if current:  # filtered here so the planner keeps to the run index
-            out.setdefault((run_date, run_no), set()).add(level_id)
+    for row in rows:
+        _add_level(row, out, run_ids_out)
     return out
+
+
+def _add_level(row, out: dict, run_ids_out: dict | None) -> None:
+    """Take one (run id, date, run no, level id, is current) row into :func:`current_levels`."""
+    run_id, run_date, run_no, level_id, current = row
+    if run_ids_out is not None:
+        run_ids_out[(run_date, run_no)] = run_id
+    if current:  # filtered here so the planner keeps to the run index
+        out.setdefault((run_date, run_no), set()).add(level_id)
+
+
+def store_state(lab_id: int, client_ids: Sequence[str], ts_id: int, dates: Sequence[date]
+                ) -> tuple[dict[str, Any], dict[tuple[date, int], set[int]], dict]:
+    """Return (:func:`prior_submissions`, :func:`current_levels`, run ids) from one statement.
+
+    For a batch of one lab and one test system with at most ``CHUNK`` client ids, which is
+    what every live submission is: it checks both its client id and its run's levels before
+    writing, and each read was a round trip on the request's path (issue 14).
+    """
+    priors: dict[str, Any] = {}
+    levels: dict[tuple[date, int], set[int]] = {}
+    ids: dict[tuple[date, int], int] = {}
+    for part, cid, digest, *row in db.session.execute(_state_statement(), {
+            "lab": lab_id, "cids": sorted(set(client_ids)), "ts": ts_id,
+            "lo": min(dates), "hi": max(dates)}):
+        if part == 0:
+            priors[cid] = (digest, row[0])
+        else:
+            _add_level(row, levels, ids)
+    return priors, levels, ids
+
+
+@functools.cache
+def _state_statement():
+    """:func:`store_state`'s union, built once from the two reads it replaces.
+
+    Part 0 is :func:`prior_submissions`'s read, part 1 :func:`current_levels`'s; each part
+    keeps its own index.
+    """
+    nothing = (type_coerce(null(), QcRun.run_date.type), null(), null(), null())
+    return union_all(_prior_select((literal(0).label("part"),), nothing),
+                     _levels_select(literal(1), null(), null()))
 
 
 @functools.cache
 def _levels_statement():
-    """:func:`current_levels`'s read, built once (every submission runs it)."""
-    return (select(QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id,
+    """:func:`current_levels`'s read, built once (every import runs it)."""
+    return _levels_select()
+
+
+def _levels_select(*lead):
+    """The span's runs with their result levels: (*lead, run id, date, run no, level, current)."""
+    return (select(*lead, QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id,
                    QcResult.is_current)
             .outerjoin(QcResult, QcResult.run_id == QcRun.id)
             .where(QcRun.test_system_id == bindparam("ts"),
@@ -79,8 +123,14 @@ def _levels_statement():
 
 @functools.cache
 def _prior_statement():
-    """:func:`prior_submissions`'s read, built once (every submission runs it)."""
-    return (select(Submission.client_id, Submission.payload_hash, Submission.run_id)
+    """:func:`prior_submissions`'s read, built once (every import runs it)."""
+    return _prior_select()
+
+
+def _prior_select(lead: tuple = (), tail: tuple = ()):
+    """The lab's submissions with the client ids: (*lead, client id, hash, run id, *tail)."""
+    return (select(*lead, Submission.client_id, Submission.payload_hash, Submission.run_id,
+                   *tail)
             .where(Submission.lab_id == bindparam("lab"),
                    Submission.client_id.in_(bindparam("cids", expanding=True))))
 

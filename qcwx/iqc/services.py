@@ -171,13 +171,25 @@ def _system(actor: User, ts_id, cache: dict) -> TestSystem:
 
 
 def _check_against_store(prepared: list[PreparedRun]) -> None:
-    """Mark resends as duplicates and clashes with stored or earlier rows as conflicts."""
+    """Mark resends as duplicates and clashes with stored or earlier rows as conflicts.
+
+    A batch of one lab and one test system (every live submission) reads its client ids and
+    its runs' levels in one statement (:func:`bulk.store_state`); larger mixes read per lab
+    and per system.
+    """
     by_lab: dict[int, list[PreparedRun]] = defaultdict(list)
     by_ts: dict[int, list[PreparedRun]] = defaultdict(list)
     for p in prepared:
         by_lab[p.test_system.lab_id].append(p)
+    state = None
+    if len(by_lab) == 1 and len({p.test_system.id for p in prepared}) == 1 \
+            and len(prepared) <= bulk.CHUNK:
+        state = bulk.store_state(prepared[0].test_system.lab_id, [p.client_id for p in prepared],
+                                 prepared[0].test_system.id,
+                                 [p.input.run_date for p in prepared])
     for lab_id, items in by_lab.items():
-        priors = bulk.prior_submissions(lab_id, [p.client_id for p in items])
+        priors = state[0] if state else bulk.prior_submissions(lab_id,
+                                                                [p.client_id for p in items])
         seen: dict[str, PreparedRun] = {}
         for p in items:
             prior = priors.get(p.client_id)
@@ -191,8 +203,9 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
             else:
                 by_ts[p.test_system.id].append(p)
     for ts_id, items in by_ts.items():
-        stored: dict = {}
-        taken = bulk.current_levels(ts_id, [p.input.run_date for p in items], stored)
+        stored: dict = state[2] if state else {}
+        taken = state[1] if state else bulk.current_levels(
+            ts_id, [p.input.run_date for p in items], stored)
         for p in items:
             p.stored_runs = stored
             held = taken.setdefault(p.key[1:], set())
