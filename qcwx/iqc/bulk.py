@@ -32,8 +32,13 @@ def _returning(table, rows: list[dict], *cols):
     many = len(rows) > 1
     if not (dialect.insert_executemany_returning if many else dialect.insert_returning):
         return None
-    stmt = insert(table).returning(table.c.id, *(table.c[c] for c in cols))
-    return db.session.execute(stmt, rows).all()
+    return db.session.execute(_insert_returning(table, cols), rows).all()
+
+
+@functools.cache
+def _insert_returning(table, cols: tuple[str, ...]):
+    """``INSERT … RETURNING id, *cols`` of ``table``, built once (three per submission)."""
+    return insert(table).returning(table.c.id, *(table.c[c] for c in cols))
 
 
 def run_ids(ts_id: int, dates: Sequence[date]) -> dict[tuple[date, int], int]:
@@ -91,6 +96,17 @@ def store_state(lab_id: int, client_ids: Sequence[str], ts_id: int, dates: Seque
         else:
             _add_level(row, levels, ids)
     return priors, levels, ids
+
+
+@functools.cache
+def _verdict_update():
+    """:func:`set_verdicts`' statement, built once.
+
+    Building it cost more than a tenth of a submission's writes (issue 14, py-spy).
+    """
+    t = QcRun.__table__
+    return (update(t).where(t.c.id == bindparam("run_id"))
+            .values(status=bindparam("st"), evaluated_at=bindparam("at")))
 
 
 @functools.cache
@@ -199,9 +215,7 @@ def set_verdicts(judged: dict[int, tuple], run_audit: list[dict]) -> None:
     """
     if not judged:
         return
-    t = QcRun.__table__
-    db.session.execute(update(t).where(t.c.id == bindparam("run_id"))
-                       .values(status=bindparam("st"), evaluated_at=bindparam("at")),
+    db.session.execute(_verdict_update(),
                        [{"run_id": i, "st": st, "at": at} for i, (st, at) in judged.items()])
     for row in run_audit:
         found = judged.get(int(row["entity_id"]))
