@@ -118,16 +118,16 @@ def _state_statement():
     """
     nothing = (type_coerce(null(), QcRun.run_date.type), null(), null(), null())
     return union_all(_prior_select((literal(0).label("part"),), nothing),
-                     _levels_select(literal(1), null(), null()))
+                     _levels_select((literal(1), null(), null())))
 
 
 @functools.cache
 def _levels_statement():
-    """:func:`current_levels`'s read, built once (every import runs it)."""
+    """:func:`current_levels`'s read, built once (batches of several systems run it)."""
     return _levels_select()
 
 
-def _levels_select(*lead):
+def _levels_select(lead: tuple = ()):
     """The span's runs with their result levels: (*lead, run id, date, run no, level, current)."""
     return (select(*lead, QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id,
                    QcResult.is_current)
@@ -139,7 +139,7 @@ def _levels_select(*lead):
 
 @functools.cache
 def _prior_statement():
-    """:func:`prior_submissions`'s read, built once (every import runs it)."""
+    """:func:`prior_submissions`'s read, built once (batches of several labs run it)."""
     return _prior_select()
 
 

@@ -3,9 +3,9 @@
 Split from :mod:`qcwx.iqc.evaluation` (which judges and stores) because reading the window is
 the costliest part of a submission and has its own rule to keep: it must hand the judge
 exactly the runs a from-scratch evaluation would see from the first changed run on
-(QC_SPEC 1.2). :func:`runs_to_judge` does so in one statement when the newest results already reach
-far enough back, the usual live submission, and otherwise in the two exact statements of
-:func:`rejudge_start` and :func:`runs_from`.
+(QC_SPEC 1.2). :func:`runs_to_judge` does so in one statement when the newest results
+already reach far enough back, the usual live submission, and otherwise in the two exact
+statements of :func:`rejudge_start` and :func:`runs_from`.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def runs_from(ts: TestSystem, start: tuple[date, int]) -> tuple[list[QcRun], lis
 
 @functools.cache
 def _runs_statement():
-    """:func:`runs_from`'s read, built once (every submission runs it)."""
+    """:func:`runs_from`'s read, built once (every re-judge the newest rows cannot serve)."""
     day, number = bindparam("day", type_=QcRun.run_date.type), bindparam("no")
     return (select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
                    QcResult.is_current, QcResult.value_text)
@@ -197,6 +197,8 @@ def runs_to_judge(ts: TestSystem, run: QcRun | FirstRun) -> tuple[list[QcRun], l
     start can be found among them. When they do not reach that far (a back-dated run, a
     correction of an old one, a level run once a week) fall back to the two exact reads
     (issue 14: the start's own statement was one of a submission's thirteen round trips).
+    A system with such a sparse level pays one statement more than before for every run;
+    every system whose levels all run daily, one less.
     """
     found = _newest(ts, run)
     return found if found is not None else runs_from(ts, rejudge_start(ts, run))
