@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, insert, literal, null, select, type_coerce, union_all, update
 
@@ -77,9 +77,17 @@ def _add_level(row, out: dict, run_ids_out: dict | None) -> None:
         out.setdefault((run_date, run_no), set()).add(level_id)
 
 
+class StoreState(NamedTuple):
+    """What is stored for a batch: :func:`prior_submissions`, :func:`current_levels`, run ids."""
+
+    priors: dict[str, Any]
+    levels: dict[tuple[date, int], set[int]]
+    run_ids: dict[tuple[date, int], int]
+
+
 def store_state(lab_id: int, client_ids: Sequence[str], ts_id: int, dates: Sequence[date]
-                ) -> tuple[dict[str, Any], dict[tuple[date, int], set[int]], dict]:
-    """Return (:func:`prior_submissions`, :func:`current_levels`, run ids) from one statement.
+                ) -> StoreState:
+    """Return the batch's :class:`StoreState` from one statement.
 
     For a batch of one lab and one test system with at most ``CHUNK`` client ids, which is
     what every live submission is: it checks both its client id and its run's levels before
@@ -95,7 +103,7 @@ def store_state(lab_id: int, client_ids: Sequence[str], ts_id: int, dates: Seque
             priors[cid] = (digest, row[0])
         else:
             _add_level(row, levels, ids)
-    return priors, levels, ids
+    return StoreState(priors, levels, ids)
 
 
 @functools.cache

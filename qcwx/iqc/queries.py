@@ -252,28 +252,22 @@ def judging_config(ts: TestSystem) -> tuple[dict[int, list[tuple[date, float, fl
     database on the request's path (issue 14: two reads were a seventh of a submission's
     statements). The rows are the limit steps in force order, then the newest rule set.
     """
-    timeline: dict[int, list[tuple[date, float, float]]] = {}
-    stored = None
-    for part, level_id, start, mean, sd, rules in db.session.execute(_judging_statement(),
-                                                                     {"ts": ts.id}):
-        if part == 0:
-            timeline.setdefault(level_id, []).append((start, mean, sd))
-        else:
-            stored = rules
-    return timeline, _rule_set_in_force(ts, stored)
+    rows = db.session.execute(_judging_statement(), {"ts": ts.id}).all()
+    stored = next((row.rules for row in rows if row.part == 1), None)
+    return _steps(row[1:5] for row in rows if row.part == 0), _rule_set_in_force(ts, stored)
 
 
 @functools.cache
 def _judging_statement():
-    """:func:`judging_config`'s union: limit rows (part 0) and the newest rule set (part 1)."""
-    ts = bindparam("ts")
-    newest = (select(RuleSet.version, RuleSet.rules).where(RuleSet.test_system_id == ts)
-              .order_by(RuleSet.version.desc()).limit(1).subquery())
-    limits = select(literal(0).label("part"), ControlLimit.qc_level_id,
-                    ControlLimit.effective_from, ControlLimit.target_mean,
-                    ControlLimit.target_sd, ControlLimit.version,
-                    type_coerce(null(), RuleSet.rules.type).label("rules")
-                    ).where(ControlLimit.test_system_id == ts)
+    """:func:`judging_config`'s union, built once from the two reads it replaces.
+
+    Part 0 is :func:`limit_timeline`'s read (with the version to order by), part 1 the
+    newest rule set of :func:`current_rule_set`.
+    """
+    newest = _rule_set_select(RuleSet.version, RuleSet.rules).subquery()
+    limits = _timeline_select((literal(0).label("part"),),
+                              (ControlLimit.version,
+                               type_coerce(null(), RuleSet.rules.type).label("rules")))
     rules = select(literal(1), null(), null(), null(), null(), newest.c.version, newest.c.rules)
     both = union_all(limits, rules).subquery()
     return (select(both.c.part, both.c.qc_level_id, both.c.effective_from,
@@ -284,17 +278,34 @@ def _judging_statement():
 @functools.cache
 def _rule_set_statement():
     """The newest rule set's column alone, built once: every submission reads it (issue 14)."""
-    return (select(RuleSet.rules).where(RuleSet.test_system_id == bindparam("ts"))
+    return _rule_set_select(RuleSet.rules)
+
+
+def _rule_set_select(*columns):
+    """The newest rule set version of the system bound as ``ts``, as ``columns``."""
+    return (select(*columns).where(RuleSet.test_system_id == bindparam("ts"))
             .order_by(RuleSet.version.desc()).limit(1))
 
 
 @functools.cache
 def _timeline_statement():
     """Plain columns (ORM objects cost a submission ~0.3 ms), built once (issue 14)."""
-    return (select(ControlLimit.qc_level_id, ControlLimit.effective_from,
-                   ControlLimit.target_mean, ControlLimit.target_sd)
-            .where(ControlLimit.test_system_id == bindparam("ts"))
-            .order_by(ControlLimit.effective_from, ControlLimit.version))
+    return _timeline_select().order_by(ControlLimit.effective_from, ControlLimit.version)
+
+
+def _timeline_select(lead: tuple = (), tail: tuple = ()):
+    """The limit steps of the system bound as ``ts``: (*lead, level, from, mean, sd, *tail)."""
+    return (select(*lead, ControlLimit.qc_level_id, ControlLimit.effective_from,
+                   ControlLimit.target_mean, ControlLimit.target_sd, *tail)
+            .where(ControlLimit.test_system_id == bindparam("ts")))
+
+
+def _steps(rows) -> dict[int, list[tuple[date, float, float]]]:
+    """Group (level, effective_from, mean, sd) rows, in force order, into per-level steps."""
+    out: dict[int, list[tuple[date, float, float]]] = {}
+    for level_id, start, mean, sd in rows:
+        out.setdefault(level_id, []).append((start, mean, sd))
+    return out
 
 
 def limits_in_force(ts: TestSystem, on: date | None = None) -> dict[int, ControlLimit]:
@@ -315,11 +326,7 @@ def limit_history(ts: TestSystem) -> list[ControlLimit]:
 
 def limit_timeline(ts: TestSystem) -> dict[int, list[tuple[date, float, float]]]:
     """Return per level the (effective_from, mean, sd) steps, in force order."""
-    out: dict[int, list[tuple[date, float, float]]] = {}
-    rows = db.session.execute(_timeline_statement(), {"ts": ts.id})
-    for level_id, start, mean, sd in rows:
-        out.setdefault(level_id, []).append((start, mean, sd))
-    return out
+    return _steps(db.session.execute(_timeline_statement(), {"ts": ts.id}))
 
 
 def z_scores(values: np.ndarray, dates: Iterable[date], steps) -> np.ndarray:

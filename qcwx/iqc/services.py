@@ -188,8 +188,8 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
                                  prepared[0].test_system.id,
                                  [p.input.run_date for p in prepared])
     for lab_id, items in by_lab.items():
-        priors = state[0] if state else bulk.prior_submissions(lab_id,
-                                                                [p.client_id for p in items])
+        priors = state.priors if state is not None else bulk.prior_submissions(
+            lab_id, [p.client_id for p in items])
         seen: dict[str, PreparedRun] = {}
         for p in items:
             prior = priors.get(p.client_id)
@@ -203,8 +203,8 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
             else:
                 by_ts[p.test_system.id].append(p)
     for ts_id, items in by_ts.items():
-        stored: dict = state[2] if state else {}
-        taken = state[1] if state else bulk.current_levels(
+        stored: dict = state.run_ids if state is not None else {}
+        taken = state.levels if state is not None else bulk.current_levels(
             ts_id, [p.input.run_date for p in items], stored)
         for p in items:
             p.stored_runs = stored
