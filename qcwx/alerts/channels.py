@@ -7,8 +7,7 @@ WeChat; adding a channel (SMS, e-mail, WeCom) is one class decorated with :func:
 
 Failures are raised as :class:`SendError` with ``permanent`` set from WeChat's errcode, so
 dispatch decides between "retry later" and "give up on this recipient" without parsing
-vendor messages. Recipient lists are read here, system-wide by design: an alert goes to the
-people of the lab it concerns, not to whoever triggered it, so there is no actor scope.
+vendor messages. Who an alert concerns is read in :mod:`qcwx.alerts.recipients`.
 
 Template message format (``wechat_template``, template id ``QCWX_WECHAT_TEMPLATE_ALERT``): the
 classic keyword layout, chosen because its values may be free Chinese text of any length —
@@ -31,30 +30,24 @@ from typing import ClassVar
 import redis
 import requests
 from flask import current_app
-from sqlalchemy import select
 from wechatpy.exceptions import WeChatClientException
 
+from qcwx.alerts import recipients
 from qcwx.alerts.models import OutboxMessage
+from qcwx.alerts.recipients import NOTICE_KINDS, RUN_KINDS
 from qcwx.errors import ExternalServiceError
-from qcwx.extensions import db
-from qcwx.orgs.models import Hospital, Lab, User
-from qcwx.orgs.scopes import region_ancestors
 from qcwx.qcstats import westgard
 from qcwx.timeutil import to_local, utcnow
 from qcwx.web.urls import public_url
-from qcwx.wechat.models import SubscribeConsent
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Channel", "Recipient", "SendError", "all_channels", "get", "register"]
 
-RUN_KINDS = frozenset({"run_warning", "run_reject"})
 KIND_LABELS = {"run_warning": "质控警告", "run_reject": "质控失控",
                "missing_submission": "质控未提交提醒", "daily_digest": "质控日报",
                "expert_comment": "专家点评", "comment_reply": "点评回复",
                "region_report": "区域质控报告发布"}
-#: Notices whose payload names its recipients (``user_ids``), text (``fields``) and ``url``.
-NOTICE_KINDS = frozenset({"expert_comment", "comment_reply", "region_report"})
 DEFAULT_MP_TEMPLATE = "MP_QC_ALERT_TEMPLATE"
 MP_ALERT_PAGE = "pages/run/run"
 
@@ -164,51 +157,6 @@ def wechat_error(exc: Exception) -> SendError:
     return SendError(f"无法连接微信服务器：{exc}"[:500], permanent=False)
 
 
-def _lab(outbox: OutboxMessage) -> Lab | None:
-    return db.session.get(Lab, outbox.lab_id) if outbox.lab_id else None
-
-
-def _lab_users(lab_id: int | None, roles: tuple[str, ...]) -> list[User]:
-    if lab_id is None:
-        return []
-    return list(db.session.scalars(
-        select(User).where(User.lab_id == lab_id, User.role.in_(roles), User.active)
-        .order_by(User.id)))
-
-
-def _centre_users(lab: Lab) -> list[User]:
-    """Return the centre users overseeing the lab: its region's and every region's above it."""
-    region_id = select(Hospital.region_id).where(Hospital.id == lab.hospital_id).scalar_subquery()
-    return list(db.session.scalars(
-        select(User).where(User.region_id.in_(region_ancestors(region_id)),
-                           User.role == "center", User.active)
-        .order_by(User.id)))
-
-
-def audience(outbox: OutboxMessage) -> list[User]:
-    """Return the people an event concerns, by kind (before any channel filters addresses).
-
-    Run alerts go to the lab's supervisors (and, for rejects with ``ALERT_CENTER_ON_REJECT``,
-    to the region's centre users); the missing-submission reminder to technicians and
-    supervisors; the daily digest to supervisors.
-    """
-    if outbox.kind in RUN_KINDS:
-        users = _lab_users(outbox.lab_id, ("supervisor",))
-        lab = _lab(outbox)
-        if (outbox.kind == "run_reject" and lab is not None
-                and current_app.config.get("ALERT_CENTER_ON_REJECT", False)):
-            users += _centre_users(lab)
-        return users
-    if outbox.kind == "missing_submission":
-        return _lab_users(outbox.lab_id, ("technician", "supervisor"))
-    if outbox.kind == "daily_digest":
-        return _lab_users(outbox.lab_id, ("supervisor",))
-    if outbox.kind in NOTICE_KINDS:  # chosen when the notice was written
-        return list(db.session.scalars(select(User).where(
-            User.id.in_(outbox.payload.get("user_ids", [])), User.active).order_by(User.id)))
-    return []
-
-
 def local_time_text(iso: str | None) -> str:
     """Return a stored UTC ISO time as ``YYYY-MM-DD HH:MM`` in Asia/Shanghai."""
     moment = datetime.fromisoformat(iso) if iso else utcnow()
@@ -244,7 +192,7 @@ def _home_link() -> str:
 
 
 def _lab_name(outbox: OutboxMessage) -> str:
-    lab = _lab(outbox)
+    lab = recipients.lab_of(outbox)
     return lab.full_name if lab is not None else outbox.payload.get("lab_name", "")
 
 
@@ -310,7 +258,7 @@ class WechatTemplateChannel(Channel):
     def recipients(self, outbox: OutboxMessage) -> list[Recipient]:
         """Return the audience members who bound the official account, once each."""
         seen: dict[str, Recipient] = {}
-        for user in audience(outbox):
+        for user in recipients.audience(outbox):
             if user.wechat_openid and user.wechat_openid not in seen:
                 seen[user.wechat_openid] = Recipient(user.id, user.wechat_openid)
         return list(seen.values())
@@ -339,14 +287,6 @@ def mp_template_id() -> str:
     return current_app.config.get("MP_TEMPLATE_ALERT") or DEFAULT_MP_TEMPLATE
 
 
-def _unused_consent(user_id: int, template_id: str) -> SubscribeConsent | None:
-    return db.session.scalar(
-        select(SubscribeConsent).where(SubscribeConsent.user_id == user_id,
-                                       SubscribeConsent.template_id == template_id,
-                                       SubscribeConsent.used_at.is_(None))
-        .order_by(SubscribeConsent.granted_at, SubscribeConsent.id).limit(1))
-
-
 def _thing(text: str) -> dict:
     # WeChat rejects a "thing" value longer than 20 characters (47003).
     return {"value": text if len(text) <= 20 else text[:19] + "…"}
@@ -363,10 +303,8 @@ class MpSubscribeChannel(Channel):
         """Return the lab's users with a mini-program openid and an unused alert consent."""
         if outbox.kind not in RUN_KINDS:
             return []
-        template = mp_template_id()
-        users = _lab_users(outbox.lab_id, ("technician", "supervisor"))
-        return [Recipient(u.id, u.mp_openid) for u in users
-                if u.mp_openid and _unused_consent(u.id, template) is not None]
+        return [Recipient(uid, openid) for uid, openid
+                in recipients.consenting_lab_users(outbox.lab_id, mp_template_id())]
 
     def render(self, outbox: OutboxMessage, recipient: Recipient) -> dict:
         """Return the subscribe message (typed keys) opening the run page of the mini-program."""
@@ -394,6 +332,6 @@ class MpSubscribeChannel(Channel):
 
     def after_sent(self, outbox: OutboxMessage, recipient: Recipient) -> None:
         """Consume one consent: WeChat allows one message per "accept"."""
-        consent = _unused_consent(recipient.user_id, mp_template_id())
+        consent = recipients.unused_consent(recipient.user_id, mp_template_id())
         if consent is not None:
             consent.used_at = utcnow()

@@ -311,6 +311,48 @@ def test_mp_subscribe_goes_to_consenting_lab_users_and_uses_the_consent(session,
     assert len([m for m in fake_wechat.messages if m["kind"] == "subscribe"]) == 1
 
 
+def test_mp_subscribe_recipients_are_read_in_one_statement(session, bound):
+    """Only active lab users with an openid and an unused consent to the alert template.
+
+    Regression (issue 14): the channel read each lab user's consents one by one.
+    """
+    from sqlalchemy import event
+
+    from qcwx.alerts.models import OutboxMessage
+    from qcwx.extensions import db
+    from tests.factories import user
+
+    lab, other = bound.lab_a, bound.lab_b
+    people = {name: user(role, lab_=where, name=name) for name, role, where in [
+        ("有授权", "technician", lab), ("主管有授权", "supervisor", lab),
+        ("已用完", "technician", lab), ("别的模板", "technician", lab),
+        ("停用", "technician", lab), ("无openid", "technician", lab),
+        ("别的实验室", "technician", other)]}
+    for name, u in people.items():
+        if name != "无openid":
+            u.mp_openid = f"oMpX{u.id:024d}"
+    people["停用"].active = False
+    for name, template, used in [("有授权", MP_TEMPLATE, None), ("主管有授权", MP_TEMPLATE, None),
+                                 ("已用完", MP_TEMPLATE, utcnow()), ("别的模板", "OTHER", None),
+                                 ("停用", MP_TEMPLATE, None), ("无openid", MP_TEMPLATE, None),
+                                 ("别的实验室", MP_TEMPLATE, None)]:
+        session.add(SubscribeConsent(user_id=people[name].id, template_id=template,
+                                     used_at=used))
+    session.commit()
+    outbox = OutboxMessage(kind="run_reject", lab_id=lab.id, payload={}, dedupe_key="x")
+    seen: list[str] = []
+    listener = lambda *a: seen.append(a[2])  # noqa: E731 - the statement text
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        found = channels.get("mp_subscribe").recipients(outbox)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    expected = sorted(people[n].id for n in ("有授权", "主管有授权"))
+    assert sorted(r.user_id for r in found) == expected
+    assert {r.address for r in found} == {people[n].mp_openid for n in ("有授权", "主管有授权")}
+    assert len(seen) == 1
+
+
 def test_sweep_task_delivers_rows_that_were_never_enqueued(session, bound, fake_wechat):
     """What happens after a Redis outage: the row is committed, no task was ever queued."""
     from qcwx.iqc.models import QcRun

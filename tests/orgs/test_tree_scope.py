@@ -70,7 +70,7 @@ def test_a_deeper_tree_is_followed_to_every_level(tree):
 
 
 def test_alerts_reach_the_centres_above_a_lab(tree):
-    from qcwx.alerts.channels import _centre_users
+    from qcwx.alerts.recipients import _centre_users
 
     def names(key):
         return {u.id for u in _centre_users(tree.labs[key])}
