@@ -32,9 +32,15 @@ import requests
 from flask import current_app
 from wechatpy.exceptions import WeChatClientException
 
-from qcwx.alerts import recipients
 from qcwx.alerts.models import OutboxMessage
-from qcwx.alerts.recipients import NOTICE_KINDS, RUN_KINDS
+from qcwx.alerts.recipients import (
+    NOTICE_KINDS,
+    RUN_KINDS,
+    audience,
+    consenting_lab_users,
+    lab_of,
+    unused_consent,
+)
 from qcwx.errors import ExternalServiceError
 from qcwx.qcstats import westgard
 from qcwx.timeutil import to_local, utcnow
@@ -192,7 +198,7 @@ def _home_link() -> str:
 
 
 def _lab_name(outbox: OutboxMessage) -> str:
-    lab = recipients.lab_of(outbox)
+    lab = lab_of(outbox)
     return lab.full_name if lab is not None else outbox.payload.get("lab_name", "")
 
 
@@ -258,7 +264,7 @@ class WechatTemplateChannel(Channel):
     def recipients(self, outbox: OutboxMessage) -> list[Recipient]:
         """Return the audience members who bound the official account, once each."""
         seen: dict[str, Recipient] = {}
-        for user in recipients.audience(outbox):
+        for user in audience(outbox):
             if user.wechat_openid and user.wechat_openid not in seen:
                 seen[user.wechat_openid] = Recipient(user.id, user.wechat_openid)
         return list(seen.values())
@@ -304,7 +310,7 @@ class MpSubscribeChannel(Channel):
         if outbox.kind not in RUN_KINDS:
             return []
         return [Recipient(uid, openid) for uid, openid
-                in recipients.consenting_lab_users(outbox.lab_id, mp_template_id())]
+                in consenting_lab_users(outbox.lab_id, mp_template_id())]
 
     def render(self, outbox: OutboxMessage, recipient: Recipient) -> dict:
         """Return the subscribe message (typed keys) opening the run page of the mini-program."""
@@ -332,6 +338,6 @@ class MpSubscribeChannel(Channel):
 
     def after_sent(self, outbox: OutboxMessage, recipient: Recipient) -> None:
         """Consume one consent: WeChat allows one message per "accept"."""
-        consent = recipients.unused_consent(recipient.user_id, mp_template_id())
+        consent = unused_consent(recipient.user_id, mp_template_id())
         if consent is not None:
             consent.used_at = utcnow()
