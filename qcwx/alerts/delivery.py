@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from qcwx import followups
-from qcwx.alerts import channels
+from qcwx.alerts import channels, recipients
 from qcwx.alerts.models import AlertDelivery, OutboxMessage
 from qcwx.extensions import db
 from qcwx.timeutil import utcnow
@@ -219,12 +219,16 @@ def dispatch(outbox_id: int, now: datetime | None = None) -> DispatchResult | No
         log.info("outbox %s not due or claimed elsewhere; nothing to do", outbox_id)
         return None
     db.session.info.setdefault(_SENT_KEY, {})[outbox.id] = []
+    # A strong reference for the round: the identity map alone let the lab be collected
+    # between renders, and each recipient's message read it again.
+    held = recipients.lab_of(outbox)
     deliveries = _deliveries(outbox) or _expand(outbox)
     for delivery in deliveries:
         if delivery.status in RETRYABLE:
             _send(outbox, delivery, now)
     _settle(outbox, deliveries, now)
     db.session.flush()
+    del held
     count = {s: sum(d.status == s for d in deliveries) for s in ("sent", "failed", "dead")}
     return DispatchResult(outbox.id, outbox.status, count["sent"], count["failed"], count["dead"])
 
