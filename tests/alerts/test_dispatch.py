@@ -353,6 +353,30 @@ def test_mp_subscribe_recipients_are_read_in_one_statement(session, bound):
     assert len(seen) == 1
 
 
+def test_a_dispatch_round_reads_the_lab_once(session, bound, fake_wechat):
+    """Regression (issue 14): each recipient's rendering read the lab and its hospital again."""
+    from sqlalchemy import event
+
+    from qcwx.extensions import db
+
+    submit(bound, 3.5, 0.1)
+    session.info.pop(delivery._PENDING_KEY)  # dispatched below, by hand
+    session.commit()
+    [outbox] = outbox_rows(session)
+    session.expunge_all()  # as in a worker: nothing in the identity map yet
+    seen: list[str] = []
+    listener = lambda *a: seen.append(a[2])  # noqa: E731 - the statement text
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        result = delivery.dispatch(outbox.id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    session.commit()
+    assert result.sent == 2 and len(templates(fake_wechat)) == 2
+    assert sum(bool(re.search(r"\bFROM lab\b", s)) for s in seen) == 1
+    assert not any(re.search(r"\bFROM hospital\b", s) for s in seen)
+
+
 def test_sweep_task_delivers_rows_that_were_never_enqueued(session, bound, fake_wechat):
     """What happens after a Redis outage: the row is committed, no task was ever queued."""
     from qcwx.iqc.models import QcRun
