@@ -20,8 +20,18 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, insert, literal, null, select, type_coerce, union_all, update
 
 from qcwx.audit.services import bulk_insert_audit_rows
+from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
-from qcwx.iqc.models import CorrectiveAction, QcResult, QcRun, Submission, Violation
+from qcwx.iqc import queries
+from qcwx.iqc.models import (
+    ControlLimit,
+    CorrectiveAction,
+    QcResult,
+    QcRun,
+    RuleSet,
+    Submission,
+    Violation,
+)
 
 CHUNK = 500
 
@@ -78,32 +88,46 @@ def _add_level(row, out: dict, run_ids_out: dict | None) -> None:
 
 
 class StoreState(NamedTuple):
-    """What is stored for a batch: :func:`prior_submissions`, :func:`current_levels`, run ids."""
+    """What is stored for a batch of one system (:func:`store_state`)."""
 
+    #: :func:`prior_submissions`
     priors: dict[str, Any]
+    #: :func:`current_levels`
     levels: dict[tuple[date, int], set[int]]
+    #: {(date, run no): run id} of the runs in the batch's span
     run_ids: dict[tuple[date, int], int]
+    #: (limit timeline, rule set in force): :func:`qcwx.iqc.queries.judging_config`
+    config: tuple
 
 
-def store_state(lab_id: int, client_ids: Sequence[str], ts_id: int, dates: Sequence[date]
+def store_state(lab_id: int, client_ids: Sequence[str], ts: TestSystem, dates: Sequence[date]
                 ) -> StoreState:
     """Return the batch's :class:`StoreState` from one statement.
 
     For a batch of one lab and one test system with at most ``CHUNK`` client ids, which is
-    what every live submission is: it checks both its client id and its run's levels before
-    writing, and each read was a round trip on the request's path (issue 14).
+    what every live submission is: it checks its client id and its run's levels before
+    writing, and judges with the system's limits and rules after; each read was a round trip
+    on the request's path (issue 14). All four are read in the request's transaction, as the
+    separate reads were.
     """
     priors: dict[str, Any] = {}
     levels: dict[tuple[date, int], set[int]] = {}
     ids: dict[tuple[date, int], int] = {}
-    for part, cid, digest, *row in db.session.execute(_state_statement(), {
-            "lab": lab_id, "cids": sorted(set(client_ids)), "ts": ts_id,
+    limits: list = []
+    rules = None
+    for row in db.session.execute(_state_statement(), {
+            "lab": lab_id, "cids": sorted(set(client_ids)), "ts": ts.id,
             "lo": min(dates), "hi": max(dates)}):
+        part = row[0]
         if part == 0:
-            priors[cid] = (digest, row[0])
+            priors[row[1]] = (row[2], row[3])
+        elif part == 1:
+            _add_level(row[3:8], levels, ids)
+        elif part == 2:
+            limits.append(row[8:13])
         else:
-            _add_level(row, levels, ids)
-    return StoreState(priors, levels, ids)
+            rules = row[13]
+    return StoreState(priors, levels, ids, queries.config_from(ts, limits, rules))
 
 
 @functools.cache
@@ -119,14 +143,22 @@ def _verdict_update():
 
 @functools.cache
 def _state_statement():
-    """:func:`store_state`'s union, built once from the two reads it replaces.
+    """:func:`store_state`'s union, built once from the three reads it replaces.
 
-    Part 0 is :func:`prior_submissions`'s read, part 1 :func:`current_levels`'s; each part
-    keeps its own index.
+    Part 0 is :func:`prior_submissions`'s read, part 1 :func:`current_levels`'s, part 2 the
+    limit versions and part 3 the newest rules (:func:`qcwx.iqc.queries.judging_config`'s);
+    each part keeps its own index, and its own columns (the first part types them all).
     """
-    nothing = (type_coerce(null(), QcRun.run_date.type), null(), null(), null())
-    return union_all(_prior_select((literal(0).label("part"),), nothing),
-                     _levels_select((literal(1), null(), null())))
+    typed = (type_coerce(null(), QcRun.run_date.type), null(), null(), null(), null(),
+             type_coerce(null(), ControlLimit.effective_from.type),
+             type_coerce(null(), ControlLimit.target_mean.type),
+             type_coerce(null(), ControlLimit.target_sd.type), null(),
+             type_coerce(null(), RuleSet.rules.type))
+    return union_all(
+        _prior_select((literal(0).label("part"),), typed),
+        _levels_select((literal(1), null(), null()), (null(),) * 6),
+        queries.timeline_select((literal(2),) + (null(),) * 7, (ControlLimit.version, null())),
+        select(literal(3), *(null(),) * 12, queries.newest_rules()))
 
 
 @functools.cache
@@ -135,10 +167,10 @@ def _levels_statement():
     return _levels_select()
 
 
-def _levels_select(lead: tuple = ()):
-    """The span's runs with their result levels: (*lead, run id, date, run no, level, current)."""
+def _levels_select(lead: tuple = (), tail: tuple = ()):
+    """The span's runs and result levels: (*lead, run id, date, run no, level, current, *tail)."""
     return (select(*lead, QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id,
-                   QcResult.is_current)
+                   QcResult.is_current, *tail)
             .outerjoin(QcResult, QcResult.run_id == QcRun.id)
             .where(QcRun.test_system_id == bindparam("ts"),
                    QcRun.run_date >= bindparam("lo", type_=QcRun.run_date.type),

@@ -60,7 +60,8 @@ def _load_violations(runs: Sequence[QcRun], fresh: Collection[int]) -> None:
 # ---------------------------------------------------------------- judging
 def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Collection[int],
                   actor: User | None = None, fresh: Collection[int] = (),
-                  judged: dict[int, tuple] | None = None) -> RunVerdict:
+                  judged: dict[int, tuple] | None = None,
+                  config: tuple | None = None) -> RunVerdict:
     """Re-judge ``run`` and every later run of the test system exactly as from scratch.
 
     ``notify`` is True to alert on ``run`` itself (a live submission or a correction), or
@@ -70,13 +71,15 @@ def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Colle
     ``judged``, when given, receives ``{run id: (status, evaluated at)}`` of those fresh runs
     instead of their ORM update: the caller writes them with one Core update and audits them
     in their insert rows, not yet written (issue 14: an update and an audit row less each).
+    ``config``: (limit timeline, rules) of ``ts`` when the caller read them in this
+    transaction (:func:`qcwx.iqc.bulk.store_state`), else :func:`queries.judging_config`.
     Returns the verdict of ``run``, built from what judging read.
     """
     with db.session.no_autoflush:
         runs, rows = runs_to_judge(ts, run)
         first = next(i for i, r in enumerate(runs) if r.id == run.id)
         _load_violations(runs[first:], fresh)
-        timeline, rules = queries.judging_config(ts)
+        timeline, rules = config if config is not None else queries.judging_config(ts)
         window = series(ts, runs, rows, timeline)
         if first == len(runs) - 1:  # the usual submission: only the newest run is judged,
             # and only the rows its windows reach are read (equal to evaluate(z)[-1])

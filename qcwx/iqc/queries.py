@@ -250,29 +250,42 @@ def judging_config(ts: TestSystem) -> tuple[dict[int, list[tuple[date, float, fl
 
     Judging needs both, every submission judges, and each statement is a round trip to the
     database on the request's path (issue 14: two reads were a seventh of a submission's
-    statements). The rows are the limit steps in force order, then the newest rule set.
+    statements). A live submission reads them with its store checks instead
+    (:func:`qcwx.iqc.bulk.store_state`).
     """
     rows = db.session.execute(_judging_statement(), {"ts": ts.id}).all()
-    stored = next((row.rules for row in rows if row.part == 1), None)
-    return _steps(row[1:5] for row in rows if row.part == 0), _rule_set_in_force(ts, stored)
+    return config_from(ts, [row[1:] for row in rows if row.part == 0],
+                       next((row.rules for row in rows if row.part == 1), None))
+
+
+def config_from(ts: TestSystem, limit_rows, stored_rules: dict | None
+                ) -> tuple[dict[int, list[tuple[date, float, float]]], dict[str, str]]:
+    """:func:`judging_config` from its rows, read by whichever statement.
+
+    ``limit_rows``: (level, effective_from, mean, sd, version) of every limit version, in any
+    order; ``stored_rules``: the newest stored rule set's rules, or None.
+    """
+    ordered = sorted(limit_rows, key=lambda row: (row[1], row[4]))
+    return _steps(row[:4] for row in ordered), _rule_set_in_force(ts, stored_rules)
 
 
 @functools.cache
 def _judging_statement():
     """:func:`judging_config`'s union, built once from the two reads it replaces.
 
-    Part 0 is :func:`limit_timeline`'s read (with the version to order by), part 1 the
-    newest rule set of :func:`current_rule_set`.
+    Part 0 is :func:`limit_timeline`'s read with the version (:func:`config_from` orders
+    the steps), part 1 the newest rule set of :func:`current_rule_set`.
     """
-    newest = _rule_set_select(RuleSet.version, RuleSet.rules).subquery()
-    limits = _timeline_select((literal(0).label("part"),),
-                              (ControlLimit.version,
-                               type_coerce(null(), RuleSet.rules.type).label("rules")))
-    rules = select(literal(1), null(), null(), null(), null(), newest.c.version, newest.c.rules)
-    both = union_all(limits, rules).subquery()
-    return (select(both.c.part, both.c.qc_level_id, both.c.effective_from,
-                   both.c.target_mean, both.c.target_sd, both.c.rules)
-            .order_by(both.c.part, both.c.effective_from, both.c.version))
+    limits = timeline_select((literal(0).label("part"),),
+                             (ControlLimit.version,
+                              type_coerce(null(), RuleSet.rules.type).label("rules")))
+    return union_all(limits, select(literal(1), null(), null(), null(), null(), null(),
+                                    newest_rules()))
+
+
+def newest_rules():
+    """A scalar subquery: the newest stored rules of the system bound as ``ts`` (or NULL)."""
+    return _rule_set_select(RuleSet.rules).scalar_subquery()
 
 
 @functools.cache
@@ -290,10 +303,10 @@ def _rule_set_select(*columns):
 @functools.cache
 def _timeline_statement():
     """Plain columns (ORM objects cost a submission ~0.3 ms), built once (issue 14)."""
-    return _timeline_select().order_by(ControlLimit.effective_from, ControlLimit.version)
+    return timeline_select().order_by(ControlLimit.effective_from, ControlLimit.version)
 
 
-def _timeline_select(lead: tuple = (), tail: tuple = ()):
+def timeline_select(lead: tuple = (), tail: tuple = ()):
     """The limit steps of the system bound as ``ts``: (*lead, level, from, mean, sd, *tail)."""
     return (select(*lead, ControlLimit.qc_level_id, ControlLimit.effective_from,
                    ControlLimit.target_mean, ControlLimit.target_sd, *tail)

@@ -110,6 +110,8 @@ class PreparedRun:
     #: {(date, run no): run id} of the stored runs around this row, read while checking it
     #: (None: not read; :func:`_store_system` then reads it itself)
     stored_runs: dict | None = None
+    #: (limit timeline, rules) read with ``stored_runs`` (None: judging reads them itself)
+    judging: tuple | None = None
     verdict: RunVerdict | None = None
 
     @property
@@ -185,7 +187,7 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
     if len(by_lab) == 1 and len({p.test_system.id for p in prepared}) == 1 \
             and len(prepared) <= bulk.CHUNK:
         state = bulk.store_state(prepared[0].test_system.lab_id, [p.client_id for p in prepared],
-                                 prepared[0].test_system.id,
+                                 prepared[0].test_system,
                                  [p.input.run_date for p in prepared])
     for lab_id, items in by_lab.items():
         priors = state.priors if state is not None else bulk.prior_submissions(
@@ -208,6 +210,7 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
             ts_id, [p.input.run_date for p in items], stored)
         for p in items:
             p.stored_runs = stored
+            p.judging = state.config if state is not None else None
             held = taken.setdefault(p.key[1:], set())
             clash = [lv.name for lv in p.resolved if lv.id in held]
             if clash:
@@ -315,15 +318,20 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
     by_key = {key: ids[key[1:]] for key in runs}
     if judge:
         judged: dict[int, tuple] = {}
-        _judge_system(actor, items, notify_from, by_key, fresh, judged)
+        config = items[0].judging if all(p.judging is items[0].judging for p in items) else None
+        _judge_system(actor, items, notify_from, by_key, fresh, judged, config)
         bulk.set_verdicts(judged, run_audit)
     write_audit_rows(run_audit + audit)  # one statement for the three tables
     return by_key, fresh
 
 
 def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | None,
-                  ids: dict[tuple, int], fresh: set[int], judged: dict | None = None) -> None:
-    """Re-judge the test system from its earliest run in ``ids`` (keyed by run key)."""
+                  ids: dict[tuple, int], fresh: set[int], judged: dict | None = None,
+                  config: tuple | None = None) -> None:
+    """Re-judge the test system from its earliest run in ``ids`` (keyed by run key).
+
+    ``config``: its limits and rules when already read in this transaction (else read).
+    """
     ts = items[0].test_system
     first_key = min(ids)
     first = FirstRun(ids[first_key], *first_key[1:])
@@ -331,7 +339,8 @@ def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | Non
     if held is not None:
         db.session.expire(held, ["results"])
     alert = {ids[key] for key in ids if notify_from is not None and key[1] >= notify_from}
-    verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh, judged=judged)
+    verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh, judged=judged,
+                            config=config)
     for p in items:
         if p.run_id == verdict.run_id:
             p.verdict = verdict
