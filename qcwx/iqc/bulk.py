@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, insert, literal, null, select, type_coerce, un
 from qcwx.audit.services import bulk_insert_audit_rows
 from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
-from qcwx.iqc import queries
+from qcwx.iqc import queries, window
 from qcwx.iqc.models import (
     ControlLimit,
     CorrectiveAction,
@@ -98,6 +98,8 @@ class StoreState(NamedTuple):
     run_ids: dict[tuple[date, int], int]
     #: (limit timeline, rule set in force): :func:`qcwx.iqc.queries.judging_config`
     config: tuple
+    #: the newest result rows before this batch (:func:`qcwx.iqc.window.newest_after_insert`)
+    newest: list
 
 
 def store_state(lab_id: int, client_ids: Sequence[str], ts: TestSystem, dates: Sequence[date]
@@ -106,18 +108,19 @@ def store_state(lab_id: int, client_ids: Sequence[str], ts: TestSystem, dates: S
 
     For a batch of one lab and one test system with at most ``CHUNK`` client ids, which is
     what every live submission is: it checks its client id and its run's levels before
-    writing, and judges with the system's limits and rules after; each read was a round trip
-    on the request's path (issue 14). All four are read in the request's transaction, as the
-    separate reads were.
+    writing, and judges with the system's limits and rules and its newest results after;
+    each read was a round trip on the request's path (issue 14). All are read in the
+    request's transaction, as the separate reads were.
     """
     priors: dict[str, Any] = {}
     levels: dict[tuple[date, int], set[int]] = {}
     ids: dict[tuple[date, int], int] = {}
     limits: list = []
     rules = None
+    newest: list = []
     for row in db.session.execute(_state_statement(), {
             "lab": lab_id, "cids": sorted(set(client_ids)), "ts": ts.id,
-            "lo": min(dates), "hi": max(dates)}):
+            "lo": min(dates), "hi": max(dates), "rows": window.newest_limit(ts)}):
         part = row[0]
         if part == 0:
             priors[row[1]] = (row[2], row[3])
@@ -125,9 +128,11 @@ def store_state(lab_id: int, client_ids: Sequence[str], ts: TestSystem, dates: S
             _add_level(row[3:8], levels, ids)
         elif part == 2:
             limits.append(row[8:13])
-        else:
+        elif part == 3:
             rules = row[13]
-    return StoreState(priors, levels, ids, queries.config_from(ts, limits, rules))
+        else:
+            newest.append(tuple(row[14:]))
+    return StoreState(priors, levels, ids, queries.config_from(ts, limits, rules), newest)
 
 
 @functools.cache
@@ -143,22 +148,28 @@ def _verdict_update():
 
 @functools.cache
 def _state_statement():
-    """:func:`store_state`'s union, built once from the three reads it replaces.
+    """:func:`store_state`'s union, built once from the four reads it replaces.
 
     Part 0 is :func:`prior_submissions`'s read, part 1 :func:`current_levels`'s, part 2 the
-    limit versions and part 3 the newest rules (:func:`qcwx.iqc.queries.judging_config`'s);
-    each part keeps its own index, and its own columns (the first part types them all).
+    limit versions and part 3 the newest rules (:func:`qcwx.iqc.queries.judging_config`'s),
+    part 4 the newest result rows (:func:`qcwx.iqc.window.newest_select`). Each part keeps
+    its own index, and its own columns (the first part types them all).
     """
+    newest = window.newest_select(*QcRun.__table__.c).subquery()
     typed = (type_coerce(null(), QcRun.run_date.type), null(), null(), null(), null(),
              type_coerce(null(), ControlLimit.effective_from.type),
              type_coerce(null(), ControlLimit.target_mean.type),
              type_coerce(null(), ControlLimit.target_sd.type), null(),
-             type_coerce(null(), RuleSet.rules.type))
+             type_coerce(null(), RuleSet.rules.type),
+             *(type_coerce(null(), c.type) for c in newest.c))
+    rest = (null(),) * len(newest.c)
     return union_all(
         _prior_select((literal(0).label("part"),), typed),
-        _levels_select((literal(1), null(), null()), (null(),) * 6),
-        queries.timeline_select((literal(2),) + (null(),) * 7, (ControlLimit.version, null())),
-        select(literal(3), *(null(),) * 12, queries.newest_rules()))
+        _levels_select((literal(1), null(), null()), (null(),) * 6 + rest),
+        queries.timeline_select((literal(2),) + (null(),) * 7,
+                                (ControlLimit.version, null()) + rest),
+        select(literal(3), *(null(),) * 12, queries.newest_rules(), *rest),
+        select(literal(4), *(null(),) * 13, *newest.c))
 
 
 @functools.cache

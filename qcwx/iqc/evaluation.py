@@ -61,7 +61,7 @@ def _load_violations(runs: Sequence[QcRun], fresh: Collection[int]) -> None:
 def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Collection[int],
                   actor: User | None = None, fresh: Collection[int] = (),
                   judged: dict[int, tuple] | None = None,
-                  config: tuple | None = None) -> RunVerdict:
+                  config: tuple | None = None, newest: list | None = None) -> RunVerdict:
     """Re-judge ``run`` and every later run of the test system exactly as from scratch.
 
     ``notify`` is True to alert on ``run`` itself (a live submission or a correction), or
@@ -72,11 +72,12 @@ def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Colle
     instead of their ORM update: the caller writes them with one Core update and audits them
     in their insert rows, not yet written (issue 14: an update and an audit row less each).
     ``config``: (limit timeline, rules) of ``ts`` when the caller read them in this
-    transaction (:func:`qcwx.iqc.bulk.store_state`), else :func:`queries.judging_config`.
+    transaction (:func:`qcwx.iqc.bulk.store_state`), else :func:`queries.judging_config`;
+    ``newest``, what :func:`runs_to_judge` would read first, when known without a read.
     Returns the verdict of ``run``, built from what judging read.
     """
     with db.session.no_autoflush:
-        runs, rows = runs_to_judge(ts, run)
+        runs, rows = runs_to_judge(ts, run, newest)
         first = next(i for i, r in enumerate(runs) if r.id == run.id)
         _load_violations(runs[first:], fresh)
         timeline, rules = config if config is not None else queries.judging_config(ts)

@@ -32,7 +32,7 @@ from qcwx.audit.services import write_audit_rows
 from qcwx.catalog.models import QcLevel, TestSystem
 from qcwx.errors import Conflict, Forbidden, NotFound, RetryableConflict, UserError
 from qcwx.extensions import db
-from qcwx.iqc import bulk
+from qcwx.iqc import bulk, window
 from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API of this package)
     STATUS_LABEL,
     STATUS_SUMMARY,
@@ -110,8 +110,8 @@ class PreparedRun:
     #: {(date, run no): run id} of the stored runs around this row, read while checking it
     #: (None: not read; :func:`_store_system` then reads it itself)
     stored_runs: dict | None = None
-    #: (limit timeline, rules) read with ``stored_runs`` (None: judging reads them itself)
-    judging: tuple | None = None
+    #: what else was read with ``stored_runs`` (None: judging reads it itself)
+    state: bulk.StoreState | None = None
     verdict: RunVerdict | None = None
 
     @property
@@ -210,7 +210,7 @@ def _check_against_store(prepared: list[PreparedRun]) -> None:
             ts_id, [p.input.run_date for p in items], stored)
         for p in items:
             p.stored_runs = stored
-            p.judging = state.config if state is not None else None
+            p.state = state
             held = taken.setdefault(p.key[1:], set())
             clash = [lv.name for lv in p.resolved if lv.id in held]
             if clash:
@@ -318,8 +318,11 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
     by_key = {key: ids[key[1:]] for key in runs}
     if judge:
         judged: dict[int, tuple] = {}
-        config = items[0].judging if all(p.judging is items[0].judging for p in items) else None
-        _judge_system(actor, items, notify_from, by_key, fresh, judged, config)
+        state = items[0].state if all(p.state is items[0].state for p in items) else None
+        newest = state and window.newest_after_insert(ts, state.newest, [
+            r | {"id": ids[(r["run_date"], r["run_no"])]} for r in new], results)
+        _judge_system(actor, items, notify_from, by_key, fresh, judged, state and state.config,
+                      newest)
         bulk.set_verdicts(judged, run_audit)
     write_audit_rows(run_audit + audit)  # one statement for the three tables
     return by_key, fresh
@@ -327,11 +330,8 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
 
 def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | None,
                   ids: dict[tuple, int], fresh: set[int], judged: dict | None = None,
-                  config: tuple | None = None) -> None:
-    """Re-judge the test system from its earliest run in ``ids`` (keyed by run key).
-
-    ``config``: its limits and rules when already read in this transaction (else read).
-    """
+                  config: tuple | None = None, newest: list | None = None) -> None:
+    """Re-judge from the earliest run in ``ids`` (``config``, ``newest``: see evaluate_from)."""
     ts = items[0].test_system
     first_key = min(ids)
     first = FirstRun(ids[first_key], *first_key[1:])
@@ -340,7 +340,7 @@ def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | Non
         db.session.expire(held, ["results"])
     alert = {ids[key] for key in ids if notify_from is not None and key[1] >= notify_from}
     verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh, judged=judged,
-                            config=config)
+                            config=config, newest=newest)
     for p in items:
         if p.run_id == verdict.run_id:
             p.verdict = verdict

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sqlalchemy import and_, bindparam, select, union_all
+from sqlalchemy.orm import make_transient_to_detached
 
 from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
@@ -188,11 +189,13 @@ def _runs_statement():
             .order_by(QcRun.run_date, QcRun.run_no))
 
 
-def runs_to_judge(ts: TestSystem, run: QcRun | FirstRun) -> tuple[list[QcRun], list[tuple]]:
+def runs_to_judge(ts: TestSystem, run: QcRun | FirstRun, newest: list | None = None
+                  ) -> tuple[list[QcRun], list[tuple]]:
     """Return the runs (in run order) that re-judging from ``run`` reads, with their results.
 
     Exactly what ``runs_from(ts, rejudge_start(ts, run))`` returns. First try the newest
-    results alone (:func:`_newest`, one statement): a live submission's run is the newest
+    results alone (:func:`_newest`, one statement, or none when ``newest`` holds what it
+    would read: :func:`newest_after_insert`): a live submission's run is the newest
     and the rows before it hold every level's last `westgard.MAX_LOOKBACK` results, so the
     start can be found among them. When they do not reach that far (a back-dated run, a
     correction of an old one, a level run once a week) fall back to the two exact reads
@@ -200,15 +203,66 @@ def runs_to_judge(ts: TestSystem, run: QcRun | FirstRun) -> tuple[list[QcRun], l
     A system with such a sparse level pays one statement more than before for every run;
     every system whose levels all run daily, one less.
     """
-    found = _newest(ts, run)
+    found = _newest(ts, run, newest)
     return found if found is not None else runs_from(ts, rejudge_start(ts, run))
 
 
-def _newest(ts: TestSystem, run: QcRun | FirstRun) -> tuple[list[QcRun], list[tuple]] | None:
+def newest_limit(ts: TestSystem) -> int:
+    """How many of the newest result rows :func:`_newest` reads: 12 + 3 runs of each level."""
+    return (westgard.MAX_LOOKBACK + 3) * max(1, len(ts.levels))
+
+
+def newest_after_insert(ts: TestSystem, before: Sequence[tuple], inserted: Sequence[dict],
+                        results: Sequence[dict]) -> list | None:
+    """Return what :func:`_newest` would read now that ``inserted`` is stored, or None.
+
+    ``before``: the newest result rows of the system read earlier in this transaction, as
+    :func:`newest_select` gives them (a live submission reads them with its store checks,
+    :func:`qcwx.iqc.bulk.store_state`; issue 14: one round trip less); ``inserted``: the
+    rows of the runs just inserted (with their ids), ``results`` the result rows just
+    inserted. Only for one new run holding every new result and newer than every run read;
+    else None, and judging reads the rows itself.
+    """
+    if len(inserted) != 1 or any(r["run_id"] != inserted[0]["id"] for r in results):
+        return None
+    key = (inserted[0]["run_date"], inserted[0]["run_no"])
+    if any((row[2], row[3]) >= key for row in before):
+        return None
+    run = _persistent_run(inserted[0])
+    got = [(run, r["run_id"], r["qc_level_id"], r["value"], r["is_current"], r["value_text"])
+           for r in results]
+    runs: dict[int, QcRun] = {}
+    for row in sorted(before, key=lambda row: (row[2], row[3]), reverse=True):
+        if row[0] not in runs:
+            runs[row[0]] = _persistent_run(dict(zip(_RUN_COLUMNS, row[:7], strict=True)))
+        got.append((runs[row[0]], *row[7:]))
+    return got[:newest_limit(ts)]
+
+
+_RUN_COLUMNS = tuple(c.key for c in QcRun.__table__.c)
+
+
+def _persistent_run(values: dict) -> QcRun:
+    """The session's run of ``values["id"]``, else one made from ``values`` without a read.
+
+    As a query would: a run already in the session is returned as it is.
+    """
+    found = db.session.identity_map.get(db.session.identity_key(QcRun, values["id"]))
+    if found is not None:
+        return found
+    run = QcRun(**{k: values[k] for k in _RUN_COLUMNS})
+    make_transient_to_detached(run)  # as if loaded: no pending change, nothing to flush
+    db.session.add(run)
+    return run
+
+
+def _newest(ts: TestSystem, run: QcRun | FirstRun, got: list | None = None
+            ) -> tuple[list[QcRun], list[tuple]] | None:
     """:func:`runs_to_judge` from the newest result rows only, or None when they do not suffice."""
     levels = [lv.id for lv in ts.levels]
-    limit = (westgard.MAX_LOOKBACK + 3) * max(1, len(levels))
-    got = db.session.execute(_newest_statement(), {"ts": ts.id, "rows": limit}).all()
+    limit = newest_limit(ts)
+    if got is None:
+        got = db.session.execute(_newest_statement(), {"ts": ts.id, "rows": limit}).all()
     runs: list[QcRun] = []  # newest first
     rows: dict[int, list[tuple]] = {}
     for qrun, run_id, level_id, value, is_current, text in got:
@@ -245,8 +299,17 @@ def _newest_statement():
     stops at the limit whatever the history's length (``tests/integration/
     test_submit_scaling.py``).
     """
-    return (_pinned_plan(select(QcRun, QcResult.run_id, QcResult.qc_level_id, QcResult.value,
-                                QcResult.is_current, QcResult.value_text)
+    return newest_select(QcRun)
+
+
+def newest_select(*run_columns):
+    """The system's newest result rows (bound ``ts`` and ``rows``), newest run first.
+
+    Each row is (*run_columns, run id, level id, value, is current, text); a run without
+    results comes back once (an outer join).
+    """
+    return (_pinned_plan(select(*run_columns, QcResult.run_id, QcResult.qc_level_id,
+                                QcResult.value, QcResult.is_current, QcResult.value_text)
                          .outerjoin(QcResult, QcResult.run_id == QcRun.id))
             .where(QcRun.test_system_id == bindparam("ts"))
             .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())

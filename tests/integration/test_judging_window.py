@@ -21,7 +21,7 @@ from qcwx.iqc.models import QcRun
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today
 
-from .test_rejudge import make_system, result_of, text
+from .test_rejudge import from_scratch, make_system, result_of, stored, text
 
 
 def shape(found):
@@ -56,6 +56,39 @@ def histories(draw):
             if levels:
                 runs.append((d, number, levels))
     return n_levels, runs, draw(st.lists(st.integers(0, 10_000), max_size=4))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(histories(), st.data())
+def test_a_live_run_judged_on_the_rows_read_before_its_insert_equals_a_fresh_read(
+        session, world, monkeypatch, history, data):
+    """A live submission reads the newest rows with its store checks, before inserting its
+    run, and judges on them plus its own rows (:func:`window.newest_after_insert`). That
+    must equal reading them after the insert, and every verdict judging from scratch, also
+    when runs arrive late (back-dated: then it reads them itself)."""
+    n_levels, runs, late = history
+    start = local_today() - timedelta(days=100)
+    system = make_system(world, n_levels, start)
+    held = {i % len(runs) for i in late}
+    order = [r for i, r in enumerate(runs) if i not in held] + [runs[i] for i in sorted(held)]
+    used, real = [], window.newest_after_insert
+
+    def checked(ts, before, inserted, results):
+        got = real(ts, before, inserted, results)
+        if got is not None:
+            run = window.FirstRun(inserted[0]["id"], inserted[0]["run_date"],
+                                  inserted[0]["run_no"])
+            assert shape(window.runs_to_judge(ts, run, got)) == shape(
+                window.runs_to_judge(ts, run))
+            used.append(run.id)
+        return got
+
+    monkeypatch.setattr(window, "newest_after_insert", checked)
+    for one in order:
+        store_one_by_one(world, system, [one], start)
+        assert stored(system) == from_scratch(system)
+    assert len(used) >= len(runs) - len(held)  # every run sent in order took the rows
 
 
 @settings(max_examples=30, deadline=None,
