@@ -4,8 +4,10 @@ Split from :mod:`qcwx.iqc.evaluation` (which judges and stores) because reading 
 the costliest part of a submission and has its own rule to keep: it must hand the judge
 exactly the runs a from-scratch evaluation would see from the first changed run on
 (QC_SPEC 1.2). :func:`runs_to_judge` does so in one statement when the newest results
-already reach far enough back, the usual live submission, and otherwise in the two exact
-statements of :func:`rejudge_start` and :func:`runs_from`.
+already reach far enough back, and otherwise in the two exact statements of
+:func:`rejudge_start` and :func:`runs_from`. A live submission, the usual case, reads those
+newest results with its store checks before its insert (:func:`newest_after_insert`), so
+its window costs no statement of its own.
 """
 
 from __future__ import annotations
