@@ -227,20 +227,24 @@ def newest_after_insert(ts: TestSystem, before: Sequence[tuple], inserted: Seque
     """
     if len(inserted) != 1 or any(r["run_id"] != inserted[0]["id"] for r in results):
         return None
+    n = len(_RUN_COLUMNS)
+    before = [(dict(zip(_RUN_COLUMNS, row[:n], strict=True)), row[n:]) for row in before]
     key = (inserted[0]["run_date"], inserted[0]["run_no"])
-    if any((row[2], row[3]) >= key for row in before):
+    if any((run["run_date"], run["run_no"]) >= key for run, _ in before):
         return None
-    run = _persistent_run(inserted[0])
-    got = [(run, r["run_id"], r["qc_level_id"], r["value"], r["is_current"], r["value_text"])
+    new = _persistent_run(inserted[0])
+    got = [(new, r["run_id"], r["qc_level_id"], r["value"], r["is_current"], r["value_text"])
            for r in results]
     runs: dict[int, QcRun] = {}
-    for row in sorted(before, key=lambda row: (row[2], row[3]), reverse=True):
-        if row[0] not in runs:
-            runs[row[0]] = _persistent_run(dict(zip(_RUN_COLUMNS, row[:7], strict=True)))
-        got.append((runs[row[0]], *row[7:]))
+    for run, result in sorted(before, key=lambda row: (row[0]["run_date"], row[0]["run_no"]),
+                              reverse=True):
+        if run["id"] not in runs:
+            runs[run["id"]] = _persistent_run(run)
+        got.append((runs[run["id"]], *result))
     return got[:newest_limit(ts)]
 
 
+#: The run's columns, in :func:`newest_select`'s order when given them all (``store_state``)
 _RUN_COLUMNS = tuple(c.key for c in QcRun.__table__.c)
 
 
