@@ -151,9 +151,12 @@ def _expand(outbox: OutboxMessage) -> list[AlertDelivery]:
     rows = []
     for channel in channels.all_channels():
         for recipient in channel.recipients(outbox):
+            # every column given, None too: one left out is unknown after the insert, and
+            # the audit diff of the send read it back, a statement per recipient (issue 14)
             rows.append(AlertDelivery(
                 outbox_id=outbox.id, channel=channel.name, recipient=recipient.address,
-                user_id=recipient.user_id, status="pending", attempts=0,
+                user_id=recipient.user_id, status="pending", attempts=0, last_error=None,
+                response=None, sent_at=None,
                 dedupe_key=delivery_key(outbox, channel.name, recipient.address)))
     db.session.add_all(rows)
     db.session.flush()

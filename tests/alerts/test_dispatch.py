@@ -354,7 +354,8 @@ def test_mp_subscribe_recipients_are_read_in_one_statement(session, bound):
 
 
 def test_a_dispatch_round_reads_the_lab_once(session, bound, fake_wechat):
-    """Regression (issue 14): each recipient's rendering read the lab and its hospital again."""
+    """Regression (issue 14): each recipient's rendering read the lab and its hospital again,
+    and each delivery was read back before its send was recorded."""
     from sqlalchemy import event
 
     from qcwx.extensions import db
@@ -375,6 +376,8 @@ def test_a_dispatch_round_reads_the_lab_once(session, bound, fake_wechat):
     assert result.sent == 2 and len(templates(fake_wechat)) == 2
     assert sum(bool(re.search(r"\bFROM lab\b", s)) for s in seen) == 1
     assert not any(re.search(r"\bFROM hospital\b", s) for s in seen)
+    # the deliveries just inserted are never read back one by one
+    assert not [s for s in seen if re.match(r"SELECT\b.*WHERE alert_delivery\.id = ", s, re.S)]
 
 
 def test_sweep_task_delivers_rows_that_were_never_enqueued(session, bound, fake_wechat):
