@@ -13,7 +13,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 
 import jwt
 from flask import current_app, g, request
@@ -64,25 +66,34 @@ def user_from_header(header: str | None) -> User:
     return user
 
 
-def _claims(token: str) -> dict:
-    """Return the verified claims of ``token``, decoded once per request.
+def _claims(token: str) -> Mapping:
+    """Return the verified claims of ``token``, its expiry checked now.
 
-    The rate limiter names its bucket from the token before the view checks it again: the
-    second check reuses the first, with its expiry checked again (a test may hold one
-    application context, and its ``g``, across requests). A refused token is never kept.
+    A phone sends the same token with every request until it expires, and the rate limiter
+    names its bucket from it before the view checks it again: the signature is verified once
+    per token and process (:func:`_verified`), the expiry on every use. A refused token is
+    never kept (``lru_cache`` does not keep a raised error).
     """
-    seen = g.get("_mp_claims")
-    if seen is not None and seen[0] == token and seen[1]["exp"] > time.time():
-        return seen[1]
+    claims = _verified(signing_key(), token)
+    if claims["exp"] <= time.time():  # as PyJWT decides expiry, without leeway
+        raise Unauthorized("登录已过期，请重新登录")
+    return claims
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(key: bytes, token: str) -> Mapping:
+    """The claims of ``token`` signed with ``key``, read-only; else raise :class:`Unauthorized`.
+
+    Keyed by the key as well, so a changed ``SECRET_KEY`` verifies every token again.
+    """
     try:
-        claims = jwt.decode(token, signing_key(), algorithms=[ALGORITHM], audience=AUDIENCE,
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE,
                             options={"require": ["exp", "sub", "aud"]})
     except jwt.ExpiredSignatureError:
         raise Unauthorized("登录已过期，请重新登录") from None
     except jwt.InvalidTokenError:
         raise Unauthorized("登录凭证无效，请重新登录") from None
-    g._mp_claims = (token, claims)
-    return claims
+    return MappingProxyType(claims)
 
 
 def _subject(claims: dict) -> int:

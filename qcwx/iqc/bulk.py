@@ -13,6 +13,7 @@ by each table's natural unique key. One submission used to spend three statement
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from datetime import date
 from typing import Any, NamedTuple
@@ -118,21 +119,52 @@ def store_state(lab_id: int, client_ids: Sequence[str], ts: TestSystem, dates: S
     limits: list = []
     rules = None
     newest: list = []
+    prior, level, limit, rule, result = _PART_READERS
     for row in db.session.execute(_state_statement(), {
             "lab": lab_id, "cids": sorted(set(client_ids)), "ts": ts.id,
             "lo": min(dates), "hi": max(dates), "rows": window.newest_limit(ts)}):
         part = row[0]
         if part == 0:
-            priors[row[1]] = (row[2], row[3])
+            cid, digest, run_id = prior(row)
+            priors[cid] = (digest, run_id)
         elif part == 1:
-            _add_level(row[3:8], levels, ids)
+            _add_level(level(row), levels, ids)
         elif part == 2:
-            limits.append(row[8:13])
+            limits.append(limit(row))
         elif part == 3:
-            rules = row[13]
+            (rules,) = rule(row)
         else:
-            newest.append(tuple(row[14:]))
+            newest.append(result(row))
     return StoreState(priors, levels, ids, queries.config_from(ts, limits, rules), newest)
+
+
+#: :func:`store_state`'s union row, after its part number: typed slots. Parts share a slot
+#: when their values have one SQL type (MariaDB gives a union column one type, and the first
+#: part types it for SQLAlchemy), so a row is as wide as the widest part, not as all parts
+#: together: each column costs the driver a descriptor, and each value a conversion, on
+#: every submission (issue 14: 26 columns before, the run's two timestamps among them).
+_SLOTS = {"i0": QcRun.id.type, "i1": QcRun.id.type, "i2": QcRun.id.type,
+          "i3": QcRun.id.type, "d0": QcRun.run_date.type, "s0": Submission.client_id.type,
+          "s1": Submission.payload_hash.type, "f0": QcResult.value.type,
+          "f1": QcResult.value.type, "b0": QcResult.is_current.type, "j0": RuleSet.rules.type}
+#: Each part's slots, in the order of its own select's columns (and of what its reader gives)
+_PART_SLOTS = (
+    ("s0", "s1", "i0"),  # 0: client id, payload hash, run id (prior_submissions)
+    ("i0", "d0", "i1", "i2", "b0"),  # 1: run id, date, run no, level, current (current_levels)
+    ("i0", "d0", "f0", "f1", "i1"),  # 2: level, from, mean, sd, version (limit versions)
+    ("j0",),  # 3: the newest rule set's rules (or NULL)
+    # 4: the newest result rows, as window.newest_select(*window.LIVE_RUN_COLUMNS) gives them
+    ("i0", "d0", "i1", "s0", "i2", "i3", "f0", "b0", "s1"),
+)
+
+
+def _reader(slots: tuple[str, ...]):
+    """A function giving a union row's values of ``slots``, as a tuple."""
+    at = [1 + list(_SLOTS).index(s) for s in slots]
+    return operator.itemgetter(*at) if len(at) > 1 else lambda row: (row[at[0]],)
+
+
+_PART_READERS = tuple(_reader(slots) for slots in _PART_SLOTS)
 
 
 @functools.cache
@@ -148,28 +180,28 @@ def _verdict_update():
 
 @functools.cache
 def _state_statement():
-    """:func:`store_state`'s union, built once from the four reads it replaces.
+    """:func:`store_state`'s union, built once from the five reads it replaces.
 
     Part 0 is :func:`prior_submissions`'s read, part 1 :func:`current_levels`'s, part 2 the
     limit versions and part 3 the newest rules (:func:`qcwx.iqc.queries.judging_config`'s),
-    part 4 the newest result rows (:func:`qcwx.iqc.window.newest_select`). Each part keeps
-    its own index, and its own columns (the first part types them all).
+    part 4 the newest result rows (:func:`qcwx.iqc.window.newest_select`). Each keeps its
+    own FROM and WHERE; its columns go to its slots (:data:`_PART_SLOTS`).
     """
-    newest = window.newest_select(*QcRun.__table__.c).subquery()
-    typed = (type_coerce(null(), QcRun.run_date.type), null(), null(), null(), null(),
-             type_coerce(null(), ControlLimit.effective_from.type),
-             type_coerce(null(), ControlLimit.target_mean.type),
-             type_coerce(null(), ControlLimit.target_sd.type), null(),
-             type_coerce(null(), RuleSet.rules.type),
-             *(type_coerce(null(), c.type) for c in newest.c))
-    rest = (null(),) * len(newest.c)
-    return union_all(
-        _prior_select((literal(0).label("part"),), typed),
-        _levels_select((literal(1), null(), null()), (null(),) * 6 + rest),
-        queries.timeline_select((literal(2),) + (null(),) * 7,
-                                (ControlLimit.version, null()) + rest),
-        select(literal(3), *(null(),) * 12, queries.newest_rules(), *rest),
-        select(literal(4), *(null(),) * 13, *newest.c))
+    newest = window.newest_select(
+        *(QcRun.__table__.c[k] for k in window.LIVE_RUN_COLUMNS)).subquery()
+    parts = (_prior_select(), _levels_select(),
+             queries.timeline_select(tail=(ControlLimit.version,)),
+             select(queries.newest_rules()), select(*newest.c))
+    return union_all(*(_slotted(n, part, slots)
+                       for n, (part, slots) in enumerate(zip(parts, _PART_SLOTS, strict=True))))
+
+
+def _slotted(n: int, part, slots: tuple[str, ...]):
+    """``part`` with only its number and one column per slot: its own, else a typed NULL."""
+    own = dict(zip(slots, part.selected_columns, strict=True))
+    columns = [own[s] if s in own else type_coerce(null(), kind) for s, kind in _SLOTS.items()]
+    return part.with_only_columns(literal(n).label("part"), *(
+        c.label(s) for s, c in zip(_SLOTS, columns, strict=True)), maintain_column_froms=True)
 
 
 @functools.cache
@@ -178,10 +210,10 @@ def _levels_statement():
     return _levels_select()
 
 
-def _levels_select(lead: tuple = (), tail: tuple = ()):
-    """The span's runs and result levels: (*lead, run id, date, run no, level, current, *tail)."""
-    return (select(*lead, QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id,
-                   QcResult.is_current, *tail)
+def _levels_select():
+    """The span's runs and result levels: (run id, date, run no, level, current)."""
+    return (select(QcRun.id, QcRun.run_date, QcRun.run_no, QcResult.qc_level_id,
+                   QcResult.is_current)
             .outerjoin(QcResult, QcResult.run_id == QcRun.id)
             .where(QcRun.test_system_id == bindparam("ts"),
                    QcRun.run_date >= bindparam("lo", type_=QcRun.run_date.type),
@@ -194,10 +226,9 @@ def _prior_statement():
     return _prior_select()
 
 
-def _prior_select(lead: tuple = (), tail: tuple = ()):
-    """The lab's submissions with the client ids: (*lead, client id, hash, run id, *tail)."""
-    return (select(*lead, Submission.client_id, Submission.payload_hash, Submission.run_id,
-                   *tail)
+def _prior_select():
+    """The lab's submissions with the client ids: (client id, hash, run id)."""
+    return (select(Submission.client_id, Submission.payload_hash, Submission.run_id)
             .where(Submission.lab_id == bindparam("lab"),
                    Submission.client_id.in_(bindparam("cids", expanding=True))))
 

@@ -219,16 +219,17 @@ def newest_after_insert(ts: TestSystem, before: Sequence[tuple], inserted: Seque
     """Return what :func:`_newest` would read now that ``inserted`` is stored, or None.
 
     ``before``: the newest result rows of the system read earlier in this transaction, as
-    :func:`newest_select` gives them (a live submission reads them with its store checks,
-    :func:`qcwx.iqc.bulk.store_state`; issue 14: one round trip less); ``inserted``: the
-    rows of the runs just inserted (with their ids), ``results`` the result rows just
-    inserted. Only for one new run holding every new result and newer than every run read;
-    else None, and judging reads the rows itself.
+    ``newest_select(*LIVE_RUN_COLUMNS)`` gives them (a live submission reads them with its
+    store checks, :func:`qcwx.iqc.bulk.store_state`; issue 14: one round trip less);
+    ``inserted``: the rows of the runs just inserted (with their ids), ``results`` the
+    result rows just inserted. Only for one new run holding every new result and newer
+    than every run read; else None, and judging reads the rows itself.
     """
     if len(inserted) != 1 or any(r["run_id"] != inserted[0]["id"] for r in results):
         return None
-    n = len(_RUN_COLUMNS)
-    before = [(dict(zip(_RUN_COLUMNS, row[:n], strict=True)), row[n:]) for row in before]
+    n = len(LIVE_RUN_COLUMNS)
+    before = [(dict(zip(LIVE_RUN_COLUMNS, row[:n], strict=True), test_system_id=ts.id),
+               row[n:]) for row in before]
     key = (inserted[0]["run_date"], inserted[0]["run_no"])
     if any((run["run_date"], run["run_no"]) >= key for run, _ in before):
         return None
@@ -244,19 +245,25 @@ def newest_after_insert(ts: TestSystem, before: Sequence[tuple], inserted: Seque
     return got[:newest_limit(ts)]
 
 
-#: The run's columns, in :func:`newest_select`'s order when given them all (``store_state``)
+#: The run columns a live submission reads of the runs before it, with its store checks
+#: (``newest_select(*LIVE_RUN_COLUMNS)`` in :func:`qcwx.iqc.bulk.store_state`): what judging
+#: a newer run uses of them. Their timestamps are left out: two date-time conversions per
+#: row in the driver, on every submission, for values nothing on that path reads.
+LIVE_RUN_COLUMNS = ("id", "run_date", "run_no", "status")
 _RUN_COLUMNS = tuple(c.key for c in QcRun.__table__.c)
 
 
 def _persistent_run(values: dict) -> QcRun:
     """The session's run of ``values["id"]``, else one made from ``values`` without a read.
 
-    As a query would: a run already in the session is returned as it is.
+    As a query would: a run already in the session is returned as it is. A column missing
+    from ``values`` is left unloaded (expired), so reading it loads it, as a deferred
+    column would.
     """
     found = db.session.identity_map.get(db.session.identity_key(QcRun, values["id"]))
     if found is not None:
         return found
-    run = QcRun(**{k: values[k] for k in _RUN_COLUMNS})
+    run = QcRun(**{k: values[k] for k in _RUN_COLUMNS if k in values})
     make_transient_to_detached(run)  # as if loaded: no pending change, nothing to flush
     db.session.add(run)
     return run

@@ -178,26 +178,40 @@ def test_expired_forged_and_revoked_tokens_are_refused(client, session, bound, a
     assert resp.status_code == 401 and "解绑" in resp.get_json()["error"]
 
 
-def test_a_request_decodes_its_token_once_and_rechecks_expiry(app, bound, monkeypatch):
-    """The rate limiter's bucket and the view's check share one decode (issue 14)."""
+def test_a_token_is_verified_once_per_process_and_its_expiry_on_every_use(
+        app, bound, monkeypatch):
+    """The limiter's bucket, the view's check and the phone's next requests share one
+    signature check (issue 14); expiry, a refused token and a changed key are never cached."""
     from miniprogram_api import auth
 
     tech = bound.users["technician"]
     calls = []
     real = jwt.decode
     monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    auth._verified.cache_clear()  # an earlier test may have issued the same token this second
     with app.test_request_context():
         token = auth.issue_token(tech)["token"]
         assert auth.user_id_from_token(token) == tech.id  # the limiter's bucket
         assert auth.user_from_header(f"Bearer {token}").id == tech.id  # the view
+    with app.test_request_context():  # the phone's next request
+        assert auth.user_from_header(f"Bearer {token}").id == tech.id
         assert len(calls) == 1
-        with pytest.raises(auth.Unauthorized):
-            auth.user_from_header("Bearer not-a-token")
-        assert len(calls) == 2  # another token is decoded (and refused), never reused
+        for _ in range(2):
+            with pytest.raises(auth.Unauthorized, match="无效"):
+                auth.user_from_header("Bearer not-a-token")
+        assert len(calls) == 3  # a refused token is checked each time, never kept
+        with pytest.raises(TypeError):  # the kept claims cannot be changed by a caller
+            auth._claims(token)["exp"] = 2**40
         exp = auth._claims(token)["exp"]
-        monkeypatch.setattr(auth.time, "time", lambda: exp + 1)
-        auth.user_id_from_token(token)  # past its expiry the kept claims are not trusted
-        assert len(calls) == 3
+        monkeypatch.setattr(auth.time, "time", lambda: exp)  # PyJWT: expired at exp itself
+        with pytest.raises(auth.Unauthorized, match="过期"):
+            auth.user_id_from_token(token)
+        monkeypatch.setattr(auth.time, "time", lambda: exp - 1)
+        assert auth.user_id_from_token(token) == tech.id
+        monkeypatch.setitem(app.config, "SECRET_KEY", "another-secret-of-at-least-32-bytes!")
+        with pytest.raises(auth.Unauthorized, match="无效"):  # checked again, with the new key
+            auth.user_id_from_token(token)
+        assert len(calls) == 4
 
 
 # ---------------------------------------------------------------- scan
