@@ -190,3 +190,30 @@ def test_the_client_id_and_the_runs_levels_are_checked_in_one_read(lab, session)
     with counted() as seen:
         submit(lab, 0.3, -0.2, day=3)
     assert sum("FROM submission" in s and "FROM qc_run" in s for s in seen) == 1
+
+
+def test_the_runs_a_live_run_was_judged_on_load_their_unread_columns_when_asked(
+        lab, session, monkeypatch):
+    """store_state reads only what judging uses of the runs before a live one (issue 14:
+    its union is 12 columns wide, not 26); a column left out loads when read, never a
+    wrong value or a flush."""
+    from sqlalchemy import inspect, select
+
+    from qcwx.iqc import bulk, window
+    from qcwx.iqc.models import QcRun
+
+    assert len(bulk._state_statement().selected_columns) == 12
+    made = []  # held: the identity map alone would let them go
+    real = window._persistent_run
+    monkeypatch.setattr(window, "_persistent_run", lambda values: made.append(real(values))
+                        or made[-1])
+    verdict = submit(lab, 0.3, -0.2, day=0)
+    before = [r for r in made if r.id != verdict.run_id]
+    assert len(before) >= 12  # the window: a level's last 12 runs
+    assert all({"created_at", "evaluated_at"} <= inspect(r).unloaded for r in before)
+    assert not session.dirty and all(r.test_system_id == lab["ts"] for r in before)
+    stored = dict(session.execute(select(QcRun.id, QcRun.created_at)
+                                  .where(QcRun.id.in_([r.id for r in before]))).all())
+    with counted() as seen:
+        assert {r.id: r.created_at for r in before} == stored
+    assert len(seen) == len(before)  # one load each, as a deferred column would
