@@ -96,7 +96,7 @@ def _verified(key: bytes, token: str) -> Mapping:
     return MappingProxyType(claims)
 
 
-def _subject(claims: dict) -> int:
+def _subject(claims: Mapping) -> int:
     uid = parse_id(claims.get("sub"))
     if uid is None:
         raise Unauthorized("登录凭证无效，请重新登录")
