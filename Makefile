@@ -23,8 +23,11 @@ run: install assets db  ## set up everything and serve the demo at http://127.0.
 		$(FLASK) reports publish-region) > instance/reports-publish.log 2>&1 &)
 	trap '$(FLASK) fake-wechat --stop; trap - EXIT INT TERM' EXIT INT TERM; $(FLASK) run --host 127.0.0.1 --port $(PORT)
 
+# The suite spread over one process per core (pytest-xdist; TEST_PROCESSES=1 runs it in one).
+# A group of tests that must not run side by side stays in one process (tests/conftest.py).
+TEST_PROCESSES ?= auto
 test: install-test assets browser-deps  ## install test requirements and run the whole suite
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 1,$(TEST_PROCESSES)),,-n $(TEST_PROCESSES) --dist loadgroup)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

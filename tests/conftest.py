@@ -21,6 +21,14 @@ pytest_plugins = ["tests.fixtures.app", "tests.fixtures.wechat", "tests.fixtures
 app = app_fixture(PEER_POOL_TREES=False)
 
 _BY_DIRECTORY = {"browser": ("browser", "slow"), "e2e": ("e2e", "redis", "mariadb", "slow")}
+#: Tests that must not run beside each other when ``make test`` spreads the suite over
+#: processes (``pytest -n 2 --dist loadgroup``): each group runs in one process, in order.
+#: "heavy": Chromium and the real-worker stacks (gunicorn, Celery, private MariaDB and Redis
+#: servers) wait on the clock, so two of them on two cores starve each other; they also share
+#: the e2e Redis database. "redis-5": the modules that use and empty Redis database 5.
+_GROUPS = {"heavy": ("tests/browser/", "tests/e2e/"),
+           "redis-5": ("tests/wechat/test_client_token.py",
+                       "tests/security/test_limits_and_callback.py")}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -34,3 +42,7 @@ def pytest_collection_modifyitems(config, items):
             if "tests" in parts and directory in parts[parts.index("tests"):]:
                 for mark in marks:
                     item.add_marker(getattr(pytest.mark, mark))
+        where = item.nodeid.split("::")[0]
+        for group, places in _GROUPS.items():
+            if where.startswith(places):
+                item.add_marker(pytest.mark.xdist_group(group))
