@@ -135,8 +135,9 @@ def _series_flags(part: dict[str, np.ndarray], history: tuple[float, int], peer:
     values = part["value"].astype(float)
     res = _resolution(texts)
     judged = ~np.isnan(part["target_sd"].astype(float))
-    sigma = float(np.median(part["target_sd"][judged])) if judged.any() \
-        else float(np.std(values, ddof=1))
+    # one value has no sample SD: unknown (NaN), said without numpy's warning
+    sigma = (float(np.median(part["target_sd"][judged])) if judged.any()
+             else float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"))
     if len(peer) >= 3:
         ref = float(np.median(peer))
         f = ig.sd_too_low(values, ref, "peer")
