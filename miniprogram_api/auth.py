@@ -27,6 +27,7 @@ from qcwx.orgs.models import User
 from qcwx.orgs.scopes import write_allowed
 
 AUDIENCE = "qcwx-mp"
+EXPIRED = "登录已过期，请重新登录"  # by PyJWT on the first check, by _claims on a kept one
 ALGORITHM = "HS256"
 
 
@@ -76,7 +77,7 @@ def _claims(token: str) -> Mapping:
     """
     claims = _verified(signing_key(), token)
     if claims["exp"] <= time.time():  # as PyJWT decides expiry, without leeway
-        raise Unauthorized("登录已过期，请重新登录")
+        raise Unauthorized(EXPIRED)
     return claims
 
 
@@ -90,7 +91,7 @@ def _verified(key: bytes, token: str) -> Mapping:
         claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE,
                             options={"require": ["exp", "sub", "aud"]})
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("登录已过期，请重新登录") from None
+        raise Unauthorized(EXPIRED) from None
     except jwt.InvalidTokenError:
         raise Unauthorized("登录凭证无效，请重新登录") from None
     return MappingProxyType(claims)
