@@ -63,8 +63,9 @@ def configure_extensions(app: Flask) -> None:
     login_manager.login_view = "orgs.login"
     login_manager.login_message = "请先登录"
     csrf.init_app(app)
-    limiter.init_app(app)
+    # Before init_app: Flask-Limiter fills a missing switch from the last app it served.
     app.config.setdefault("RATELIMIT_ENABLED", not app.config["TESTING"])
+    limiter.init_app(app)
 
     with app.app_context():
         if db.engine.dialect.name == "sqlite":

@@ -63,7 +63,17 @@ def _rate_limit_key() -> str:
     return rate_limit_key()
 
 
-limiter = Limiter(key_func=_rate_limit_key)
+def _default_limit() -> str:
+    """The app's own ``RATELIMIT_DEFAULT``, read per request.
+
+    Flask-Limiter keeps the default limits on the ``Limiter`` object, set by the first app
+    that initialises it with limits on; a string here would pin every later app of the
+    process (a test's, a second factory call) to the first app's figure.
+    """
+    return current_app.config["RATELIMIT_DEFAULT"]
+
+
+limiter = Limiter(key_func=_rate_limit_key, default_limits=[_default_limit])
 
 # Every module holding tasks, imported by the worker (``include``) and by the web process.
 TASK_MODULES = ("qcwx.web.tasks", "qcwx.followups", "qcwx.alerts.tasks", "qcwx.peer.tasks",

@@ -133,3 +133,35 @@ def test_a_refused_call_says_when_to_retry_in_whole_seconds_rounded_up(limited):
         page.get("/login", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     refused_page = page.get("/login", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert refused_page.status_code == 429 and 1 <= int(refused_page.headers["Retry-After"]) <= 61
+
+
+def test_each_app_of_a_process_keeps_its_own_default_limit(tmp_path):
+    """Regression: Flask-Limiter's one ``Limiter`` kept the first limited app's default limit
+    (the 600/min of a test that ran earlier in the same process), so a later app's 5/min
+    never refused anything: the suite failed or passed depending on its order."""
+    from tests.fixtures.app import rate_limited_app
+
+    with rate_limited_app(tmp_path / "first.sqlite3", RATELIMIT_DEFAULT="600 per minute") as app:
+        assert _statuses(app.test_client(), "/healthz", {}, LIMIT + 1) == [200] * (LIMIT + 1)
+    with rate_limited_app(tmp_path / "second.sqlite3", PROXY_FIX=1,
+                          RATELIMIT_DEFAULT=f"{LIMIT} per minute") as app:
+        here = _statuses(app.test_client(), "/healthz", {"X-Forwarded-For": NAT}, LIMIT + 1)
+        assert here == [200] * LIMIT + [429]
+
+
+def test_a_testing_app_without_the_switch_is_unlimited_whatever_came_before(tmp_path):
+    """Regression: the "off when testing" default was set after ``init_app``, which had
+    already filled the missing switch from the previous app (on, if that one was limited)."""
+    from qcwx import create_app
+    from qcwx.extensions import limiter
+
+    saved = limiter.enabled
+    limiter.enabled = True  # what a limited app leaves behind
+    try:
+        app = create_app({"ENV": "testing", "SECRET_KEY": "test-secret", "REDIS_URL": None,
+                          "DATABASE_URL": f"sqlite:///{tmp_path / 'quiet.sqlite3'}",
+                          "RATELIMIT_DEFAULT": "1 per minute"})
+        assert app.config["RATELIMIT_ENABLED"] is False and limiter.enabled is False
+        assert _statuses(app.test_client(), "/healthz", {}, 3) == [200] * 3
+    finally:
+        limiter.enabled = saved
