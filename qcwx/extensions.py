@@ -75,6 +75,17 @@ def _default_limit() -> str:
 
 limiter = Limiter(key_func=_rate_limit_key, default_limits=[_default_limit])
 
+
+@limiter.request_filter
+def _limits_off() -> bool:
+    """Exempt every request of an app whose own ``RATELIMIT_ENABLED`` is off.
+
+    Flask-Limiter's switch is one flag on the shared ``Limiter``, left by the last app that
+    initialised it: an app with limits on would otherwise turn them on for the apps of the
+    same process that have them off (their login and label routes carry limits).
+    """
+    return not current_app.config["RATELIMIT_ENABLED"]
+
 # Every module holding tasks, imported by the worker (``include``) and by the web process.
 TASK_MODULES = ("qcwx.web.tasks", "qcwx.followups", "qcwx.alerts.tasks", "qcwx.peer.tasks",
                 "qcwx.reports.tasks", "qcwx.opendata.tasks")

@@ -165,3 +165,22 @@ def test_a_testing_app_without_the_switch_is_unlimited_whatever_came_before(tmp_
         assert _statuses(app.test_client(), "/healthz", {}, 3) == [200] * 3
     finally:
         limiter.enabled = saved
+
+
+def test_an_unlimited_app_stays_unlimited_while_a_limited_one_is_on(app, tmp_path):
+    """Regression: the limiter's switch is one flag shared by every app of the process; a
+    limited app (the uploader's test) left it on, and the suite's own app began refusing its
+    21st login a minute from 127.0.0.1 and its 61st label."""
+    from tests.fixtures.app import rate_limited_app
+
+    with rate_limited_app(tmp_path / "on.sqlite3", LOGIN_RATELIMIT_IP="2 per minute",
+                          RATELIMIT_DEFAULT="2 per minute") as limited:
+        limited_client = limited.test_client()
+        tries = [limited_client.post("/login", data={"username": "x", "password": "y"}
+                                     ).status_code for _ in range(3)]
+        assert tries == [200, 200, 429]
+        client = app.test_client()
+        tries = [client.post("/login", data={"username": "x", "password": "y"}).status_code
+                 for _ in range(25)]  # its own LOGIN_RATELIMIT_IP would be 20 per minute
+        assert tries == [200] * 25
+        assert _statuses(client, "/healthz", {}, 5) == [200] * 5
