@@ -141,7 +141,7 @@ def test_a_shared_evaluation_report_opens_anywhere_and_forwards_with_its_card(
     assert n_charts >= 3
     page.wait_for_function(f"() => ({DRAWN})().filter(Boolean).length === {n_charts}",
                            timeout=15000)
-    page.wait_for_function("document.documentElement.dataset.shareCard === 'configured'")
+    page.wait_for_function("() => document.documentElement.dataset.shareCard === 'configured'")
     calls = page.evaluate("window.__wxCalls")
     config = next(c[1] for c in calls if c[0] == "config")
     assert config["appId"] == WECHAT_SETTINGS["WECHAT_APPID"] and config["signature"]

@@ -192,7 +192,7 @@ def test_scan_inside_wechat_uses_the_js_sdk_scanner(live_server, browser, label_
     page = context.new_page()
     login_in_browser(page, live_server, w["tech"], PASSWORD)
     page.goto(f"{live_server}/ts/{w['ts1']}#top")
-    page.wait_for_function("window.__wxCalls.length > 0")  # configured on load
+    page.wait_for_function("() => window.__wxCalls.length > 0")  # configured on load
     config = page.evaluate("window.__wxCalls[0]")
     assert config[0] == "config" and config[1]["appId"] == "wx_dev_appid"
     assert "scanQRCode" in config[1]["jsApiList"]

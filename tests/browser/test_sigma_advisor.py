@@ -90,7 +90,7 @@ def test_analytics_pages_fit_a_phone_and_draw_their_charts(live_server, phone, b
     phone.click("#upload-form button[type=submit]")
     phone.wait_for_selector("#comparison")
     assert phone.get_attribute("#comparison", "data-pb-slope").startswith("1.06944")
-    phone.wait_for_function("document.querySelectorAll('canvas').length >= 2")
+    phone.wait_for_function("() => document.querySelectorAll('canvas').length >= 2")
     shot(phone, "instrument-comparison")
     pages = {"comparison": None, "periods": "/analytics/periods",
              "sigma-lab": f"/analytics/sigma/lab?period=month&month={advisor_facts['month']}"}
