@@ -20,6 +20,7 @@ from qcwx.catalog.models import Instrument, QcLevel, QcLot
 from qcwx.catalog.services import check_test_system, generate_anon_code
 from qcwx.errors import Forbidden, UserError
 from qcwx.extensions import db
+from qcwx.numbers import parse_id
 from qcwx.orgs.models import (
     HOSPITAL_LEVELS,
     HOSPITAL_TYPES,
@@ -108,9 +109,8 @@ class QcModelView(AccessMixin, ModelView):
 
     def get_one(self, id: Any) -> Any:
         """Load one object inside the scope; anything else is 404 (same as missing)."""
-        try:
-            ident = int(id)
-        except (TypeError, ValueError):
+        ident = parse_id(id)  # a form's "id" may be anything, 10**30 included (SQLite overflows)
+        if ident is None:
             abort(404)
         obj = self.get_query().filter(self.model.id == ident).one_or_none()
         if obj is None:

@@ -70,10 +70,8 @@ def _region(actor: User, region_id) -> Region:
 
 
 def _by_id(model, ident, field: str, message: str):
-    try:
-        obj = db.session.get(model, int(ident))
-    except (TypeError, ValueError):
-        obj = None
+    ident = parse_id(ident)  # a form's text: 10**30 would overflow SQLite's INTEGER
+    obj = None if ident is None else db.session.get(model, ident)
     if obj is None:
         raise UserError(message, field=field)
     return obj
@@ -135,10 +133,10 @@ def assign_labs(actor: User, lot_id: int, lab_ids, from_date: date) -> list[LotA
 
 
 def _lab_ids(raw) -> list[int]:
-    try:
-        ids = sorted({int(x) for x in raw or []})
-    except (TypeError, ValueError):
-        raise UserError("实验室选择无效", field="lab_ids") from None
+    parsed = {parse_id(x) for x in raw or []}
+    if None in parsed:
+        raise UserError("实验室选择无效", field="lab_ids")
+    ids = sorted(parsed)
     if not ids:
         raise UserError("请至少选择一个实验室", field="lab_ids")
     return ids

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from qcwx.errors import Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.ingest import apikeys
+from qcwx.numbers import parse_id
 from qcwx.opendata import dataset, writers
 from qcwx.opendata.models import RESEARCH_SCOPE, OpenDataExport, ResearchApiKey
 from qcwx.orgs.models import Region, User
@@ -72,10 +73,8 @@ def actor_region(actor: User, region_id=None) -> int:
     require_write(actor)
     if actor.role == "center":
         return actor.region_id
-    try:
-        region = db.session.get(Region, int(region_id))
-    except (TypeError, ValueError):
-        region = None
+    ident = parse_id(region_id)
+    region = None if ident is None else db.session.get(Region, ident)
     if region is None:
         raise NotFound("区域不存在", field="region_id")
     return region.id

@@ -383,3 +383,15 @@ def test_duplicates_are_refused_with_a_chinese_message(world, login):
     page = resp.get_data(as_text=True)
     assert resp.status_code == 200 and "与已有数据冲突" in page
     assert "IntegrityError" not in page and "constraint" not in page.lower()
+
+
+@pytest.mark.parametrize("ident", ["9" * 30, "-1", "0", "٣"])
+@pytest.mark.parametrize("kind", ["hospital", "instrument", "qualityspec", "user"])
+def test_an_id_that_is_no_database_id_is_404_never_500(world, login, kind, ident):
+    """Regression (the fuzz sweep): ``POST /admin/<kind>/delete/`` with ``id=10**30`` took
+    ``int()`` and overflowed SQLite's INTEGER (500); ``int("٣")`` also read a Unicode digit."""
+    client = login(world.users["admin"])
+    assert client.post(f"/admin/{kind}/delete/", data={"id": ident}).status_code in (302, 404)
+    for page in ("edit", "details"):
+        resp = client.get(f"/admin/{kind}/{page}/", query_string={"id": ident})
+        assert resp.status_code in (302, 404)

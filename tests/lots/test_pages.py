@@ -89,6 +89,25 @@ def test_register_form_shows_the_error_at_its_field(client, login, lots_world):
     assert "日期“2026-02-30”格式无效" in resp.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("material", ["9" * 30, "٣", "-1"])
+def test_a_material_that_is_no_database_id_is_a_field_error(client, login, lots_world, material):
+    """Regression: ``int()`` took ``10**30`` (SQLite overflowed: 500) and Unicode digits."""
+    world, _ = lots_world
+    resp = login(world.users["admin"]).post("/lots/new", data={
+        "region_id": str(world.region1.id), "material_id": material, "lot_number": "Q",
+        "expiry": "2027-02-01", "levels": "水平1"})
+    assert resp.status_code == 400
+    assert "质控品不存在" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("lab", ["9" * 30, "٣", "-1"])
+def test_assigning_a_lab_that_is_no_database_id_is_a_field_error(client, login, lots_world, lab):
+    world, setup = lots_world
+    resp = login(world.users["admin"]).post(f"/lots/{setup.dlot.id}", data={
+        "lab_ids": [lab], "from_date": today().isoformat()})
+    assert resp.status_code == 400 and "实验室选择无效" in resp.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_lot_detail_and_assignment(client, login, lots_world, role):
     world, setup = lots_world

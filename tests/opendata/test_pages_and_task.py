@@ -89,3 +89,14 @@ def test_roles_and_regions(judged, login):
     assert tech.post("/opendata/exports", data={"start": "2026-01-01",
                                                 "end": "2026-01-31"}).status_code == 403
     assert tech.get(f"/opendata/exports/{row.id}/download").status_code == 404
+
+
+@pytest.mark.parametrize("region", ["9" * 30, "٣", "-1", ""])
+def test_an_admin_naming_no_real_region_gets_a_field_error(judged, login, region):
+    """Regression: ``int()`` took ``10**30`` (SQLite overflowed: 500) and Unicode digits."""
+    admin = login(judged.world.users["admin"])
+    resp = _post(admin, judged, region_id=region)
+    assert resp.status_code == 404 and "区域不存在" in resp.get_data(as_text=True)
+    resp = admin.post("/opendata/keys", data={"name": "研究", "region_id": region})
+    assert resp.status_code == 404 and "区域不存在" in resp.get_data(as_text=True)
+    assert db.session.query(OpenDataExport).count() == 0
