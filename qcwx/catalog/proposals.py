@@ -28,6 +28,7 @@ from qcwx.catalog.models import (
 from qcwx.catalog.validation import Problems, problems_for
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
+from qcwx.numbers import ascii_int, parse_id
 from qcwx.orgs.models import User
 from qcwx.timeutil import utcnow
 
@@ -45,6 +46,7 @@ __all__ = [
     "reject_proposal",
 ]
 
+INT32_MAX = 2**31 - 1
 PROPOSER_ROLES = ("admin", "center")
 MAX_TEXT = 500
 
@@ -146,11 +148,16 @@ def _parse(field: ProposalField, raw: Any) -> Any:
         if field.required:
             raise ValueError(f"“{field.label}”不能为空")
         return None
-    if field.kind in ("int", "analyte"):
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"“{field.label}”须为整数") from None
+    if field.kind == "analyte":  # an id: 10**30 would overflow SQLite's INTEGER
+        value = parse_id(text)
+        if value is None:
+            raise ValueError("所选检验项目不存在")
+        return value
+    if field.kind == "int":
+        value = ascii_int(text, -INT32_MAX - 1, INT32_MAX)  # the column is a 32-bit INTEGER
+        if value is None:
+            raise ValueError(f"“{field.label}”须为整数")
+        return value
     if field.kind == "float":
         try:
             return float(text)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from qcwx.errors import UserError
+from qcwx.numbers import parse_id
 
 #: Filter dimensions: query name → Chinese label. The SQL column of each is in ``queries``.
 DIMENSIONS: dict[str, str] = {
@@ -69,7 +70,7 @@ def parse_filters(args: Mapping) -> dict[str, list[str]]:
                 continue
             if len(text) > MAX_VALUE_LENGTH:
                 raise UserError(f"筛选条件“{label}”过长（最多{MAX_VALUE_LENGTH}个字符）", field=dim)
-            if dim == "calibrator" and not text.isdigit():
+            if dim == "calibrator" and parse_id(text) is None:  # "²" passes isdigit
                 raise UserError(f"筛选条件“{label}”无效：{text}", field=dim)
             if text not in values:
                 values.append(text)

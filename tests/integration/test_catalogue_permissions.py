@@ -346,3 +346,19 @@ def test_proposals_stay_inside_the_centres_region(world, login):
     page = login(world.users["admin"]).get("/admin/proposals/").get_data(as_text=True)
     assert "待审核" in page
     assert login(world.users["technician"]).get("/admin/proposals/").status_code == 403
+
+
+@pytest.mark.parametrize("junk", ["9" * 30, "٣", "-1"])
+def test_a_proposal_with_junk_in_every_field_is_refused_beside_its_fields(world, login, junk):
+    """Regression: a quality spec's ``analyte_id`` of 10**30 went through ``int()`` to the
+    database (SQLite overflowed: 500); ``int("٣")`` read a Unicode digit as 3."""
+    from qcwx.catalog.proposals import PROPOSABLE
+
+    client = login(world.users["center"])
+    for name in ("analyte", "quality_spec"):
+        data = {f.name: junk for f in PROPOSABLE[name].fields} | {"reason": "核对"}
+        resp = client.post(f"/admin/proposals/new?table={name}", data=data)
+        assert resp.status_code == 400, name
+    page = resp.get_data(as_text=True)
+    assert "所选检验项目不存在" in page
+    assert db.session.scalar(select(func.count()).select_from(CatalogueProposal)) == 0

@@ -168,3 +168,11 @@ def test_small_group_sizes_show_only_the_lab_count_below_the_centre(peer_world, 
     assert "2 家 · 10 个结果" not in html and "2 家 · 不足" in html
     centre = login(w.users["center"]).get("/peer/lot/size", query_string=query).get_json()
     assert centre["results"] == 10 and centre["systems"] == 2
+
+
+@pytest.mark.parametrize("calibrator", ["²", "9" * 30])
+def test_a_calibrator_filter_that_is_no_id_is_a_field_error(peer_world, login, calibrator):
+    """Regression: "²" passed ``str.isdigit`` and was taken as a calibrator id."""
+    w = peer_world
+    resp = lot(login(w.users["center"]), w, calibrator=calibrator)
+    assert resp.status_code == 400 and "校准品" in resp.get_data(as_text=True)
