@@ -85,6 +85,9 @@ class QcIndexView(AccessMixin, AdminIndexView):
                            region=region)
 
 
+MAX_LIST_PAGE = 10**6  # × page_size rows: far beyond any table here, well inside an OFFSET
+
+
 class QcModelView(AccessMixin, ModelView):
     """Base model view: scope in every query, 404 outside it, Chinese errors, no SQL leaks."""
 
@@ -96,6 +99,17 @@ class QcModelView(AccessMixin, ModelView):
     column_formatters = {"created_at": _local_created_at, "region": _region_name}
     column_type_formatters = dict(ModelView.column_type_formatters)
     column_type_formatters[type(None)] = lambda _view, _value, _name: "—"
+
+    def _get_list_extra_args(self) -> Any:
+        """Flask-Admin's list arguments, with a page number the database can take.
+
+        ``?page=10**30`` became an OFFSET that overflowed SQLite's INTEGER, and a negative
+        page a negative OFFSET that MariaDB refuses: both 500s. Such a page does not exist.
+        """
+        args = super()._get_list_extra_args()
+        if not 0 <= args.page <= MAX_LIST_PAGE:
+            abort(404)
+        return args
 
     # -- scope: list, count, single object, dropdowns
     def get_query(self) -> Any:

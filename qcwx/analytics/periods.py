@@ -20,6 +20,7 @@ from datetime import date, timedelta
 
 from qcwx.analytics import significance
 from qcwx.errors import UserError
+from qcwx.iqc.validation import check_plausible_date
 from qcwx.peer import compute
 from qcwx.peer.filters import Period
 from qcwx.peer.queries import compare_region, level_of
@@ -51,9 +52,10 @@ def parse_date(text: str | None, field: str, default: date) -> date:
     if not text:
         return default
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise UserError(f"日期“{text[:20]}”格式无效，应为 YYYY-MM-DD", field=field) from None
+    return check_plausible_date(day, field)  # 0001-01-01 minus the default 30 days: 500
 
 
 def parse_spans(args, today: date) -> tuple[Span, Span]:

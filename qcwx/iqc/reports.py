@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -10,10 +11,14 @@ import pandas as pd
 
 from qcwx import charts
 from qcwx.catalog.models import QcLevel, TestSystem
+from qcwx.errors import UserError
 from qcwx.iqc import queries, targets
 from qcwx.iqc.models import ControlLimit
+from qcwx.iqc.validation import check_plausible_date
 from qcwx.qcstats import limits as qclimits
 from qcwx.qcstats import westgard
+
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 NO_LIMIT_HTML = "<div class='qc-empty'>未设定靶值，无法绘制质控图</div>"
 
@@ -146,12 +151,11 @@ def monthly_summary(ts: TestSystem, month: str) -> list[SummaryRow]:
     n, mean, SD and CV% (of |mean|) count results of judged runs not rejected; the
     in-control rate is 1 − rejected / judged runs; pending runs count in neither.
     """
-    try:
-        period = pd.Period(month, freq="M")
-    except ValueError:
-        from qcwx.errors import UserError
-
-        raise UserError(f"月份“{month}”格式无效，应为 YYYY-MM", field="month") from None
+    match = _MONTH.fullmatch(month.strip())
+    if match is None:  # pandas read "NaN" as NaT (500) and "0001-01" beyond its timestamps
+        raise UserError(f"月份“{month[:20]}”格式无效，应为 YYYY-MM", field="month")
+    first = check_plausible_date(date(int(match[1]), int(match[2]), 1), "month")
+    period = pd.Period(first, freq="M")
     frame = queries.results_frame(ts, end=period.end_time.date())
     if frame.empty:
         return []

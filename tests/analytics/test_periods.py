@@ -115,7 +115,9 @@ def test_anonymous_is_sent_to_login(client):
 
 @pytest.mark.parametrize("args", [{"a_start": "2026-13-01"}, {"b_end": "2999-01-01"},
                                   {"a_start": "2026-05-02", "a_end": "2026-05-01"},
-                                  {"ts": "abc"}])
+                                  {"ts": "abc"},
+                                  # regression: the default start, 29 days before, was a 500
+                                  {"b_end": "0001-01-01"}, {"a_end": "0001-01-01"}])
 def test_bad_dates_answer_400_naming_the_field(aworld, login, args):
     resp = login(aworld.users["tech_r1"]).get("/analytics/periods", query_string=args)
     assert resp.status_code == 400

@@ -395,3 +395,12 @@ def test_an_id_that_is_no_database_id_is_404_never_500(world, login, kind, ident
     for page in ("edit", "details"):
         resp = client.get(f"/admin/{kind}/{page}/", query_string={"id": ident})
         assert resp.status_code in (302, 404)
+
+
+@pytest.mark.parametrize("page", ["9" * 30, "-1", "1000001"])
+def test_a_list_page_the_database_cannot_offset_to_is_404(world, login, page):
+    """Regression: ``?page=10**30`` overflowed SQLite's OFFSET and ``-1`` gave MariaDB a
+    negative one: 500s."""
+    client = login(world.users["admin"])
+    assert client.get("/admin/hospital/", query_string={"page": page}).status_code == 404
+    assert client.get("/admin/hospital/", query_string={"page": "2"}).status_code == 200

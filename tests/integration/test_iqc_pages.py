@@ -133,8 +133,12 @@ def test_monthly_summary_page(world, login, ts, session):
     html = login(world.users["technician"]).get(
         f"/ts/{ts.id}/summary?month={today:%Y-%m}").get_data(as_text=True)
     assert "本月" in html and "批号累积" in html
-    bad = login(world.users["technician"]).get(f"/ts/{ts.id}/summary?month=2026-13")
-    assert bad.status_code == 400
+    client = login(world.users["technician"])
+    # regression: pandas read "NaN" as no month (500) and could not hold year 1 (500)
+    for month in ("2026-13", "NaN", "nat", "0001-01", "９９９９-01", "2026-1"):
+        bad = client.get(f"/ts/{ts.id}/summary", query_string={"month": month})
+        assert bad.status_code == 400, month
+        assert "月份" in bad.get_data(as_text=True) or "日期" in bad.get_data(as_text=True)
 
 
 def test_supervisor_sets_fixed_limit_as_new_version(world, login, ts, session):

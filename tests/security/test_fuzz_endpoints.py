@@ -78,6 +78,14 @@ def _write_rules(app) -> list:
                   key=lambda r: r.rule)
 
 
+def _plain_url(app, rule, ids: dict | None = None) -> str:
+    """Build ``rule`` with each id argument from ``ids`` (else 1) and each other one "x"."""
+    with app.test_request_context():
+        return app.url_map.bind("localhost").build(rule.endpoint, {
+            arg: ((ids or {}).get(arg, 1) if rule._converters[arg].regex == r"\d+" else "x")
+            for arg in rule.arguments})
+
+
 def _is_json_endpoint(rule) -> bool:
     return rule.rule.startswith("/api/")
 
@@ -150,10 +158,7 @@ def test_every_id_field_of_every_form_at_once_never_answers_5xx(app, client, wor
     login(world.users[role])
     form = {name: junk for name in ID_FIELDS}
     for rule in _write_rules(app):
-        with app.test_request_context():
-            url = app.url_map.bind("localhost").build(
-                rule.endpoint, {arg: (1 if rule._converters[arg].regex == r"\d+" else "x")
-                                for arg in rule.arguments})
+        url = _plain_url(app, rule)
         method = sorted((rule.methods or set()) & WRITE)[0]
         headers = _auth_headers(rule, role, tokens)
         if _is_json_endpoint(rule):
@@ -162,4 +167,29 @@ def test_every_id_field_of_every_form_at_once_never_answers_5xx(app, client, wor
             resp = client.open(url, method=method, data=form, headers=headers)
         assert resp.status_code < 500 or resp.status_code == 503, (
             role, method, url, resp.status_code, resp.get_data(as_text=True)[:300])
+        db.session.rollback()
+
+
+@pytest.mark.parametrize("junk", ["9" * 30, "²", "0001-01-01", "NaN", "x" * 300])
+@pytest.mark.parametrize("role", ["admin", "supervisor"])
+def test_every_query_field_of_every_page_at_once_never_answers_5xx(app, client, world, login,
+                                                                    tokens, role, junk):
+    """Every field name the code reads, all set to ``junk``, as the query of every GET rule
+    (of a test system and a lab the role may see).
+
+    Regression: ``/admin/<model>/?page=10**30`` (an OFFSET SQLite cannot hold),
+    ``/ts/<id>/summary?month=NaN`` (pandas' NaT) and ``/analytics/periods?b_end=0001-01-01``
+    (its default start 29 days earlier) were 500s.
+    """
+    login(world.users[role])
+    ids = {"ts_id": world.systems["a"].id, "lab_id": world.lab_a.id}
+    query = {name: junk for name in FIELDS}
+    rules = sorted((r for r in app.url_map.iter_rules()
+                    if "GET" in (r.methods or ()) and r.endpoint not in SKIP),
+                   key=lambda r: r.rule)
+    for rule in rules:
+        url = _plain_url(app, rule, ids)
+        resp = client.get(url, query_string=query, headers=_auth_headers(rule, role, tokens))
+        assert resp.status_code < 500 or resp.status_code == 503, (
+            role, url, resp.status_code, resp.get_data(as_text=True)[:300])
         db.session.rollback()
