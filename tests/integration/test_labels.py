@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import re
+import zlib
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 import qrcode
 import zxingcpp
@@ -53,7 +55,11 @@ def photo_of(*texts: str, angle: float = 15.0, blur: float = 1.4, noise: int = 2
     scene = scene.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=140)
     light = Image.linear_gradient("L").resize(scene.size).point(lambda v: 150 + v * 105 // 255)
     scene = ImageChops.multiply(scene, light).filter(ImageFilter.GaussianBlur(blur))
-    scene = ImageChops.add(scene, Image.effect_noise(scene.size, noise), 1.0, -128)
+    # Sensor noise seeded by the photo's content: Pillow's effect_noise draws from C's
+    # rand(), so the same label made a different photo on every run.
+    rng = np.random.default_rng(zlib.crc32("|".join(texts).encode()))
+    grain = rng.normal(128, noise, (scene.height, scene.width)).clip(0, 255).astype(np.uint8)
+    scene = ImageChops.add(scene, Image.fromarray(grain), 1.0, -128)
     out = io.BytesIO()
     scene.convert("RGB").save(out, "JPEG", quality=quality)
     return out.getvalue()
@@ -334,6 +340,17 @@ def test_large_phone_photo_is_scaled_down_and_decoded(world, login):
     assert max(Image.open(io.BytesIO(photo)).size) > services.DECODE_MAX_SIDE
     resp = post_photo(login(world.users["technician"]), photo)
     assert resp.get_json() == {"url": f"/ts/{ts.id}?channel=scan"}
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:5000/s/W374.b8oYsfroDrsehrD50AlpcZRzAQY",
+    "http://127.0.0.1:5000/s/W343.FAB1hgxTrAsWdl4BA3VyQC9fHRL",
+    "http://127.0.0.1:5000/s/W477.hPF-2sgNOf0C4sjc_84I99aREvl"])
+def test_a_blurred_photo_missed_at_full_size_is_read_at_three_quarters(url):
+    """Regression (a CI failure: a plain form post of a photo answered 400): both
+    thresholds missed about 1 in 2,500 of these photos, and a quarter of those blurred a
+    little more (blur 2.2: 96 of 400; with the 3/4-size attempt 8 of 400)."""
+    assert services.decode_image(photo_of(url, blur=2.2)) == [url]
 
 
 def test_plain_form_post_of_a_photo_redirects_to_the_entry_page(world, login):
