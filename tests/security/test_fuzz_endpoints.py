@@ -149,7 +149,7 @@ def test_every_id_field_of_every_form_at_once_never_answers_5xx(app, client, wor
                                                                  tokens, role, junk):
     """Every id-like field the code reads, all set to ``junk``, posted to every write rule.
 
-    The sweep above draws at most 8 of the ~300 field names per request; this pins the
+    The sweep above draws at most 8 of the ~150 field names per request; this pins the
     fields that go to the database as ids (regression: the admin's ``id``, a lot's
     ``material_id`` / ``lab_ids`` and an export's ``region_id`` went through ``int()``,
     and 10**30 overflowed SQLite: 500).
