@@ -16,6 +16,7 @@ import unicodedata
 from datetime import date, datetime, timedelta
 
 __all__ = [
+    "INT32_MAX",
     "MAX_ID",
     "ascii_int",
     "fold_text",
@@ -29,9 +30,11 @@ __all__ = [
     "parse_value",
 ]
 
+#: The largest value of a signed 32-bit INTEGER column (MariaDB ``INT``).
+INT32_MAX = 2**31 - 1
 #: Largest database id accepted from a request: a signed 32-bit INTEGER is the narrowest id
 #: column we use (MariaDB ``INT``); SQLite raises ``OverflowError`` above 2**63-1.
-MAX_ID = 2**31 - 1
+MAX_ID = INT32_MAX
 
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-"})
 _SPACES = re.compile(r"[\s\u00a0\u3000]+")

@@ -28,7 +28,7 @@ from qcwx.catalog.models import (
 from qcwx.catalog.validation import Problems, problems_for
 from qcwx.errors import Conflict, Forbidden, NotFound, UserError
 from qcwx.extensions import db
-from qcwx.numbers import ascii_int, parse_id
+from qcwx.numbers import INT32_MAX, ascii_int, parse_id
 from qcwx.orgs.models import User
 from qcwx.timeutil import utcnow
 
@@ -46,7 +46,6 @@ __all__ = [
     "reject_proposal",
 ]
 
-INT32_MAX = 2**31 - 1
 PROPOSER_ROLES = ("admin", "center")
 MAX_TEXT = 500
 
