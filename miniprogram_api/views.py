@@ -70,8 +70,15 @@ def scan():
     return jsonify({"test_system": presenters.scan_context(ts, local_today(ts.lab.timezone))})
 
 
+def _preload_run(user_id: int):
+    """The bearer's user and the body's test system in one read (a submission's first two)."""
+    raw = request.get_json(silent=True)
+    return iqc_services.preload_submission(
+        user_id, raw.get("test_system_id") if isinstance(raw, dict) else None)
+
+
 @bp.post("/runs")
-@mp_login_required
+@mp_login_required(preload=_preload_run)
 @retry_on_contention
 def submit_run():
     """Submit one run (channel ``mp``); 201 stored, 200 when ``client_id`` was seen before."""

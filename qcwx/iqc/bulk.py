@@ -154,7 +154,7 @@ _PART_SLOTS = (
     ("i0", "d0", "f0", "f1", "i1"),  # 2: level, from, mean, sd, version (limit versions)
     ("j0",),  # 3: the newest rule set's rules (or NULL)
     # 4: the newest result rows, as window.newest_select(*window.LIVE_RUN_COLUMNS) gives them
-    ("i0", "d0", "i1", "s0", "i2", "i3", "f0", "b0", "s1"),
+    ("i0", "d0", "i1", "i2", "i3", "f0", "b0", "s1"),
 )
 
 

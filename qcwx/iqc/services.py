@@ -60,6 +60,7 @@ from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of thi
     level_keys,
     parse_value,
     payload_hash,
+    preload_submission,
     resolve_levels,
 )
 from qcwx.iqc.validation import (

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 
 from qcwx import followups
@@ -126,8 +126,6 @@ def test_one_commit_publishes_one_message_for_the_alert_and_the_peer_refresh(
 
 def test_a_new_runs_insert_audit_row_carries_its_verdict_and_needs_no_update_row(lab, session):
     """Issue 14: a run judged in the transaction that inserted it is audited once, judged."""
-    from sqlalchemy import select
-
     from qcwx.audit.models import AuditLog
 
     verdict = submit(lab, 3.6, 2.4, day=2)
@@ -192,28 +190,27 @@ def test_the_client_id_and_the_runs_levels_are_checked_in_one_read(lab, session)
     assert sum("FROM submission" in s and "FROM qc_run" in s for s in seen) == 1
 
 
-def test_the_runs_a_live_run_was_judged_on_load_their_unread_columns_when_asked(
+def test_the_runs_before_a_live_run_are_history_values_not_session_objects(
         lab, session, monkeypatch):
-    """store_state reads only what judging uses of the runs before a live one (issue 14:
-    its union is 12 columns wide, not 26); a column left out loads when read, never a
-    wrong value or a flush."""
-    from sqlalchemy import inspect, select
-
-    from qcwx.iqc import bulk, window
+    """store_state reads only the ids and keys of the runs before a live one (issue 14: its
+    union is 12 columns wide, not 26), and judging holds them as plain values: the session
+    gains the new run alone, so the commit expires one run, not sixteen."""
+    from qcwx.iqc import bulk, evaluation, window
     from qcwx.iqc.models import QcRun
 
     assert len(bulk._state_statement().selected_columns) == 12
-    made = []  # held: the identity map alone would let them go
-    real = window._persistent_run
-    monkeypatch.setattr(window, "_persistent_run", lambda values: made.append(real(values))
-                        or made[-1])
+    judged = []
+    real = evaluation.runs_to_judge
+    monkeypatch.setattr(evaluation, "runs_to_judge",
+                        lambda *a: judged.append(real(*a)) or judged[-1])
     verdict = submit(lab, 0.3, -0.2, day=0)
-    before = [r for r in made if r.id != verdict.run_id]
+    (runs, rows), = judged
+    before = runs[:-1]
+    assert runs[-1].id == verdict.run_id and isinstance(runs[-1], QcRun)
     assert len(before) >= 12  # the window: a level's last 12 runs
-    assert all({"created_at", "evaluated_at"} <= inspect(r).unloaded for r in before)
-    assert not session.dirty and all(r.test_system_id == lab["ts"] for r in before)
-    stored = dict(session.execute(select(QcRun.id, QcRun.created_at)
-                                  .where(QcRun.id.in_([r.id for r in before]))).all())
-    with counted() as seen:
-        assert {r.id: r.created_at for r in before} == stored
-    assert len(seen) == len(before)  # one load each, as a deferred column would
+    assert all(type(r) is window.RunKey for r in before)
+    stored = session.execute(select(QcRun.id, QcRun.run_date, QcRun.run_no)
+                             .where(QcRun.id.in_([r.id for r in before]))).all()
+    assert sorted(before) == sorted(tuple(row) for row in stored)
+    assert [r for r in session.identity_map.values() if isinstance(r, QcRun)] == [runs[-1]]
+    assert {row[0] for row in rows} == {r.id for r in runs}
