@@ -16,13 +16,13 @@ from typing import Annotated, ClassVar
 
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload, load_only, selectinload
 
-from qcwx.catalog.models import QcLevel, TestSystem
+from qcwx.catalog.models import Analyte, QcLevel, TestSystem
 from qcwx.errors import Forbidden, NotFound, UserError
 from qcwx.extensions import db
 from qcwx.numbers import MAX_ID, ascii_int
-from qcwx.orgs.models import User
+from qcwx.orgs.models import Lab, User
 from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import local_today
 from qcwx.web.apischema import ApiModel, FiniteNumber, OptionalFormDate, RunNo
@@ -224,11 +224,23 @@ def preload_submission(user_id: int, ts_id) -> tuple | None:
 
 @functools.cache
 def _preload_statement():
-    """:func:`preload_submission`'s read: the user, and the system if it exists, built once."""
+    """:func:`preload_submission`'s read: the user, and the system if it exists, built once.
+
+    Only the columns a submission reads (33 of 50): PyMySQL parses every column's
+    description in Python, for every statement, and that was half of this read's CPU. A
+    column left out loads when read, as a deferred column does: never a wrong value.
+    """
     return (select(User, TestSystem)
             .outerjoin(TestSystem, TestSystem.id == bindparam("ts"))
             .where(User.id == bindparam("uid"))
-            .options(*_system_options()))
+            .options(load_only(User.id, User.role, User.region_id, User.hospital_id,
+                               User.lab_id, User.mp_openid, User.active, User.session_version),
+                     load_only(TestSystem.id, TestSystem.lab_id, TestSystem.analyte_id,
+                               TestSystem.qc_lot_id, TestSystem.unit, TestSystem.active),
+                     joinedload(TestSystem.lab).load_only(Lab.id, Lab.hospital_id, Lab.name,
+                                                          Lab.timezone),
+                     joinedload(TestSystem.qc_lot), joinedload(TestSystem.levels),
+                     joinedload(TestSystem.analyte).defer(Analyte.discipline)))
 
 
 @functools.cache
