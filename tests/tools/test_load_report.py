@@ -39,3 +39,12 @@ def test_without_wrk_or_think_time_the_capacity_lines_are_left_out():
     assert result.cost_ratio is None
     text = result.report(200, 4)
     assert "cost ratio" not in text and "offered at most" not in text
+
+
+def test_the_baseline_is_the_mean_of_the_windows_before_and_after_the_load():
+    from bench.load_submit import _baseline
+
+    # a machine 20 % slower after the load than before: the baseline sits between the two
+    assert _baseline((500.0, 4.0), (400.0, 5.0)) == (450.0, 4.5)
+    assert _baseline(None, None) == (None, None)  # no wrk: no baseline of its own
+    assert _baseline((500.0, 4.0), None) == (None, None)
