@@ -51,6 +51,21 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+
+def core_execute(statement, params=None):
+    """Execute a Core statement (rows in, rows out) on the session's connection.
+
+    ``db.session.execute`` resolves the bind and, for a statement naming mapped attributes,
+    runs the ORM's compile and execute path, per statement; a submission's union read,
+    inserts, verdict update and audit rows need none of it (issue 14: 0.05–0.1 ms of CPU per
+    statement, six per submission). It runs in the session's transaction as before, and
+    pending ORM changes are flushed first, as an ORM execute would (autoflush).
+    """
+    session = db.session()
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(statement, params)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

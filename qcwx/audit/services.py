@@ -156,7 +156,11 @@ def bulk_insert_audit_rows(model, rows: list[dict]) -> list[dict]:
 
 def write_audit_rows(audit: list[dict]) -> None:
     """Insert audit rows built by :func:`bulk_insert_audit_rows` (executemany, in chunks)."""
-    from qcwx.extensions import db
+    from qcwx.extensions import core_execute
 
     for i in range(0, len(audit), 5000):
-        db.session.execute(insert(AuditLog.__table__), audit[i:i + 5000])
+        core_execute(_AUDIT_INSERT, audit[i:i + 5000])
+
+
+#: Built once: a submission writes its audit rows with it (issue 14).
+_AUDIT_INSERT = insert(AuditLog.__table__)

@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, insert, literal, null, select, type_coerce, un
 
 from qcwx.audit.services import bulk_insert_audit_rows
 from qcwx.catalog.models import TestSystem
-from qcwx.extensions import db
+from qcwx.extensions import core_execute, db
 from qcwx.iqc import queries, window
 from qcwx.iqc.models import (
     ControlLimit,
@@ -43,7 +43,7 @@ def _returning(table, rows: list[dict], *cols):
     many = len(rows) > 1
     if not (dialect.insert_executemany_returning if many else dialect.insert_returning):
         return None
-    return db.session.execute(_insert_returning(table, cols), rows).all()
+    return core_execute(_insert_returning(table, cols), rows).all()
 
 
 @functools.cache
@@ -120,7 +120,7 @@ def store_state(lab_id: int, client_ids: Sequence[str], ts: TestSystem, dates: S
     rules = None
     newest: list = []
     prior, level, limit, rule, result = _PART_READERS
-    for row in db.session.execute(_state_statement(), {
+    for row in core_execute(_state_statement(), {
             "lab": lab_id, "cids": sorted(set(client_ids)), "ts": ts.id,
             "lo": min(dates), "hi": max(dates), "rows": window.newest_limit(ts)}):
         part = row[0]
@@ -144,7 +144,7 @@ def store_state(lab_id: int, client_ids: Sequence[str], ts: TestSystem, dates: S
 #: together: each column costs the driver a descriptor, and each value a conversion, on
 #: every submission (issue 14: 26 columns before, the run's two timestamps among them).
 _SLOTS = {"i0": QcRun.id.type, "i1": QcRun.id.type, "i2": QcRun.id.type,
-          "i3": QcRun.id.type, "d0": QcRun.run_date.type, "s0": Submission.client_id.type,
+          "d0": QcRun.run_date.type, "s0": Submission.client_id.type,
           "s1": Submission.payload_hash.type, "f0": QcResult.value.type,
           "f1": QcResult.value.type, "b0": QcResult.is_current.type, "j0": RuleSet.rules.type}
 #: Each part's slots, in the order of its own select's columns (and of what its reader gives)
@@ -153,8 +153,8 @@ _PART_SLOTS = (
     ("i0", "d0", "i1", "i2", "b0"),  # 1: run id, date, run no, level, current (current_levels)
     ("i0", "d0", "f0", "f1", "i1"),  # 2: level, from, mean, sd, version (limit versions)
     ("j0",),  # 3: the newest rule set's rules (or NULL)
-    # 4: the newest result rows, as window.newest_select(*window.LIVE_RUN_COLUMNS) gives them
-    ("i0", "d0", "i1", "i2", "i3", "f0", "b0", "s1"),
+    # 4: the newest result rows, as window.live_newest_select() gives them
+    ("i0", "d0", "i1", "i2", "f0", "b0"),
 )
 
 
@@ -187,8 +187,7 @@ def _state_statement():
     part 4 the newest result rows (:func:`qcwx.iqc.window.newest_select`). Each keeps its
     own FROM and WHERE; its columns go to its slots (:data:`_PART_SLOTS`).
     """
-    newest = window.newest_select(
-        *(QcRun.__table__.c[k] for k in window.LIVE_RUN_COLUMNS)).subquery()
+    newest = window.live_newest_select().subquery()
     parts = (_prior_select(), _levels_select(),
              queries.timeline_select(tail=(ControlLimit.version,)),
              select(queries.newest_rules()), select(*newest.c))
@@ -297,8 +296,8 @@ def set_verdicts(judged: dict[int, tuple], run_audit: list[dict]) -> None:
     """
     if not judged:
         return
-    db.session.execute(_verdict_update(),
-                       [{"run_id": i, "st": st, "at": at} for i, (st, at) in judged.items()])
+    core_execute(_verdict_update(),
+                 [{"run_id": i, "st": st, "at": at} for i, (st, at) in judged.items()])
     for row in run_audit:
         found = judged.get(int(row["entity_id"]))
         if found is not None:

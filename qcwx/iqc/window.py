@@ -251,15 +251,21 @@ def newest_after_insert(ts: TestSystem, before: Sequence[tuple], inserted: Seque
     got = [(new, r["run_id"], r["qc_level_id"], r["value"], r["is_current"], r["value_text"])
            for r in results]
     for row in sorted(before, key=lambda row: (row[1], row[2]), reverse=True):
-        got.append((runs[row[0]], *row[n:]))
+        run = runs[row[0]]
+        level, value, current = row[n:]
+        # the row's run id is its run's (None: a run without results); no text is read
+        got.append((run, None if level is None else run.id, level, value, current, None))
     return got[:newest_limit(ts)]
 
 
-#: The run columns a live submission reads of the runs before it, with its store checks
-#: (``newest_select(*LIVE_RUN_COLUMNS)`` in :func:`qcwx.iqc.bulk.store_state`): what judging
-#: a newer run uses of them, a :class:`RunKey`. Nothing else: each column costs the driver a
+#: What a live submission reads of the runs before it and of their results, with its store
+#: checks (:func:`live_newest_select` in :func:`qcwx.iqc.bulk.store_state`): what judging a
+#: newer run uses of them. A run's id and key (a :class:`RunKey`); a result's level, value
+#: and whether it is current. Not a result's run id (its run's) nor its text (only the
+#: judged run's is shown, and that run is the new one): each column costs the driver a
 #: conversion per row, on every submission.
 LIVE_RUN_COLUMNS = RunKey._fields
+LIVE_RESULT_COLUMNS = ("qc_level_id", "value", "is_current")
 _RUN_COLUMNS = tuple(c.key for c in QcRun.__table__.c)
 
 
@@ -325,14 +331,22 @@ def _newest_statement():
     return newest_select(QcRun)
 
 
-def newest_select(*run_columns):
+def live_newest_select():
+    """:func:`newest_select` of only :data:`LIVE_RUN_COLUMNS` and :data:`LIVE_RESULT_COLUMNS`."""
+    return newest_select(*(QcRun.__table__.c[k] for k in LIVE_RUN_COLUMNS),
+                         results=tuple(QcResult.__table__.c[k] for k in LIVE_RESULT_COLUMNS))
+
+
+def newest_select(*run_columns, results=None):
     """The system's newest result rows (bound ``ts`` and ``rows``), newest run first.
 
-    Each row is (*run_columns, run id, level id, value, is current, text); a run without
-    results comes back once (an outer join).
+    Each row is (*run_columns, *results), by default (run id, level id, value, is current,
+    text) of the result; a run without results comes back once (an outer join).
     """
-    return (_pinned_plan(select(*run_columns, QcResult.run_id, QcResult.qc_level_id,
-                                QcResult.value, QcResult.is_current, QcResult.value_text)
+    if results is None:
+        results = (QcResult.run_id, QcResult.qc_level_id, QcResult.value, QcResult.is_current,
+                   QcResult.value_text)
+    return (_pinned_plan(select(*run_columns, *results)
                          .outerjoin(QcResult, QcResult.run_id == QcRun.id))
             .where(QcRun.test_system_id == bindparam("ts"))
             .order_by(QcRun.run_date.desc(), QcRun.run_no.desc())

@@ -164,7 +164,6 @@ def test_the_client_id_and_the_runs_levels_are_checked_in_one_read(lab, session)
     from qcwx.catalog.models import TestSystem
     from qcwx.extensions import db
     from qcwx.iqc import bulk, queries, window
-    from qcwx.iqc.models import QcRun
 
     ts = session.get(TestSystem, lab["ts"])
     today = local_today()
@@ -180,8 +179,7 @@ def test_the_client_id_and_the_runs_levels_are_checked_in_one_read(lab, session)
     assert ids == separate_ids == bulk.run_ids(ts.id, dates) and len(ids) == HISTORY
     assert all(len(found) == 2 for found in levels.values())
     assert config == queries.judging_config(ts) and config[0]  # the lab's limits are set
-    alone = db.session.execute(window.newest_select(
-        *(QcRun.__table__.c[k] for k in window.LIVE_RUN_COLUMNS)),
+    alone = db.session.execute(window.live_newest_select(),
                                {"ts": ts.id, "rows": window.newest_limit(ts)}).all()
     assert sorted(newest) == sorted(tuple(row) for row in alone)
     assert len(newest) == window.newest_limit(ts) == 30
@@ -193,12 +191,12 @@ def test_the_client_id_and_the_runs_levels_are_checked_in_one_read(lab, session)
 def test_the_runs_before_a_live_run_are_history_values_not_session_objects(
         lab, session, monkeypatch):
     """store_state reads only the ids and keys of the runs before a live one (issue 14: its
-    union is 12 columns wide, not 26), and judging holds them as plain values: the session
+    union is 11 columns wide, not 26), and judging holds them as plain values: the session
     gains the new run alone, so the commit expires one run, not sixteen."""
     from qcwx.iqc import bulk, evaluation, window
     from qcwx.iqc.models import QcRun
 
-    assert len(bulk._state_statement().selected_columns) == 12
+    assert len(bulk._state_statement().selected_columns) == 11
     judged = []
     real = evaluation.runs_to_judge
     monkeypatch.setattr(evaluation, "runs_to_judge",
