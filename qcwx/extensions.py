@@ -51,6 +51,9 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
 
 
 def core_execute(statement, params=None):
@@ -66,9 +69,6 @@ def core_execute(statement, params=None):
     if session.autoflush:
         session.flush()
     return session.connection().execute(statement, params)
-migrate = Migrate()
-login_manager = LoginManager()
-csrf = CSRFProtect()
 
 
 def _rate_limit_key() -> str:

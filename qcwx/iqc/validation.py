@@ -250,14 +250,8 @@ def _system_statement():
     Its loader options cost a submission more to build than the statement costs to run.
     """
     return select(TestSystem).where(TestSystem.id == bindparam("ts")).options(
-        *_system_options())
-
-
-@functools.cache
-def _system_options() -> tuple:
-    """What a submission reads with its system: the lab, QC lot, analyte and levels."""
-    return (joinedload(TestSystem.lab), joinedload(TestSystem.qc_lot),
-            joinedload(TestSystem.analyte), joinedload(TestSystem.levels))
+        joinedload(TestSystem.lab), joinedload(TestSystem.qc_lot),
+        joinedload(TestSystem.analyte), joinedload(TestSystem.levels))
 
 
 def level_keys(ts: TestSystem) -> dict[str, QcLevel]:

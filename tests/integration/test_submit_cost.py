@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 
 from qcwx import followups
@@ -212,3 +212,17 @@ def test_the_runs_before_a_live_run_are_history_values_not_session_objects(
     assert sorted(before) == sorted(tuple(row) for row in stored)
     assert [r for r in session.identity_map.values() if isinstance(r, QcRun)] == [runs[-1]]
     assert {row[0] for row in rows} == {r.id for r in runs}
+
+
+def test_core_statements_see_pending_orm_changes_as_an_orm_execute_would(session):
+    """``core_execute`` skips the ORM's execute path but not its autoflush: a Core read or
+    insert on the hot path sees what the request added before it, in the same transaction."""
+    from qcwx.extensions import core_execute
+    from qcwx.orgs.models import Region
+
+    count = select(func.count()).select_from(Region).where(Region.code == "core-exec")
+    session.add(Region(code="core-exec", name="待写入"))
+    with session.no_autoflush:  # the switch is the session's, as for an ORM execute
+        assert core_execute(count).scalar_one() == 0
+    assert core_execute(count).scalar_one() == 1
+    assert session.scalar(count) == 1 and not session.new
