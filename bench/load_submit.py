@@ -267,10 +267,11 @@ def run_load(phones: int, seconds: float, workers: int = 4, think=(1.0, 3.0),
             cpu["total"] = sum(cpu.values())
             accounting = ls.drain_and_account(tally)
             time.sleep(2 * PEER_DRAIN_DELAY)  # the last peer drain, then a quiet worker
-            wrk, healthz_cpu = _baseline(first, _wrk_window(ls.url, server) if first else None)
+            second = _wrk_window(ls.url, server) if first else None
+            wrk, healthz_cpu = _baseline(first, second)
             if wrk is not None:  # the faster client's figure: the server's, not the client's
                 print(f"  healthz baseline: aiohttp {healthz:.1f}/s, wrk {first[0]:.1f}/s "
-                      f"before and {wrk * 2 - first[0]:.1f}/s after the load", flush=True)
+                      f"before and {second[0]:.1f}/s after the load", flush=True)
                 healthz = max(healthz, wrk)
             else:
                 print(f"  healthz baseline: aiohttp {healthz:.1f}/s (install wrk for a baseline "

@@ -10,29 +10,22 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from qcwx import followups
 from tests.fixtures.alerts import MEAN, SD
 from tests.integration.test_submit_cost import ACCEPT_STATEMENTS, REJECT_STATEMENTS
+from tests.integration.test_submit_cost import counted as count_statements
 from tests.miniprogram.conftest import API
 
 
 @contextmanager
 def counted():
-    """Yield the list of SQL statements executed inside the block."""
+    """Yield the request's statements, one line each (the test harness's savepoints left out:
+    its commit releases one)."""
     seen: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        if "SAVEPOINT" not in statement:  # the test harness's commit: a savepoint released
-            seen.append(" ".join(statement.split()))
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
+    with count_statements() as raw:
         yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
+    seen += [" ".join(s.split()) for s in raw if "SAVEPOINT" not in s]
 
 
 def body(ts_id, client_id: str, z1: float = 0.2) -> dict:
