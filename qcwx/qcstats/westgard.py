@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._westgard_last import last_run_points
 from ._westgard_text import RULE_INFO, RuleInfo
 from ._westgard_windows import (
     MAX_LOOKBACK,
@@ -288,7 +289,7 @@ def evaluate(z: object, rule_set: Mapping[str, str]) -> Evaluation:
     ValueError
         On a bad rule set, a bad shape or an infinite z.
     """
-    return _evaluate(_check_finite(_as_z(z)), validate_rule_set(rule_set), 0, last_only=False)
+    return _evaluate(_check_finite(_as_z(z)), validate_rule_set(rule_set), 0)
 
 
 def evaluate_last(
@@ -299,7 +300,9 @@ def evaluate_last(
     Equals ``evaluate(z_full, rule_set)[-1]`` when ``z_recent`` holds the last rows of
     ``z_full`` (at least from `lookback_start`, i.e. the last 12 runs when no level is
     missing) and ``first_run`` is the index of its first row in ``z_full``. Earlier rows
-    are not read, so the cost does not grow with the history.
+    are not read, so the cost does not grow with the history. The rules are applied in
+    plain Python (``_westgard_last``): on a dozen rows that is ten times faster than the
+    vectorised engine, whose answer it must equal (tested by hypothesis).
 
     Parameters
     ----------
@@ -325,13 +328,20 @@ def evaluate_last(
         raise ValueError("z_recent holds no run")
     start = lookback_start(arr)
     tail = _check_finite(arr[start:])
-    return _evaluate(tail, validate_rule_set(rule_set), first_run + start, last_only=True)[-1]
+    rule_set = validate_rule_set(rule_set)
+    offset = first_run + start
+    fired = last_run_points(tail.tolist(), [c for c in RULE_CODES if rule_set[c] != "off"])
+    roles = {rule_set[c] for c in fired}
+    status = "reject" if "reject" in roles else "warning" if roles else "accept"
+    return RunEvaluation(offset + tail.shape[0] - 1, status, tuple(
+        Violation(code, rule_set[code], offset + tail.shape[0] - 1,
+                  tuple(sorted({lv for _, lv in points})),
+                  tuple((r + offset, lv) for r, lv in points))
+        for code, points in fired.items()))
 
 
-def _evaluate(
-    z: np.ndarray, rule_set: dict[str, str], offset: int, *, last_only: bool
-) -> Evaluation:
-    """Evaluate enabled rules; with ``last_only`` build violations of the last row only."""
+def _evaluate(z: np.ndarray, rule_set: dict[str, str], offset: int) -> Evaluation:
+    """Evaluate the enabled rules at every row of ``z`` (its first row is run ``offset``)."""
     ctx = _Context(z)
     n_runs = ctx.n_runs
     enabled = [c for c in RULE_CODES if rule_set[c] != "off"]
@@ -340,8 +350,6 @@ def _evaluate(
     for code in enabled:
         j = RULE_CODES.index(code)
         for seq, ends, w in _windows(ctx, code):
-            if last_only:
-                ends = ends[seq.run[ends] == n_runs - 1]
             if ends.size:  # most windows fire nowhere: their empty points cost ~7 µs each
                 fired[seq.run[ends], j] = True
                 parts.append(_points(seq, ends, w, j))

@@ -632,6 +632,60 @@ def test_incremental_evaluation_of_last_run_equals_full_evaluation(z, rule_set):
     assert evaluate_last(z[start:], rule_set, first_run=start) == full
 
 
+#: z at, just inside and just outside every limit and the mean's tolerance, and the float64
+#: quotient of a value typed at +3 SD ((4.3 - 4.0) / 0.1): where two forms of a rule would
+#: part ways if one compared differently.
+EDGE_VALUES = st.sampled_from(sorted({
+    s * v for s in (1, -1) for k in (0.0, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0)
+    for v in (k, k - westgard.TOLERANCE, k - 2 * westgard.TOLERANCE, k + westgard.TOLERANCE,
+              k - 1e-12)} | {(4.3 - 4.0) / 0.1, 1.9999999999999982, NAN}, key=str))
+
+
+@st.composite
+def edge_arrays(draw):
+    n_levels = draw(st.integers(1, 3))
+    n_runs = draw(st.integers(1, 30))
+    return draw(hnp.arrays(np.float64, (n_runs, n_levels),
+                           elements=st.one_of(EDGE_VALUES, Z_VALUES)))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edge_arrays(), rule_sets())
+def test_last_run_judged_in_python_equals_the_vectorised_engine_at_every_edge(z, rule_set):
+    """evaluate_last applies the rules in plain Python; evaluate is the vectorised engine."""
+    full = evaluate(z, rule_set)[-1]
+    assert evaluate_last(z, rule_set) == full
+    start = lookback_start(z)
+    assert evaluate_last(z[start:], rule_set, first_run=start) == full
+
+
+@pytest.mark.parametrize(("z", "code", "points"), [
+    # 2-2s within a run may not take the previous run's last level (that is "across")
+    ([[0.0, 2.1], [2.1, 0.0]], "2-2s", None),
+    ([[0.0, 0.0], [2.1, 2.0 - 1e-10]], "2-2s", [(1, 0), (1, 1)]),
+    # ... but within a level it spans two runs
+    ([[2.1, 0.0], [2.1, 0.0]], "2-2s", [(0, 0), (1, 0)]),
+    # R-4s counts NaN as not run, and only the results 4 SD from the other end
+    ([[2.0, NAN, -2.0 + 1e-10]], "R-4s", [(0, 0), (0, 2)]),
+    ([[2.0, 0.5, -1.99]], "R-4s", None),
+    # 7T: six steps each up by at least the tolerance; a flat step breaks it
+    ([[float(i)] for i in range(7)], "7T", [(i, 0) for i in range(7)]),
+    ([[0.0], [1.0], [2.0], [2.0], [3.0], [4.0], [5.0], [6.0]], "7T", None),
+    ([[1.0 + i * 5e-10] for i in range(7)], "7T", None),  # steps within the tolerance
+    # 10x across levels: a z within the tolerance of the mean breaks the run
+    ([[0.5, 0.5]] * 5, "10x", [(r, lv) for r in range(5) for lv in range(2)]),
+    ([[0.5, 0.5]] * 4 + [[0.5, 1e-10]], "10x", None),
+])
+def test_last_run_edges(z, code, points):
+    got = evaluate_last(np.asarray(z, dtype=float), {code: "reject"})
+    assert got == evaluate(np.asarray(z, dtype=float), {code: "reject"})[-1]
+    if points is None:
+        assert got.status == "accept" and got.violations == ()
+    else:
+        assert got.status == "reject"
+        assert [v.points for v in got.violations] == [tuple(points)]
+
+
 @PROPERTY
 @given(z_arrays(), rule_sets())
 def test_status_is_reject_over_warning_over_accept_by_role(z, rule_set):
