@@ -30,23 +30,20 @@ from sqlalchemy.exc import IntegrityError
 
 from qcwx.audit.services import write_audit_rows
 from qcwx.catalog.models import QcLevel, TestSystem
-from qcwx.errors import Conflict, RetryableConflict, UserError
+from qcwx.errors import Conflict, Forbidden, NotFound, RetryableConflict, UserError
 from qcwx.extensions import db
 from qcwx.iqc import bulk, window
-from qcwx.iqc.corrections import correct_result  # noqa: F401  (re-exported: the write API)
 from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API of this package)
     STATUS_LABEL,
     STATUS_SUMMARY,
     FiredRule,
     FirstRun,
-    Judgement,
     LevelValue,
     RunVerdict,
     evaluate_from,
-    judge_before_insert,
     verdict_for,
 )
-from qcwx.iqc.models import QcRun
+from qcwx.iqc.models import QcResult, QcRun
 from qcwx.iqc.queries import next_run_no  # noqa: F401  (re-exported for the entry pages)
 from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of this package)
     CHANNELS,
@@ -70,6 +67,7 @@ from qcwx.iqc.validation import (
     load_for_submission as load_test_system,
 )
 from qcwx.orgs.models import User
+from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -300,17 +298,10 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
     new = [{"test_system_id": ts.id, "run_date": key[1], "run_no": key[2], "status": "pending",
             "evaluated_at": None, "created_at": min(p.input.entered_at or now for p in group)}
            for key, group in runs.items() if key[1:] not in ids]
-    state = items[0].state if all(p.state is items[0].state for p in items) else None
-    early = None
-    if judge and state is not None and len(runs) == len(new) == 1:  # one new run: judged first
-        early = judge_before_insert(ts, state.newest, state.config, new[0], [
-            (level.id, value, text) for p in items for level, (text, value) in p.resolved.items()])
     audit: list[dict] = []
     run_audit: list[dict] = []  # written after judging, with the verdicts of the new runs
     ids.update(bulk.insert_runs(ts.id, new, run_audit))
     fresh = {ids[k] for k in fresh_keys}
-    if early is not None:
-        window.adopt(early.runs[-1], ids[fresh_keys[0]], early.window)
     subs = bulk.insert_submissions(ts.lab_id, [
         {"lab_id": ts.lab_id, "client_id": p.client_id, "payload_hash": p.digest,
          "channel": channel, "run_id": ids[p.key[1:]], "actor_id": actor.id,
@@ -328,19 +319,20 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
     by_key = {key: ids[key[1:]] for key in runs}
     if judge:
         judged: dict[int, tuple] = {}
+        state = items[0].state if all(p.state is items[0].state for p in items) else None
+        newest = state and window.newest_after_insert(ts, state.newest, [
+            r | {"id": ids[(r["run_date"], r["run_no"])]} for r in new], results)
         _judge_system(actor, items, notify_from, by_key, fresh, judged, state and state.config,
-                      judgement=early)
-        inserted = {ids[(r["run_date"], r["run_no"])]: (r["status"], r["evaluated_at"])
-                    for r in new}
-        bulk.set_verdicts({i: v for i, v in judged.items() if inserted.get(i) != v}, run_audit)
+                      newest)
+        bulk.set_verdicts(judged, run_audit)
     write_audit_rows(run_audit + audit)  # one statement for the three tables
     return by_key, fresh
 
 
 def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | None,
                   ids: dict[tuple, int], fresh: set[int], judged: dict | None = None,
-                  config: tuple | None = None, judgement: Judgement | None = None) -> None:
-    """Re-judge from the earliest run in ``ids`` (``config``, ``judgement``: see evaluate_from)."""
+                  config: tuple | None = None, newest: list | None = None) -> None:
+    """Re-judge from the earliest run in ``ids`` (``config``, ``newest``: see evaluate_from)."""
     ts = items[0].test_system
     first_key = min(ids)
     first = FirstRun(ids[first_key], *first_key[1:])
@@ -349,7 +341,7 @@ def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | Non
         db.session.expire(held, ["results"])
     alert = {ids[key] for key in ids if notify_from is not None and key[1] >= notify_from}
     verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh, judged=judged,
-                            config=config, judgement=judgement)
+                            config=config, newest=newest)
     for p in items:
         if p.run_id == verdict.run_id:
             p.verdict = verdict
@@ -383,3 +375,26 @@ def submit_run(
     if p.verdict is not None:  # built while judging: reading the run back costs 6 statements
         return p.verdict
     return verdict_for(db.session.get(QcRun, p.run_id), duplicate=p.duplicate)
+
+
+def correct_result(actor: User, result_id: int, value_text: str, reason: str) -> RunVerdict:
+    """Store a corrected value as a new version (who/when/why) and re-evaluate from its run."""
+    old = db.session.get(QcResult, result_id)
+    if old is None or not can_access_lab(actor, old.run.test_system.lab_id):
+        raise NotFound("结果不存在或无权访问", field="result_id")
+    if actor.role not in SUBMITTER_ROLES:
+        raise Forbidden("当前角色不能更正质控结果")
+    if not old.is_current:
+        raise Conflict("该结果已被更正，请在最新版本上操作", field="result_id")
+    reason = clean_text(reason, "reason", "更正原因", limit=MAX_REASON)
+    ts = old.run.test_system
+    value = parse_value(value_text, "value")
+    check_plausible(ts, value, "value")
+    old.is_current = False
+    new = QcResult(run_id=old.run_id, qc_level_id=old.qc_level_id, version=old.version + 1,
+                   is_current=True, value_text=str(value_text).strip(), value=value,
+                   measured_at=old.measured_at, entered_by_id=actor.id, reason=reason)
+    db.session.add(new)
+    db.session.flush()
+    evaluate_from(ts, old.run, notify=True, actor=actor)
+    return verdict_for(old.run)
