@@ -93,7 +93,8 @@ def submit_run():
     verdict = iqc_services.submit_run(
         actor, test_system_id=ts.id, run_no=data.run_no,
         run_date=data.run_date or local_today(ts.lab.timezone),
-        values=data.level_texts(), client_id=data.client_id, channel="mp")
+        values=data.level_texts(), client_id=data.client_id, channel="mp",
+        date_given=data.run_date is not None)
     db.session.commit()
     return jsonify(verdict.to_dict()), (200 if verdict.duplicate else 201)
 

@@ -30,9 +30,10 @@ from sqlalchemy.exc import IntegrityError
 
 from qcwx.audit.services import write_audit_rows
 from qcwx.catalog.models import QcLevel, TestSystem
-from qcwx.errors import Conflict, Forbidden, NotFound, RetryableConflict, UserError
+from qcwx.errors import Conflict, RetryableConflict, UserError
 from qcwx.extensions import db
 from qcwx.iqc import bulk, window
+from qcwx.iqc.corrections import correct_result  # noqa: F401  (re-exported: the write API)
 from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API of this package)
     STATUS_LABEL,
     STATUS_SUMMARY,
@@ -43,7 +44,7 @@ from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API o
     evaluate_from,
     verdict_for,
 )
-from qcwx.iqc.models import QcResult, QcRun
+from qcwx.iqc.models import QcRun
 from qcwx.iqc.queries import next_run_no  # noqa: F401  (re-exported for the entry pages)
 from qcwx.iqc.validation import (  # noqa: F401  (re-exported: the checks of this package)
     CHANNELS,
@@ -67,7 +68,6 @@ from qcwx.iqc.validation import (
     load_for_submission as load_test_system,
 )
 from qcwx.orgs.models import User
-from qcwx.orgs.scopes import can_access_lab
 from qcwx.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ class RunInput:
 
     ``values`` maps a level (its id as ``"id:<n>"``, its index ``1..3`` or its name) to
     the value as typed. ``entered_at`` defaults to now (history loaders set their own).
+    ``date_given`` is False when the client sent no date and ``run_date`` is the server's
+    today: the date is then left out of the payload digest, so a resend after midnight is
+    still the same submission (a duplicate), not a reused client id (409).
     """
 
     test_system_id: int
@@ -92,6 +95,7 @@ class RunInput:
     client_id: str | None = None
     measured_at: datetime | None = None
     entered_at: datetime | None = None
+    date_given: bool = True
 
 
 @dataclass(eq=False)
@@ -150,7 +154,8 @@ def prepare_runs(actor: User, channel: str, rows: Sequence[RunInput]) -> list[Pr
             p.client_id = str(row.client_id or "").strip() or f"srv-{uuid.uuid4()}"
             if len(p.client_id) > MAX_CLIENT_ID:
                 raise UserError(f"记录编号过长（最多{MAX_CLIENT_ID}个字符）", field="client_id")
-            p.digest = payload_hash(ts.id, row.run_date, p.run_no, p.resolved)
+            p.digest = payload_hash(ts.id, row.run_date if row.date_given else None, p.run_no,
+                                    p.resolved)
         except UserError as exc:
             p.error = exc
         out.append(p)
@@ -359,14 +364,17 @@ def submit_run(
     channel: str = "h5",
     measured_at: datetime | None = None,
     notify: bool = True,
+    date_given: bool = True,
 ) -> RunVerdict:
     """Validate, store and evaluate one run of one test system; return its verdict.
 
     Resending the same ``client_id`` (per lab) returns the stored verdict and stores
-    nothing; the same id with different values is a conflict (409).
+    nothing; the same id with different values is a conflict (409). ``date_given``: see
+    :class:`RunInput`.
     """
     (p,) = prepare_runs(actor, channel, [RunInput(test_system_id, run_date, values, run_no,
-                                                  client_id, measured_at)])
+                                                  client_id, measured_at,
+                                                  date_given=date_given)])
     if p.error is None and not p.duplicate:
         store_runs(actor, channel, [p], notify_from=run_date if notify else None,
                    savepoint=False)
@@ -375,26 +383,3 @@ def submit_run(
     if p.verdict is not None:  # built while judging: reading the run back costs 6 statements
         return p.verdict
     return verdict_for(db.session.get(QcRun, p.run_id), duplicate=p.duplicate)
-
-
-def correct_result(actor: User, result_id: int, value_text: str, reason: str) -> RunVerdict:
-    """Store a corrected value as a new version (who/when/why) and re-evaluate from its run."""
-    old = db.session.get(QcResult, result_id)
-    if old is None or not can_access_lab(actor, old.run.test_system.lab_id):
-        raise NotFound("结果不存在或无权访问", field="result_id")
-    if actor.role not in SUBMITTER_ROLES:
-        raise Forbidden("当前角色不能更正质控结果")
-    if not old.is_current:
-        raise Conflict("该结果已被更正，请在最新版本上操作", field="result_id")
-    reason = clean_text(reason, "reason", "更正原因", limit=MAX_REASON)
-    ts = old.run.test_system
-    value = parse_value(value_text, "value")
-    check_plausible(ts, value, "value")
-    old.is_current = False
-    new = QcResult(run_id=old.run_id, qc_level_id=old.qc_level_id, version=old.version + 1,
-                   is_current=True, value_text=str(value_text).strip(), value=value,
-                   measured_at=old.measured_at, entered_by_id=actor.id, reason=reason)
-    db.session.add(new)
-    db.session.flush()
-    evaluate_from(ts, old.run, notify=True, actor=actor)
-    return verdict_for(old.run)

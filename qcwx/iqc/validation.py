@@ -330,9 +330,13 @@ def check_run_no(run_no) -> int:
     return n
 
 
-def payload_hash(ts_id: int, run_date: date, run_no: int, values: dict) -> str:
-    """Return the digest that tells a resend (same payload) from a reused client id."""
-    body = json.dumps({"ts": ts_id, "d": run_date.isoformat(), "n": run_no,
+def payload_hash(ts_id: int, run_date: date | None, run_no: int, values: dict) -> str:
+    """Return the digest that tells a resend (same payload) from a reused client id.
+
+    ``run_date`` None: the client sent no date (the server's today, which a resend after
+    midnight would change).
+    """
+    body = json.dumps({"ts": ts_id, "d": run_date and run_date.isoformat(), "n": run_no,
                        "v": sorted((lv.id, t) for lv, (t, _) in values.items())},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(body.encode()).hexdigest()

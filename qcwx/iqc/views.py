@@ -102,7 +102,7 @@ def submit_json(ts_id: int):
     verdict = services.submit_run(
         actor, test_system_id=ts.id, run_date=data.run_date or local_today(ts.lab.timezone),
         run_no=data.run_no, values=data.level_texts(), client_id=data.client_id,
-        channel=_phone_channel())
+        channel=_phone_channel(), date_given=data.run_date is not None)
     # Rendered inside the transaction, which already holds the new run: after the commit
     # the user and the test system would be read again (issue 14: 2 of 17 statements). A
     # failing commit still answers an error, never this body.

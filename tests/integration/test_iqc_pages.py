@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from qcwx.iqc import services, targets
+from qcwx.iqc import views as iqc_views
 from qcwx.iqc.models import ControlLimit, CorrectiveAction, QcResult, QcRun, RuleSet
 from qcwx.timeutil import local_today
 
@@ -59,6 +60,21 @@ def test_json_submit_returns_verdict_and_card_html(world, login, ts):
     again = client.post(f"/api/ts/{ts.id}/runs", json={"values": {"1": "5.9", "2": "15.0"},
                                                        "client_id": "js-1"})
     assert again.status_code == 200 and again.get_json()["duplicate"] is True
+
+
+def test_json_submit_resent_after_midnight_without_a_date_is_the_duplicate(
+        world, login, ts, monkeypatch):
+    """The entry page sends no date: the server's today. A resend after 00:00 (its answer
+    lost) is the stored run, not a reused client id (409)."""
+    client = login(world.users["technician"])
+    today, sent = local_today(), {"values": {"1": "5.1", "2": "15.0"}, "client_id": "js-late"}
+    monkeypatch.setattr(iqc_views, "local_today", lambda tz=None: today - timedelta(days=1))
+    first = client.post(f"/api/ts/{ts.id}/runs", json=sent)
+    assert first.status_code == 201, first.get_json()
+    monkeypatch.setattr(iqc_views, "local_today", lambda tz=None: today)
+    again = client.post(f"/api/ts/{ts.id}/runs", json=sent)
+    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    assert again.get_json()["run_id"] == first.get_json()["run_id"]
 
 
 @pytest.mark.parametrize("body, field", [

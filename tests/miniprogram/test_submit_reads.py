@@ -107,19 +107,3 @@ def test_a_body_that_is_no_object_reads_the_user_alone_then_answers_400(client, 
                            content_type="application/json")
     assert resp.status_code == 400 and resp.get_json()["field"] == "body"
     assert len(seen) == 1 and "test_system" not in seen[0]
-
-
-@pytest.mark.parametrize("z1, status", [(0.2, "accept"), (2.5, "warning"), (3.6, "reject")])
-def test_a_resent_run_is_the_stored_duplicate_whatever_its_verdict(
-        client, session, bound, mp_login, z1, status):
-    """A phone resends a run whose answer it lost: 200 with the stored verdict, nothing new
-    stored, for a rejected run too."""
-    headers = mp_login(bound.users["technician"])
-    sent = body(bound.systems["a"].id, f"again-{status}", z1)
-    first = client.post(f"{API}/runs", json=sent, headers=headers)
-    assert first.status_code == 201 and first.get_json()["status"] == status
-    session.expunge_all()
-    again = client.post(f"{API}/runs", json=sent, headers=headers)
-    assert again.status_code == 200, again.get_json()
-    assert again.get_json()["run_id"] == first.get_json()["run_id"]
-    assert again.get_json()["status"] == status
