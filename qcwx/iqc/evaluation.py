@@ -12,7 +12,9 @@ results of each level, found by indexed reads, so one new run costs the same wit
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import func, inspect, select
@@ -31,7 +33,7 @@ from qcwx.iqc.verdicts import (  # noqa: F401  (re-exported: the verdict API)
     RunVerdict,
     verdict_from,
 )
-from qcwx.iqc.window import FirstRun, Window, runs_to_judge, series
+from qcwx.iqc.window import FirstRun, Window, newest_before_insert, runs_to_judge, series
 from qcwx.orgs.models import User
 from qcwx.peer import services as peer_services
 from qcwx.qcstats import westgard
@@ -58,10 +60,76 @@ def _load_violations(runs: Sequence[QcRun], fresh: Collection[int]) -> None:
 
 
 # ---------------------------------------------------------------- judging
+@dataclass
+class Judgement:
+    """What judging computed from a run on, before anything is written (:func:`judge`).
+
+    ``runs`` in run order, ``first`` the index of the first judged run, ``window`` what was
+    read, ``evaluation`` indexable by run index, ``at`` the moment of judging (each judged
+    run's ``evaluated_at``).
+    """
+
+    runs: list
+    first: int
+    window: Window
+    evaluation: Mapping[int, westgard.RunEvaluation] | westgard.Evaluation
+    at: datetime
+
+    def status(self, i: int) -> str:
+        """The verdict of ``runs[i]``: its evaluation's, or pending without any target."""
+        return "pending" if np.isnan(self.window.z[i]).all() else self.evaluation[i].status
+
+
+def judge(ts: TestSystem, run: QcRun | FirstRun, *, fresh: Collection[int] = (),
+          config: tuple | None = None, newest: list | None = None,
+          found: tuple | None = None) -> Judgement:
+    """Judge ``run`` and every later run of the test system as from scratch; write nothing.
+
+    ``fresh``, ``config`` and ``newest`` as for :func:`evaluate_from`; ``found``: what
+    :func:`runs_to_judge` gives, when known. A live run may be judged before its insert
+    (:func:`judge_before_insert`), so that it is inserted with its verdict.
+    """
+    with db.session.no_autoflush:
+        runs, rows = found or runs_to_judge(ts, run, newest)
+        first = next(i for i, r in enumerate(runs) if r.id == run.id)
+        _load_violations(runs[first:], fresh)
+        timeline, rules = config if config is not None else queries.judging_config(ts)
+        window = series(ts, runs, rows, timeline)
+        if first == len(runs) - 1:  # the usual submission: only the newest run is judged,
+            # and only the rows its windows reach are read (equal to evaluate(z)[-1])
+            evaluation = {first: westgard.evaluate_last(window.z, rules)}
+        else:
+            evaluation = westgard.evaluate(window.z, rules)
+    return Judgement(runs, first, window, evaluation, utcnow())
+
+
+def judge_before_insert(ts: TestSystem, before: Sequence[tuple], config: tuple, values: dict,
+                        results: Sequence[tuple]) -> Judgement | None:
+    """Judge a live run before its insert and put its verdict into its insert row ``values``.
+
+    ``before`` and ``config``: the newest result rows and judging configuration read with
+    the store checks (:class:`qcwx.iqc.bulk.StoreState`); ``results``: the new run's (level
+    id, value, value as typed). Only for a run newer than every stored run (every live
+    submission); else None, and the run is judged after its insert. Why: inserted with its
+    verdict, a run needs no update (issue 14). The caller gives the run its id after the
+    insert (:func:`qcwx.iqc.window.adopt`), then stores the rest with
+    ``evaluate_from(judgement=…)``.
+    """
+    found = newest_before_insert(ts, before, values, results)
+    if found is None:
+        return None
+    run, window = found
+    early = judge(ts, run, config=config, found=window)
+    run.status, run.evaluated_at = early.status(early.first), early.at
+    values.update(status=run.status, evaluated_at=run.evaluated_at)
+    return early
+
+
 def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Collection[int],
                   actor: User | None = None, fresh: Collection[int] = (),
                   judged: dict[int, tuple] | None = None,
-                  config: tuple | None = None, newest: list | None = None) -> RunVerdict:
+                  config: tuple | None = None, newest: list | None = None,
+                  judgement: Judgement | None = None) -> RunVerdict:
     """Re-judge ``run`` and every later run of the test system exactly as from scratch.
 
     ``notify`` is True to alert on ``run`` itself (a live submission or a correction), or
@@ -73,42 +141,36 @@ def evaluate_from(ts: TestSystem, run: QcRun | FirstRun, *, notify: bool | Colle
     in their insert rows, not yet written (issue 14: an update and an audit row less each).
     ``config``: (limit timeline, rules) of ``ts`` when the caller read them in this
     transaction (:func:`qcwx.iqc.bulk.store_state`), else :func:`queries.judging_config`;
-    ``newest``, what :func:`runs_to_judge` would read first, when known without a read.
+    ``newest``, what :func:`runs_to_judge` would read first, when known without a read;
+    ``judgement``: :func:`judge`'s, when the caller judged before inserting ``run``.
     Returns the verdict of ``run``, built from what judging read.
     """
-    with db.session.no_autoflush:
-        runs, rows = runs_to_judge(ts, run, newest)
-        first = next(i for i, r in enumerate(runs) if r.id == run.id)
-        _load_violations(runs[first:], fresh)
-        timeline, rules = config if config is not None else queries.judging_config(ts)
-        window = series(ts, runs, rows, timeline)
-        if first == len(runs) - 1:  # the usual submission: only the newest run is judged,
-            # and only the rows its windows reach are read (equal to evaluate(z)[-1])
-            evaluation = {first: westgard.evaluate_last(window.z, rules)}
-        else:
-            evaluation = westgard.evaluate(window.z, rules)
+    j = judgement or judge(ts, run, fresh=fresh, config=config, newest=newest)
+    runs = j.runs
     alert = {run.id} if notify is True else set(notify or ())
     # peer statistics follow every change of a run; days before the first re-judged run
     # keep their verdicts, so only days from it on are re-read
     peer_services.refresh_after_commit(ts.id, since=run.run_date)
     verdict = None
-    for i in range(first, len(runs)):
-        has_target = not np.isnan(window.z[i]).all()
-        found = _store_verdict(ts, runs[i], evaluation[i] if has_target else None, runs,
-                               notify=runs[i].id in alert, actor=actor, window=window,
-                               fresh=runs[i].id in fresh, wanted=i == first, judged=judged)
+    for i in range(j.first, len(runs)):
+        status = j.status(i)
+        found = _store_verdict(ts, runs[i], status, j.evaluation[i] if status != "pending"
+                               else None, runs, notify=runs[i].id in alert, actor=actor,
+                               window=j.window, fresh=runs[i].id in fresh, wanted=i == j.first,
+                               judged=judged, at=j.at)
         verdict = verdict or found
     return verdict
 
 
-def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *, notify: bool,
-                   actor: User | None = None, window: Window, fresh: bool = False,
-                   wanted: bool = False, judged: dict | None = None) -> RunVerdict | None:
+def _store_verdict(ts: TestSystem, run: QcRun, status: str, result, runs: Sequence[QcRun], *,
+                   notify: bool, actor: User | None = None, window: Window, fresh: bool = False,
+                   wanted: bool = False, judged: dict | None = None,
+                   at: datetime) -> RunVerdict | None:
     """Write status and violations of one run, replacing (deactivating) stale violations.
 
+    ``status`` is ``result``'s, or pending when the run has no target (``result`` None).
     Returns the run's verdict when ``wanted`` (or when it alerts), else None.
     """
-    status = result.status if result is not None else "pending"
     levels = list(ts.levels)
     new = {(v.rule, v.role, tuple(levels[j].id for j in v.levels),
             tuple((runs[r].id, levels[j].id) for r, j in v.points))
@@ -122,13 +184,13 @@ def _store_verdict(ts: TestSystem, run: QcRun, result, runs: Sequence[QcRun], *,
         for rule, role, lv_ids, points in sorted(new):
             db.session.add(Violation(run=run, rule_code=rule, role=role, levels=list(lv_ids),
                                      points=[list(p) for p in points]))
-    changed, now = run.status != status, utcnow()
+    changed = run.status != status
     if fresh and judged is not None:  # the caller writes it (see evaluate_from)
         set_committed_value(run, "status", status)
-        set_committed_value(run, "evaluated_at", now)
-        judged[run.id] = (status, now)
+        set_committed_value(run, "evaluated_at", at)
+        judged[run.id] = (status, at)
     else:
-        run.status, run.evaluated_at = status, now
+        run.status, run.evaluated_at = status, at
     action = _open_action(run, fresh) if status == "reject" else None
     alerting = notify and status in ("warning", "reject") and (changed or new != old)
     if not (wanted or alerting):

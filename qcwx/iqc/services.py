@@ -39,9 +39,11 @@ from qcwx.iqc.evaluation import (  # noqa: F401  (re-exported: the verdict API o
     STATUS_SUMMARY,
     FiredRule,
     FirstRun,
+    Judgement,
     LevelValue,
     RunVerdict,
     evaluate_from,
+    judge_before_insert,
     verdict_for,
 )
 from qcwx.iqc.models import QcRun
@@ -303,10 +305,17 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
     new = [{"test_system_id": ts.id, "run_date": key[1], "run_no": key[2], "status": "pending",
             "evaluated_at": None, "created_at": min(p.input.entered_at or now for p in group)}
            for key, group in runs.items() if key[1:] not in ids]
+    state = items[0].state if all(p.state is items[0].state for p in items) else None
+    early = None
+    if judge and state is not None and len(runs) == len(new) == 1:  # one new run: judged first
+        early = judge_before_insert(ts, state.newest, state.config, new[0], [
+            (level.id, value, text) for p in items for level, (text, value) in p.resolved.items()])
     audit: list[dict] = []
     run_audit: list[dict] = []  # written after judging, with the verdicts of the new runs
     ids.update(bulk.insert_runs(ts.id, new, run_audit))
     fresh = {ids[k] for k in fresh_keys}
+    if early is not None:
+        window.adopt(early.runs[-1], ids[fresh_keys[0]], early.window)
     subs = bulk.insert_submissions(ts.lab_id, [
         {"lab_id": ts.lab_id, "client_id": p.client_id, "payload_hash": p.digest,
          "channel": channel, "run_id": ids[p.key[1:]], "actor_id": actor.id,
@@ -324,20 +333,19 @@ def _store_system(actor: User, channel: str, items: list[PreparedRun],
     by_key = {key: ids[key[1:]] for key in runs}
     if judge:
         judged: dict[int, tuple] = {}
-        state = items[0].state if all(p.state is items[0].state for p in items) else None
-        newest = state and window.newest_after_insert(ts, state.newest, [
-            r | {"id": ids[(r["run_date"], r["run_no"])]} for r in new], results)
         _judge_system(actor, items, notify_from, by_key, fresh, judged, state and state.config,
-                      newest)
-        bulk.set_verdicts(judged, run_audit)
+                      judgement=early)
+        inserted = {ids[(r["run_date"], r["run_no"])]: (r["status"], r["evaluated_at"])
+                    for r in new}
+        bulk.set_verdicts({i: v for i, v in judged.items() if inserted.get(i) != v}, run_audit)
     write_audit_rows(run_audit + audit)  # one statement for the three tables
     return by_key, fresh
 
 
 def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | None,
                   ids: dict[tuple, int], fresh: set[int], judged: dict | None = None,
-                  config: tuple | None = None, newest: list | None = None) -> None:
-    """Re-judge from the earliest run in ``ids`` (``config``, ``newest``: see evaluate_from)."""
+                  config: tuple | None = None, judgement: Judgement | None = None) -> None:
+    """Re-judge from the earliest run in ``ids`` (``config``, ``judgement``: see evaluate_from)."""
     ts = items[0].test_system
     first_key = min(ids)
     first = FirstRun(ids[first_key], *first_key[1:])
@@ -346,7 +354,7 @@ def _judge_system(actor: User, items: list[PreparedRun], notify_from: date | Non
         db.session.expire(held, ["results"])
     alert = {ids[key] for key in ids if notify_from is not None and key[1] >= notify_from}
     verdict = evaluate_from(ts, first, notify=alert, actor=actor, fresh=fresh, judged=judged,
-                            config=config, newest=newest)
+                            config=config, judgement=judgement)
     for p in items:
         if p.run_id == verdict.run_id:
             p.verdict = verdict

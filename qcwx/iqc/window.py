@@ -6,8 +6,8 @@ exactly the runs a from-scratch evaluation would see from the first changed run 
 (QC_SPEC 1.2). :func:`runs_to_judge` does so in one statement when the newest results
 already reach far enough back, and otherwise in the two exact statements of
 :func:`rejudge_start` and :func:`runs_from`. A live submission, the usual case, reads those
-newest results with its store checks before its insert (:func:`newest_after_insert`), so
-its window costs no statement of its own.
+newest results with its store checks before its insert (:func:`newest_before_insert`), so
+its window costs no statement of its own, and it is judged before it is inserted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from sqlalchemy import and_, bindparam, select, union_all
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from qcwx.catalog.models import TestSystem
 from qcwx.extensions import db
@@ -33,7 +34,7 @@ class RunKey(NamedTuple):
     """A run's id and key, all that judging needs of some runs.
 
     Of the first changed run of a re-judge, and of a run that is only history for a newer
-    run's windows (:func:`newest_after_insert`).
+    run's windows (:func:`newest_before_insert`).
     """
 
     id: int
@@ -205,7 +206,7 @@ def runs_to_judge(ts: TestSystem, run: QcRun | FirstRun, newest: list | None = N
 
     Exactly what ``runs_from(ts, rejudge_start(ts, run))`` returns. First try the newest
     results alone (:func:`_newest`, one statement, or none when ``newest`` holds what it
-    would read: :func:`newest_after_insert`): a live submission's run is the newest
+    would read: :func:`newest_before_insert`): a live submission's run is the newest
     and the rows before it hold every level's last `westgard.MAX_LOOKBACK` results, so the
     start can be found among them. When they do not reach that far (a back-dated run, a
     correction of an old one, a level run once a week) fall back to the two exact reads
@@ -222,40 +223,62 @@ def newest_limit(ts: TestSystem) -> int:
     return (westgard.MAX_LOOKBACK + 3) * max(1, len(ts.levels))
 
 
-def newest_after_insert(ts: TestSystem, before: Sequence[tuple], inserted: Sequence[dict],
-                        results: Sequence[dict]) -> list | None:
-    """Return what :func:`_newest` would read now that ``inserted`` is stored, or None.
+#: The id a new run is judged under before its insert returns the real one
+#: (:func:`newest_before_insert`): autoincrement ids are positive, so it names no stored run.
+PROVISIONAL_ID = -1
+
+
+def newest_before_insert(ts: TestSystem, before: Sequence[tuple], values: dict,
+                         results: Sequence[tuple]) -> tuple[QcRun, tuple] | None:
+    """Return a new run and what :func:`runs_to_judge` would give once it is stored, or None.
+
+    Why before the insert: the run is then inserted with its verdict, and no update follows
+    (issue 14: a statement and its audit patch per submission).
 
     ``before``: the newest result rows of the system read earlier in this transaction, as
     ``newest_select(*LIVE_RUN_COLUMNS)`` gives them (a live submission reads them with its
     store checks, :func:`qcwx.iqc.bulk.store_state`; issue 14: one round trip less);
-    ``inserted``: the rows of the runs just inserted (with their ids), ``results`` the
-    result rows just inserted. Only for one new run holding every new result and newer
-    than every run read; else None, and judging reads the rows itself.
+    ``values``: the new run's insert row (no id yet); ``results``: its results as (level id,
+    value, value as typed). Only for a run newer than every run read, whose windows those
+    rows reach to their start (:func:`_newest`); else None, and judging reads the rows
+    itself, after the insert.
 
-    The new run is the session's (it is judged: status, violations, alert); the runs before
-    it are only history for its windows, which read their ids and keys and nothing else, so
-    they come as :class:`RunKey` values. Sixteen ORM objects made and expired at the commit
-    cost a submission about 5 % of its CPU (issue 14).
+    The new run is a transient :class:`QcRun` with :data:`PROVISIONAL_ID`, to be given its
+    real id by :func:`adopt` once inserted (it is judged: status, violations, alert); the
+    runs before it are only history for its windows, which read their ids and keys and
+    nothing else, so they come as :class:`RunKey` values. Sixteen ORM objects made and
+    expired at the commit cost a submission about 5 % of its CPU (issue 14).
     """
-    if len(inserted) != 1 or any(r["run_id"] != inserted[0]["id"] for r in results):
-        return None
     n = len(LIVE_RUN_COLUMNS)
-    key = (inserted[0]["run_date"], inserted[0]["run_no"])
+    key = (values["run_date"], values["run_no"])
     runs: dict[int, RunKey] = {}
     for row in before:
         run = runs.get(row[0]) or runs.setdefault(row[0], RunKey(*row[:n]))
         if (run.run_date, run.run_no) >= key:
             return None
-    new = _persistent_run(inserted[0])
-    got = [(new, r["run_id"], r["qc_level_id"], r["value"], r["is_current"], r["value_text"])
-           for r in results]
+    new = QcRun(**{k: values[k] for k in _RUN_COLUMNS if k in values}, id=PROVISIONAL_ID)
+    set_committed_value(new, "violations", [])  # a new run has none: nothing to read
+    got = [(new, PROVISIONAL_ID, level, value, True, text) for level, value, text in results]
     for row in sorted(before, key=lambda row: (row[1], row[2]), reverse=True):
         run = runs[row[0]]
         level, value, current = row[n:]
         # the row's run id is its run's (None: a run without results); no text is read
         got.append((run, None if level is None else run.id, level, value, current, None))
-    return got[:newest_limit(ts)]
+    found = _newest(ts, new, got[:newest_limit(ts)])
+    return None if found is None else (new, found)
+
+
+def adopt(run: QcRun, run_id: int, judged: Window) -> None:
+    """Give a run judged before its insert its real id, and the session its object.
+
+    ``judged``: the window it was judged on, whose values were keyed by :data:`PROVISIONAL_ID`.
+    Attributes set until now become the run's loaded state, as if read after the insert.
+    """
+    run.id = run_id
+    make_transient_to_detached(run)  # as if loaded: no pending change, nothing to flush
+    db.session.add(run)
+    if PROVISIONAL_ID in judged.current:
+        judged.current[run_id] = judged.current.pop(PROVISIONAL_ID)
 
 
 #: What a live submission reads of the runs before it and of their results, with its store
@@ -267,22 +290,6 @@ def newest_after_insert(ts: TestSystem, before: Sequence[tuple], inserted: Seque
 LIVE_RUN_COLUMNS = RunKey._fields
 LIVE_RESULT_COLUMNS = ("qc_level_id", "value", "is_current")
 _RUN_COLUMNS = tuple(c.key for c in QcRun.__table__.c)
-
-
-def _persistent_run(values: dict) -> QcRun:
-    """The session's run of ``values["id"]``, else one made from ``values`` without a read.
-
-    As a query would: a run already in the session is returned as it is. A column missing
-    from ``values`` is left unloaded (expired), so reading it loads it, as a deferred
-    column would.
-    """
-    found = db.session.identity_map.get(db.session.identity_key(QcRun, values["id"]))
-    if found is not None:
-        return found
-    run = QcRun(**{k: values[k] for k in _RUN_COLUMNS if k in values})
-    make_transient_to_detached(run)  # as if loaded: no pending change, nothing to flush
-    db.session.add(run)
-    return run
 
 
 def _newest(ts: TestSystem, run: QcRun | FirstRun, got: list | None = None

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
 from qcwx.extensions import db
-from qcwx.iqc import services, window
+from qcwx.iqc import evaluation, services, window
 from qcwx.iqc.models import QcRun
 from qcwx.qcstats import westgard
 from qcwx.timeutil import local_today
@@ -68,35 +69,48 @@ def histories(draw):
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(histories(), st.data())
-def test_a_live_run_judged_on_the_rows_read_before_its_insert_equals_a_fresh_read(
+def test_a_live_run_judged_before_its_insert_equals_judging_it_after(
         session, world, monkeypatch, history, data):
-    """A live submission reads the newest rows with its store checks, before inserting its
-    run, and judges on them plus its own rows (:func:`window.newest_after_insert`). That
-    must equal reading them after the insert (but the texts of the runs before it, which it
-    does not read), and every verdict judging from scratch, also when runs arrive late
-    (back-dated: then it reads them itself)."""
+    """A live submission reads the newest rows with its store checks and judges its run on
+    them plus its own values before inserting it (:func:`evaluation.judge_before_insert`),
+    so the run is inserted with its verdict. That judgement must equal judging the stored
+    run afresh: the same runs, z matrix, values and verdict; and every stored verdict must
+    equal judging from scratch, also when runs arrive late (back-dated: then the run is
+    judged after its insert, reading the rows itself)."""
     n_levels, runs, late = history
     start = local_today() - timedelta(days=100)
     system = make_system(world, n_levels, start)
     held = {i % len(runs) for i in late}
     order = [r for i, r in enumerate(runs) if i not in held] + [runs[i] for i in sorted(held)]
-    used, real = [], window.newest_after_insert
+    used, real = [], evaluation.evaluate_from
 
-    def checked(ts, before, inserted, results):
-        got = real(ts, before, inserted, results)
-        if got is not None:
-            run = window.FirstRun(inserted[0]["id"], inserted[0]["run_date"],
-                                  inserted[0]["run_no"])
-            assert judged_shape(window.runs_to_judge(ts, run, got), run.id) == judged_shape(
-                window.runs_to_judge(ts, run), run.id)
+    def checked(ts, run, **kw):
+        early = kw.get("judgement")
+        if early is not None:  # the run and its results are stored by now
+            again = evaluation.judge(ts, run)
+            i = early.first
+            assert [r.id for r in early.runs] == [r.id for r in again.runs]
+            assert i == again.first == len(early.runs) - 1
+            assert np.array_equal(early.window.z, again.window.z, equal_nan=True)
+            # the judged run's values as typed (the runs before it are read without texts)
+            assert early.window.current[run.id] == again.window.current[run.id]
+            assert early.status(i) == again.status(i)
+            if early.status(i) != "pending":
+                assert early.evaluation[i] == again.evaluation[i]
+            assert session.get(QcRun, run.id).status == early.status(i)
             used.append(run.id)
-        return got
+        return real(ts, run, **kw)
 
-    monkeypatch.setattr(window, "newest_after_insert", checked)
-    for one in order:
+    monkeypatch.setattr(evaluation, "evaluate_from", checked)
+    monkeypatch.setattr(services, "evaluate_from", checked)
+    for k, one in enumerate(order):
         store_one_by_one(world, system, [one], start)
         assert stored(system) == from_scratch(system)
-    assert len(used) >= len(runs) - len(held)  # every run sent in order took the rows
+        if k < len(order) - len(held):  # sent in order: the newest run of the system
+            run = runs_of(system)[-1]
+            # judged before its insert exactly when the rows before it reach its windows'
+            # start (a sparse level's may lie further back: then it is judged after)
+            assert (run.id in used) == (window._newest(system, run) is not None)
 
 
 @settings(max_examples=30, deadline=None,

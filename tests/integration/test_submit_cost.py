@@ -26,11 +26,17 @@ HISTORY = 30
 #: verdict (the view's part of a request included; 38 before issue 14; 13 before the limits
 #: and the rule set came in one read, the window's start was found in the window's read and
 #: the client id and the run's levels were checked in one read; 10 before the limits and
-#: rules, 9 before the newest results came with those checks).
-ACCEPT_STATEMENTS = 8
+#: rules, 9 before the newest results came with those checks, 8 before the run was judged
+#: before its insert and inserted with its verdict).
+ACCEPT_STATEMENTS = 7
 #: A rejected run adds its violations, its corrective action and its alert (50 before);
 #: SQLite inserts the two violations one by one (RETURNING of a JSON column), MariaDB in one.
-REJECT_STATEMENTS = {"sqlite": 14, "mysql": 13}
+REJECT_STATEMENTS = {"sqlite": 13, "mysql": 12}
+
+
+def updates_of_runs(seen: list[str]) -> list[str]:
+    """The statements that update a run (a live run is inserted with its verdict: none)."""
+    return [s for s in seen if s.lstrip().upper().startswith("UPDATE QC_RUN")]
 
 
 @contextmanager
@@ -86,6 +92,7 @@ def test_an_in_control_submission_costs_a_fixed_number_of_statements(lab):
         verdict = submit(lab, 0.3, -0.2, day=3)
     assert verdict.status == "accept"
     assert len(seen) == ACCEPT_STATEMENTS, f"{len(seen)}: " + "\n".join(seen)
+    assert updates_of_runs(seen) == []
     one = [s for s in seen if s.lstrip().upper().startswith("SELECT TEST_SYSTEM")]
     assert len(one) == 1  # the view's load and the service's share one read
     assert sum("FROM control_limit" in s for s in seen) == 1  # the limit timeline once
@@ -100,6 +107,7 @@ def test_a_rejected_submission_costs_a_fixed_number_of_statements(lab, session):
     assert verdict.status == "reject" and verdict.action_id is not None
     dialect = session.get_bind().dialect.name
     assert len(seen) == REJECT_STATEMENTS[dialect], f"{len(seen)}: " + "\n".join(seen)
+    assert updates_of_runs(seen) == []
 
 
 def test_the_verdict_is_not_read_back_and_equals_the_stored_one(lab, session):
@@ -197,21 +205,23 @@ def test_the_runs_before_a_live_run_are_history_values_not_session_objects(
     from qcwx.iqc.models import QcRun
 
     assert len(bulk._state_statement().selected_columns) == 11
-    judged = []
-    real = evaluation.runs_to_judge
-    monkeypatch.setattr(evaluation, "runs_to_judge",
-                        lambda *a: judged.append(real(*a)) or judged[-1])
+    found = []
+    real = window.newest_before_insert
+    monkeypatch.setattr(evaluation, "newest_before_insert",
+                        lambda *a: found.append(real(*a)) or found[-1])
     verdict = submit(lab, 0.3, -0.2, day=0)
-    (runs, rows), = judged
+    (new, (runs, rows)), = found  # judged before its insert, on the rows the checks read
     before = runs[:-1]
-    assert runs[-1].id == verdict.run_id and isinstance(runs[-1], QcRun)
+    assert runs[-1] is new and new.id == verdict.run_id and isinstance(new, QcRun)
     assert len(before) >= 12  # the window: a level's last 12 runs
     assert all(type(r) is window.RunKey for r in before)
     stored = session.execute(select(QcRun.id, QcRun.run_date, QcRun.run_no)
                              .where(QcRun.id.in_([r.id for r in before]))).all()
     assert sorted(before) == sorted(tuple(row) for row in stored)
-    assert [r for r in session.identity_map.values() if isinstance(r, QcRun)] == [runs[-1]]
-    assert {row[0] for row in rows} == {r.id for r in runs}
+    assert [r for r in session.identity_map.values() if isinstance(r, QcRun)] == [new]
+    # the new run's rows were judged under the provisional id, before the insert gave its own
+    assert {row[0] for row in rows} == {r.id for r in before} | {window.PROVISIONAL_ID}
+    assert session.get(QcRun, new.id).status == verdict.status == "accept"
 
 
 def test_core_statements_see_pending_orm_changes_as_an_orm_execute_would(session):
