@@ -25,14 +25,17 @@ def test_publishing_a_task_never_subscribes_to_its_result(app, monkeypatch):
     subscribed = []
     monkeypatch.setattr(type(celery.backend), "on_task_call",
                         lambda self, producer, task_id: subscribed.append(task_id))
-    monkeypatch.setitem(celery.conf, "task_always_eager", False)  # publish to memory://
+    monkeypatch.setitem(celery.conf, "task_always_eager", False)
     names = sorted(n for n in celery.tasks if n.startswith("qcwx."))
     assert "qcwx.peer.refresh" in names and "qcwx.alerts.dispatch" in names
-    for name in names:
-        task = celery.tasks[name]
-        required = [p for p in inspect.signature(task.run).parameters.values()
-                    if p.default is p.empty]
-        task.apply_async(args=[0] * len(required), retry=False)
+    # A connection of its own: the shared app's broker and pooled connection are those of
+    # whichever test app was configured last in this process (one had Redis on port 1).
+    with celery.connection_for_write("memory://") as connection:
+        for name in names:
+            task = celery.tasks[name]
+            required = [p for p in inspect.signature(task.run).parameters.values()
+                        if p.default is p.empty]
+            task.apply_async(args=[0] * len(required), retry=False, connection=connection)
     assert subscribed == []
 
 
