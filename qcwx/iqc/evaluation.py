@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -197,7 +197,11 @@ def _store_verdict(ts: TestSystem, run: QcRun, status: str, result, runs: Sequen
         return None
     verdict = _judged_verdict(ts, run, sorted(new), window, action, fresh)
     if alerting:
-        _write_outbox(ts, run, status, verdict, fresh)
+        _write_outbox(ts, run, status, verdict, fresh)  # flushes the action with the alert
+    if isinstance(action, CorrectiveAction):  # its id, after one flush for both (issue 14)
+        if action.id is None:
+            db.session.flush()
+        verdict = replace(verdict, action_id=action.id)
     return verdict
 
 
@@ -208,8 +212,7 @@ def _judged_verdict(ts: TestSystem, run: QcRun, rules: list, window: Window, act
         db.session.flush()
         return verdict_for(run)
     if isinstance(action, CorrectiveAction):
-        db.session.flush()
-        action = action.id
+        action = action.id  # None while pending: the caller sets it after its flush
     elif action is None and not fresh:
         action = db.session.scalar(select(CorrectiveAction.id)
                                    .where(CorrectiveAction.run_id == run.id))

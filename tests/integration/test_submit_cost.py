@@ -29,9 +29,10 @@ HISTORY = 30
 #: rules, 9 before the newest results came with those checks, 8 before the run was judged
 #: before its insert and inserted with its verdict).
 ACCEPT_STATEMENTS = 7
-#: A rejected run adds its violations, its corrective action and its alert (50 before);
-#: SQLite inserts the two violations one by one (RETURNING of a JSON column), MariaDB in one.
-REJECT_STATEMENTS = {"sqlite": 13, "mysql": 12}
+#: A rejected run adds its violations, its corrective action and its alert (50 before; one
+#: more until they came in one flush, one audit insert for all three); SQLite inserts the two
+#: violations one by one (RETURNING of a JSON column), MariaDB in one.
+REJECT_STATEMENTS = {"sqlite": 12, "mysql": 11}
 
 
 def updates_of_runs(seen: list[str]) -> list[str]:
