@@ -17,20 +17,8 @@ for any array, rule set and value at or near a limit.
 
 from __future__ import annotations
 
-from ._westgard_windows import _SCOPES, TOLERANCE
+from ._westgard_windows import _SCOPES, RULE_TESTS, TOLERANCE
 
-#: (kind, k, m, w) of each rule's window test: "beyond" one |z| >= k; "run" w consecutive
-#: beyond the same k (k = 0: on one side of the mean); "m_of_w" m of w consecutive beyond
-#: the same k; "trend" w consecutive, each step up (or down). R-4s is read by itself.
-_TESTS: dict[str, tuple[str, float, int, int]] = {
-    "1-2s": ("beyond", 2.0, 1, 1), "1-2.5s": ("beyond", 2.5, 1, 1),
-    "1-3s": ("beyond", 3.0, 1, 1), "1-3.5s": ("beyond", 3.5, 1, 1),
-    "2-2s": ("run", 2.0, 2, 2), "2of3-2s": ("m_of_w", 2.0, 2, 3),
-    "3-1s": ("run", 1.0, 3, 3), "4-1s": ("run", 1.0, 4, 4),
-    "6x": ("run", 0.0, 6, 6), "8x": ("run", 0.0, 8, 8), "9x": ("run", 0.0, 9, 9),
-    "10x": ("run", 0.0, 10, 10), "12x": ("run", 0.0, 12, 12),
-    "7T": ("trend", 0.0, 7, 7),
-}
 _R4S_EDGE = 4.0 - TOLERANCE
 
 #: A sequence: its entries (z, run, level) in order.
@@ -57,7 +45,7 @@ def last_run_points(rows: list[list[float]], codes: list[str]) -> dict[str, list
             _range_points(rows[-1], last, points)
         else:
             scopes = _SCOPES[code]
-            test = _TESTS[code]
+            test = RULE_TESTS[code]
             if "each" in scopes or "across" in scopes:
                 for p in tail:
                     _add_window(across, p, test, points)

@@ -133,15 +133,6 @@ def _window_count(flag: np.ndarray, w: int) -> np.ndarray:
     return cs[w:] - cs[:-w] if cs.size > w else np.zeros(0, np.int64)
 
 
-def _same_side(n: int) -> Callable[[_Context, _Seq], tuple[np.ndarray, int]]:
-    """Window test: ``n`` consecutive results all above or all below the mean.
-
-    ``k = 0`` makes `_flag` test ``z >= TOLERANCE`` / ``z <= -TOLERANCE``, so a result
-    within the tolerance of the mean counts as 0 and breaks the run.
-    """
-    return _consecutive_beyond(0.0, n)
-
-
 def _trend(w: int) -> Callable[[_Context, _Seq], tuple[np.ndarray, int]]:
     """Window test: ``w`` consecutive results, each strictly above (or below) the previous."""
 
@@ -152,16 +143,26 @@ def _trend(w: int) -> Callable[[_Context, _Seq], tuple[np.ndarray, int]]:
     return test
 
 
-_TESTS: dict[str, Callable[[_Context, _Seq], tuple[np.ndarray, int]]] = {
-    "1-2s": _beyond(2.0), "1-2.5s": _beyond(2.5), "1-3s": _beyond(3.0), "1-3.5s": _beyond(3.5),
-    "2-2s": _consecutive_beyond(2.0, 2),
-    "2of3-2s": _m_of_w_beyond(2.0, 2, 3),
-    "3-1s": _consecutive_beyond(1.0, 3),
-    "4-1s": _consecutive_beyond(1.0, 4),
-    "6x": _same_side(6), "8x": _same_side(8), "9x": _same_side(9),
-    "10x": _same_side(10), "12x": _same_side(12),
-    "7T": _trend(7),
+#: Each rule's window test, as data: (kind, k, m, w). "beyond": one ``|z| >= k``; "run": ``w``
+#: consecutive beyond the same ``k`` (``k = 0``: on one side of the mean); "m_of_w": ``m`` of
+#: ``w`` consecutive beyond the same ``k``; "trend": ``w`` consecutive, each step up (or down).
+#: With ``k = 0`` `_flag` tests ``z >= TOLERANCE`` / ``z <= -TOLERANCE``, so a result within
+#: the tolerance of the mean counts as 0 and breaks an n-x run.
+#: R-4s is read by itself (`_range_windows`). The one table both the vectorised tests below
+#: and the newest-run judge (``_westgard_last``) are built from.
+RULE_TESTS: dict[str, tuple[str, float, int, int]] = {
+    "1-2s": ("beyond", 2.0, 1, 1), "1-2.5s": ("beyond", 2.5, 1, 1),
+    "1-3s": ("beyond", 3.0, 1, 1), "1-3.5s": ("beyond", 3.5, 1, 1),
+    "2-2s": ("run", 2.0, 2, 2), "2of3-2s": ("m_of_w", 2.0, 2, 3),
+    "3-1s": ("run", 1.0, 3, 3), "4-1s": ("run", 1.0, 4, 4),
+    "6x": ("run", 0.0, 6, 6), "8x": ("run", 0.0, 8, 8), "9x": ("run", 0.0, 9, 9),
+    "10x": ("run", 0.0, 10, 10), "12x": ("run", 0.0, 12, 12),
+    "7T": ("trend", 0.0, 7, 7),
 }
+_MAKERS = {"beyond": lambda k, m, w: _beyond(k), "run": lambda k, m, w: _consecutive_beyond(k, w),
+           "m_of_w": _m_of_w_beyond, "trend": lambda k, m, w: _trend(w)}
+_TESTS: dict[str, Callable[[_Context, _Seq], tuple[np.ndarray, int]]] = {
+    code: _MAKERS[kind](k, m, w) for code, (kind, k, m, w) in RULE_TESTS.items()}
 
 
 def _range_windows(ctx: _Context) -> list[_Windows]:
