@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass
 from datetime import date
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 
 from qcwx import followups
 from qcwx.catalog.models import TestSystem
@@ -50,6 +50,8 @@ CENTRE_ROLES = ("center", "admin")
 REFRESH_TASK = "qcwx.peer.refresh"
 _PENDING_KEY = "qcwx.peer.refresh_ids"
 REFRESH_CHUNK = 200
+#: cached rows deleted per statement (three parameters each: within SQLite's 32,766)
+DELETE_CHUNK = 1000
 FREEZE_LOT_CHUNK = 1
 
 
@@ -130,11 +132,7 @@ def _refresh(ids: list[int], since: date | None, known: set[int]) -> RefreshResu
         fresh, old = _aggregate(chunk, since), _cached(chunk, since)
         gone = [k for k, v in old.items() if fresh.get(k) != v]
         new = [k for k, v in fresh.items() if old.get(k) != v]
-        if gone:
-            db.session.execute(
-                delete(t).where(t.c.test_system_id == bindparam("ts"),
-                                t.c.qc_level_id == bindparam("lv"), t.c.day == bindparam("d")),
-                [{"ts": ts, "lv": lv, "d": day} for ts, lv, day in gone])
+        _delete_days(gone)
         if new:
             db.session.execute(insert(t), [
                 {"test_system_id": ts, "qc_level_id": lv, "day": day, "n": fresh[(ts, lv, day)][0],
@@ -145,6 +143,20 @@ def _refresh(ids: list[int], since: date | None, known: set[int]) -> RefreshResu
         deleted += len(set(gone) - set(new))
         results += sum(v[0] for v in fresh.values())
     return RefreshResult(len(ids), written, deleted, results)
+
+
+def _delete_days(keys: list[tuple[int, int, date]]) -> None:
+    """Delete the cached (system, level, day) rows ``keys``, ``DELETE_CHUNK`` per statement.
+
+    One statement, not one per row: an executemany DELETE is a round trip per row in the
+    driver, and a drain after 100 submissions deleted ~200 rows that way (issue 14: about
+    two statements per submission, in the worker and in MariaDB). The primary key is
+    (system, level, day), so the row-value IN is a set of primary-key lookups.
+    """
+    t = PeerLabDay.__table__
+    key = tuple_(t.c.test_system_id, t.c.qc_level_id, t.c.day)
+    for start in range(0, len(keys), DELETE_CHUNK):
+        db.session.execute(delete(t).where(key.in_(keys[start:start + DELETE_CHUNK])))
 
 
 def _mark_cached(ts_ids: Sequence[int], fresh: Mapping, known: set[int],
@@ -162,11 +174,15 @@ def _mark_cached(ts_ids: Sequence[int], fresh: Mapping, known: set[int],
     st = PeerTsState.__table__
     now = utcnow()
     count = st.c.n_results + bindparam("nr") if old is not None else bindparam("nr")
-    if known:
-        db.session.execute(
-            update(st).where(st.c.test_system_id == bindparam("ts"))
-            .values(refreshed_at=bindparam("at"), n_results=count),
-            [{"ts": ts, "at": now, "nr": counts[ts]} for ts in ts_ids if ts in known])
+    # One UPDATE per distinct count, not per system (an executemany UPDATE is a round trip
+    # per row): after a drain of today's runs most systems moved by the same few counts.
+    by_count: dict[int, list[int]] = {}
+    for ts in ts_ids:
+        if ts in known:
+            by_count.setdefault(counts[ts], []).append(ts)
+    for nr, ids in sorted(by_count.items()):
+        db.session.execute(update(st).where(st.c.test_system_id.in_(ids))
+                           .values(refreshed_at=now, n_results=count), {"nr": nr})
     missing = [ts for ts in ts_ids if ts not in known]
     if missing:
         db.session.execute(insert(st), [{"test_system_id": ts, "refreshed_at": now,

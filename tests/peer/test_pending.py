@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import event
+
 import pytest
 
 from qcwx import followups
-from qcwx.extensions import celery
+from qcwx.extensions import celery, db
 from qcwx.iqc import services as iqc_services
 from qcwx.peer import pending, services, tasks
 from qcwx.peer.models import PeerTsState
 from tests.fixtures.app import require_redis
-from tests.peer.conftest import previous_month_start
+from tests.peer.conftest import LEVEL_VALUES, add_run, month_start, previous_month_start
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 
@@ -84,6 +86,41 @@ def test_commits_park_their_systems_and_one_delayed_drain_refreshes_them_all(
     session.commit()
     assert sent[-1] == ({pending.DRAIN_TASK: [[]]}, pending.DELAY)
     assert _hash(client) == {r2: ""}  # "" = every day
+
+
+def test_a_drain_writes_in_a_few_statements_however_many_systems_it_takes(
+        peer_world, session, parked):
+    """One DELETE and one UPDATE per distinct count, not one of each per system and level.
+
+    Before: an executemany DELETE and UPDATE, a round trip per row in the driver; a drain
+    after 100 submissions spent ~300 statements (issue 14, MariaDB's statement counters).
+    """
+    client, _ = parked
+    w = peer_world
+    systems = [ts for name, ts in sorted(w.systems.items())]
+    services.rebuild_cache()
+    session.commit()
+    day = month_start(w.today)  # a cached day: both levels' rows change (a delete and an insert)
+    for k, ts in enumerate(systems):
+        add_run(ts, day, {i: v * (1.01 + k / 1000) for i, v in LEVEL_VALUES.items()}, run_no=20)
+    session.commit()
+    client.hset(pending.HASH_KEY, mapping={str(ts.id): day.isoformat() for ts in systems})
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        # the driver sends an executemany DELETE or UPDATE once per parameter set
+        verb = statement.lstrip().split()[0].upper()
+        seen.extend([verb] * (len(parameters) if executemany and verb != "INSERT" else 1))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        result = tasks.refresh_pending()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert result["systems"] == len(systems) >= 6
+    assert result["days_written"] == 2 * len(systems)
+    assert seen.count("DELETE") == 1 and seen.count("UPDATE") == 1, seen
+    _unchanged_by_a_full_refresh(session, *(ts.id for ts in systems))
 
 
 def test_an_alert_is_never_delayed_with_the_drain(peer_world, session, parked):
