@@ -5,9 +5,10 @@ The ORM unit of work costs per object (100,000 results took minutes), so
 or a year of history alike. Each insert also returns the audit rows the session listener
 would have written (:func:`qcwx.audit.services.bulk_insert_audit_rows`, same format); the
 caller writes those of all three tables in one statement, in the same transaction.
-Ids come back from the insert itself (``RETURNING``, SQLite ≥ 3.35 and MariaDB ≥ 10.5, with
-each row's natural key so no order is assumed); on a database without it they are read back
-by each table's natural unique key. One submission used to spend three statements on that.
+Ids come back from the insert itself: a single row's from the driver's ``lastrowid``, several
+rows' from ``RETURNING`` (SQLite ≥ 3.35 and MariaDB ≥ 10.5, with each row's natural key so no
+order is assumed); on a database without it they are read back by each table's natural
+unique key. One submission used to spend three statements on that.
 """
 
 from __future__ import annotations
@@ -38,12 +39,26 @@ CHUNK = 500
 
 
 def _returning(table, rows: list[dict], *cols):
-    """Insert ``rows`` and return [(id, *cols)] from RETURNING, or None when unsupported."""
-    dialect = db.session.get_bind().dialect
-    many = len(rows) > 1
-    if not (dialect.insert_executemany_returning if many else dialect.insert_returning):
+    """Insert ``rows`` and return [(id, *cols)], or None when the ids cannot come back.
+
+    One row (a live submission's run and submission) takes its id from the driver's
+    ``lastrowid``, which the insert's OK packet carries on MariaDB and SQLite alike: no
+    result set, whose column descriptions PyMySQL parses in Python (issue 14). Several
+    rows need RETURNING, since autoincrement ids of one multi-row insert are not promised
+    to be consecutive.
+    """
+    if len(rows) == 1:
+        (pk,) = core_execute(_insert(table), rows[0]).inserted_primary_key
+        return [(pk, *(rows[0][c] for c in cols))]
+    if not db.session.get_bind().dialect.insert_executemany_returning:
         return None
     return core_execute(_insert_returning(table, cols), rows).all()
+
+
+@functools.cache
+def _insert(table):
+    """``INSERT`` of ``table``, built once."""
+    return insert(table)
 
 
 @functools.cache

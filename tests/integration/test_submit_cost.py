@@ -16,7 +16,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
 
 from qcwx import followups
+from qcwx.audit.models import AuditLog
 from qcwx.iqc import services, targets
+from qcwx.iqc.models import Submission
 from qcwx.timeutil import local_today
 
 MEAN = {1: 5.0, 2: 15.0}
@@ -100,6 +102,24 @@ def test_an_in_control_submission_costs_a_fixed_number_of_statements(lab):
     assert sum("FROM rule_set" in s for s in seen) == 1  # in the same statement
     assert [s for s in seen if "FROM rule_set" in s] == [s for s in seen
                                                           if "FROM control_limit" in s]
+
+
+def test_a_single_row_insert_takes_its_id_without_a_result_set(lab, session):
+    """The run and the submission are one row each: the driver's lastrowid gives their ids,
+    and RETURNING (a result set whose column descriptions PyMySQL parses) is left to the
+    two-level results insert, where ids of a multi-row insert cannot be assumed in order."""
+    with counted() as seen:
+        verdict = submit(lab, 0.3, -0.2, day=3)
+    inserts = {s.split()[2]: s for s in seen if s.lstrip().upper().startswith("INSERT INTO")}
+    assert "RETURNING" not in inserts["qc_run"] and "RETURNING" not in inserts["submission"]
+    run = session.get(services.QcRun, verdict.run_id)
+    assert (run.run_date, run.status) == (local_today() - timedelta(days=3), "accept")
+    assert {r.value for r in run.results} == {5.06, 14.9}
+    [sub_id] = {r.submission_id for r in run.results}
+    audited = {(a.entity, a.entity_id) for a in session.scalars(select(AuditLog).where(
+        AuditLog.action == "insert", AuditLog.entity.in_(("qc_run", "submission"))))}
+    assert {("qc_run", str(run.id)), ("submission", str(sub_id))} <= audited
+    assert session.get(Submission, sub_id).client_id == "cost-3"
 
 
 def test_a_rejected_submission_costs_a_fixed_number_of_statements(lab, session):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import event
-
 import pytest
+from sqlalchemy import event
 
 from qcwx import followups
 from qcwx.extensions import celery, db
