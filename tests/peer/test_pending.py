@@ -6,6 +6,7 @@ real drain task; only the Celery publish is recorded instead of sent.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -26,6 +27,10 @@ REDIS_URL = "redis://127.0.0.1:6379/12"
 def parked(app, monkeypatch):
     """Broker mode: REDIS_URL set, tasks not eager; yields the published messages."""
     client = require_redis(REDIS_URL)
+    # Keys of this process's own: under xdist another process runs the same tests on the
+    # same database, and its drain took this one's schedule flag (CI, 7 Dec).
+    monkeypatch.setattr(pending, "HASH_KEY", f"{pending.HASH_KEY}:{os.getpid()}")
+    monkeypatch.setattr(pending, "FLAG_KEY", f"{pending.FLAG_KEY}:{os.getpid()}")
     client.delete(pending.HASH_KEY, pending.FLAG_KEY)
     monkeypatch.setitem(app.config, "REDIS_URL", REDIS_URL)
     monkeypatch.setitem(celery.conf, "task_always_eager", False)
