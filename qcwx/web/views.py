@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 from flask import Blueprint, current_app, g, jsonify, render_template
@@ -60,25 +59,16 @@ def _broker_status() -> str:
         return "eager"
     import redis
 
+    from qcwx.wechat.token import redis_client
+
     try:
-        _health_redis(url).ping()
+        # One pooled connection per process: a new one per answer cost ~2.5 ms of CPU
+        # (redis-py reads its package metadata per connection), two thirds of an answer
+        # under load (issue 14); the pool reconnects after an outage.
+        redis_client(url, timeout=1).ping()
         return "ok"
     except redis.RedisError:
         return "down"
-
-
-@functools.lru_cache(maxsize=4)
-def _health_redis(url: str):
-    """The process's pooled client for the health check, with its short timeouts.
-
-    A client per answer opened a TCP connection for each one, and redis-py reads its own
-    package metadata whenever it opens a connection: ~2.5 ms of CPU, two thirds of what an
-    answer cost under load (issue 14). The pool reconnects after an outage, so "down" and
-    the recovery show as before, within the same 1 s timeouts.
-    """
-    import redis
-
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
 
 
 @bp.route("/favicon.ico")

@@ -116,7 +116,7 @@ class MemoryTokenStore(TokenStore):
 
 _registry_guard = threading.Lock()
 _memory_stores: dict[str, MemoryTokenStore] = {}
-_redis_clients: dict[str, redis_lib.Redis] = {}
+_redis_clients: dict[tuple[str, float | None], redis_lib.Redis] = {}
 
 
 def namespace(api_base: str | None) -> str:
@@ -126,12 +126,18 @@ def namespace(api_base: str | None) -> str:
     return "qcwx:wechat:" + hashlib.sha1(api_base.encode(), usedforsecurity=False).hexdigest()[:10]
 
 
-def redis_client(url: str) -> redis_lib.Redis:
-    """Return this process's Redis client for ``url`` (one connection pool per URL)."""
+def redis_client(url: str, timeout: float | None = None) -> redis_lib.Redis:
+    """Return this process's Redis client for ``url`` (one connection pool per URL).
+
+    ``timeout`` (seconds, connect and socket) gives a client of its own with that bound,
+    pooled the same way: the health check must answer "down" within a second.
+    """
+    key = (url, timeout)
     with _registry_guard:
-        client = _redis_clients.get(url)
+        client = _redis_clients.get(key)
         if client is None:
-            client = _redis_clients[url] = redis_lib.Redis.from_url(url)
+            client = _redis_clients[key] = redis_lib.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout)
         return client
 
 
