@@ -31,8 +31,14 @@ _GROUPS = {"heavy": ("tests/browser/", "tests/e2e/"),
                        "tests/security/test_limits_and_callback.py")}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Mark each test by what it needs: MariaDB, Redis and a worker, a browser, or time."""
+    """Mark each test by what it needs: MariaDB, Redis and a worker, a browser, or time.
+
+    First of the collection hooks: pytest-xdist reads the ``xdist_group`` marks in its own
+    (a plugin registered after this file, so otherwise called before it), and a mark added
+    later was never seen: the groups had been spread over the processes all along.
+    """
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "mariadb" in callspec.id.split("-"):
@@ -46,3 +52,22 @@ def pytest_collection_modifyitems(config, items):
         for group, places in _GROUPS.items():
             if where.startswith(places):
                 item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """Stop the run when ``--dist loadgroup`` would spread a group over the processes.
+
+    pytest-xdist keeps a group in one process by suffixing its tests' node ids with
+    ``@group`` on each worker; with pytest 9.2 the rewrite no longer takes (pytest-xdist#1386)
+    and the groups ran in both processes without a word, the heavy stacks side by side. A
+    grouped test without its suffix now ends the run with this message instead.
+    """
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    places = tuple(p for group in _GROUPS.values() for p in group)
+    lost = [i for i in ids if i.startswith(places) and "@" not in i]
+    if lost:
+        pytest.exit(f"--dist loadgroup does not group with this pytest and pytest-xdist "
+                    f"(pytest-xdist#1386): {len(lost)} grouped tests have no @group suffix, "
+                    f"e.g. {lost[0]}", returncode=pytest.ExitCode.USAGE_ERROR)
