@@ -34,6 +34,7 @@ from qcwx.orgs.models import (
 from qcwx.orgs.scopes import region_in_subtree
 from qcwx.web.forms import current_actor
 from qcwx.web.helpers import localtime
+from qcwx.web.urls import local_path
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ class AccessMixin:
     def is_accessible(self) -> bool:
         """Return whether the current user may open this view."""
         return current_user.is_authenticated and current_user.role in self.allowed_roles
+
+    def _handle_view(self, name: str, **kwargs: Any) -> Any:
+        """Refuse a return address (``url``) that is not a path on this site, with 400.
+
+        Flask-Admin redirects to the ``url`` of a form or query after a save, delete or
+        action; its own check ignores whitespace, so a ``url`` holding a newline reached the
+        ``Location`` header and werkzeug's refusal was a 500 (issue 14, the form fuzzer).
+        """
+        refused = super()._handle_view(name, **kwargs)
+        target = request.values.get("url")
+        if refused is None and target and local_path(target) is None:
+            raise UserError("返回地址 url 无效：只能是本站的页面路径", field="url")
+        return refused
 
     def inaccessible_callback(self, name: str, **kwargs: Any) -> Any:
         """Send anonymous users to log in; refuse everyone else with 403."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import (
     Blueprint,
     current_app,
@@ -23,6 +21,7 @@ from qcwx.orgs.forms import LoginForm
 from qcwx.orgs.scopes import read_only_allowed, write_allowed
 from qcwx.orgs.services import authenticate
 from qcwx.web.security import end_all_sessions, login_account_key
+from qcwx.web.urls import safe_next
 
 bp = Blueprint("orgs", __name__)
 
@@ -41,9 +40,7 @@ def _refuse_read_only_writes() -> None:
 
 
 def _safe_next(target: str | None) -> str:
-    if target and not urlsplit(target).netloc and target.startswith("/"):
-        return target
-    return url_for("web.home")
+    return safe_next(target, url_for("web.home"))
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -11,6 +11,9 @@ configured value whenever there is one (``shared=True``).
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from flask import current_app, has_request_context, request
 
 from qcwx.errors import ConfigError
@@ -31,3 +34,28 @@ def base_url(*, shared: bool = False) -> str:
 def public_url(path: str, *, shared: bool = False) -> str:
     """Return ``path`` (starting with ``/``) on the public base URL."""
     return base_url(shared=shared) + path
+
+
+#: Characters a browser drops from a URL or werkzeug refuses in a header: ASCII controls
+#: (tab and newline included) and the space. A link this site makes never holds one raw.
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def local_path(target: str | None) -> str | None:
+    """Return ``target`` when it is a path on this site, safe to redirect to; else None.
+
+    Where a user comes back to after logging in (``next``) or after an admin form (``url``)
+    arrives in the request, so it is checked before it becomes a ``Location``. Refused:
+    another host (``//evil``, a backslash, an absolute URL) — an open redirect — and any
+    control character or space: werkzeug refuses a newline in a header (a 500), and a
+    browser removes a tab or newline from a URL, turning ``/<tab>/evil`` into ``//evil``.
+    """
+    if (not target or not target.startswith("/") or target.startswith("//") or "\\" in target
+            or _UNSAFE_IN_URL.search(target) or urlsplit(target).netloc):
+        return None
+    return target
+
+
+def safe_next(target: str | None, fallback: str = "/") -> str:
+    """Return ``target`` if it is a :func:`local_path`, else ``fallback`` (no open redirect)."""
+    return local_path(target) or fallback

@@ -42,7 +42,7 @@ from qcwx.orgs.scopes import (
     roles_below,
 )
 from qcwx.timeutil import utcnow
-from qcwx.web.urls import base_url, public_url
+from qcwx.web.urls import base_url, public_url, safe_next
 from qcwx.wechat import client as wechat_client
 from qcwx.wechat.models import WechatInvite
 from qcwx.wechat.token import jsapi_ticket
@@ -256,14 +256,6 @@ def unbind(actor: User, user: User) -> None:
 # -- H5 OAuth -----------------------------------------------------------------------------
 def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="qcwx-wechat-oauth")
-
-
-def safe_next(target: str | None) -> str:
-    """Return ``target`` when it is a path on this site, else the home page (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") \
-            and not urlsplit(target).netloc and "\\" not in target:
-        return target
-    return "/"
 
 
 def callback_url() -> str:

@@ -39,6 +39,7 @@ from qcwx.numbers import ascii_int
 from qcwx.orgs.models import User
 from qcwx.orgs.scopes import read_only_allowed
 from qcwx.web.forms import current_actor, form_post
+from qcwx.web.urls import safe_next
 from qcwx.wechat import guard, replies, services
 from qcwx.wechat.models import WechatInvite
 
@@ -138,7 +139,7 @@ def callback():
 @bp.get("/wechat/oauth/start")
 def oauth_start():
     """Send the browser to WeChat's authorize page; it comes back to the callback."""
-    next_url = services.safe_next(request.args.get("next"))
+    next_url = safe_next(request.args.get("next"))
     bound = services.user_for_openid(services.session_openid())
     if current_user.is_authenticated and bound is not None and bound.id == current_user.id:
         return redirect(next_url)
@@ -173,7 +174,7 @@ def go(target: str):
 def bind():
     """Ask for an invite code and bind the OAuth-proved WeChat account to its user."""
     openid = services.session_openid()
-    next_url = services.safe_next(request.values.get("next"))
+    next_url = safe_next(request.values.get("next"))
     if not openid:
         return redirect(url_for("wechat.oauth_start", next=request.full_path))
     errors: dict[str, str] = {}
@@ -206,7 +207,7 @@ def unbind():
         session.pop(services.SESSION_OPENID, None)
     flash(f"已解除 {user.display_name} 的微信绑定")
     fallback = url_for("wechat.invites") if actor.role in services.INVITER_ROLES else "/"
-    return redirect(services.safe_next(request.form.get("next") or fallback))
+    return redirect(safe_next(request.form.get("next") or fallback))
 
 
 # -- invites -------------------------------------------------------------------------------

@@ -86,6 +86,21 @@ def test_anonymous_user_is_sent_to_login(client, world):
         assert "next=" in resp.headers["Location"]
 
 
+@pytest.mark.parametrize("target", ["/admin/\nx", "/\t/evil.example.com", "//evil.example.com",
+                                    "https://evil.example.com/"])
+def test_a_return_address_off_the_site_or_with_a_newline_is_a_400(world, login, target):
+    """Regression (issue 14, form fuzzer): Flask-Admin redirects to the posted ``url`` after an
+    action; its check ignores whitespace, so a newline reached ``Location``: a 500."""
+    client = login(world.users["admin"])
+    resp = client.post("/admin/instrument/action/", data={"url": target, "action": "delete"})
+    assert resp.status_code == 400
+    assert "返回地址 url 无效" in resp.get_data(as_text=True)
+    assert client.get("/admin/instrument/", query_string={"url": target}).status_code == 400
+    ok = client.post("/admin/instrument/action/",
+                     data={"url": "/admin/instrument/?page=0", "action": "delete"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/admin/instrument/?page=0"
+
+
 def test_region_page_is_for_platform_admins_only(world, login):
     assert login(world.users["center"]).get("/admin/region/").status_code == 403
     assert login(world.users["admin"]).get("/admin/region/").status_code == 200

@@ -123,6 +123,24 @@ def test_login_with_wrong_password_shows_chinese_error(client, world):
     assert "用户名或密码错误" in resp.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("target", ["/\nSet-Cookie:x=1", "/\t/evil.example.com",
+                                    "/ /evil.example.com", "/\\evil.example.com",
+                                    "//evil.example.com", "https://evil.example.com/x"])
+def test_login_goes_home_instead_of_to_a_next_that_leaves_the_site_or_breaks_the_header(
+        client, world, target):
+    """Regression (issue 14, form fuzzer): a newline in ``next`` was a 500 (werkzeug refuses
+    it in ``Location``), and a tab passed the check although a browser drops it from a URL,
+    making ``/<tab>/evil`` the open redirect ``//evil``."""
+    resp = client.post("/login", query_string={"next": target},
+                       data={"username": world.users["technician"].username,
+                             "password": PASSWORD})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+    kept = client.post("/login", query_string={"next": "/ts/1/chart?days=30"},
+                       data={"username": world.users["technician"].username,
+                             "password": PASSWORD})
+    assert kept.headers["Location"] == "/ts/1/chart?days=30"
+
+
 def test_login_form_reports_missing_fields_beside_the_field(client):
     html = client.post("/login", data={"username": "", "password": ""}).get_data(as_text=True)
     assert "请输入用户名" in html and "请输入密码" in html

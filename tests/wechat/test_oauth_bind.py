@@ -106,7 +106,8 @@ def test_oauth_reports_an_invalid_code_in_chinese(client, fake_wechat):
 
 
 @pytest.mark.parametrize("target", ["https://evil.example.com/x", "//evil.example.com/x",
-                                    "/\\evil.example.com"])
+                                    "/\\evil.example.com", "/\t/evil.example.com",
+                                    "/\nSet-Cookie:x=1"])
 def test_oauth_next_cannot_leave_the_site(client, world, fake_wechat, target):
     world.users["technician"].wechat_openid = "oTech"
     db.session.commit()
