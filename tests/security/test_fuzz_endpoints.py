@@ -80,10 +80,17 @@ _ID = st.sampled_from([1, 2, 3, 7, 2**31 - 1, 2**31, 10**30])
 _SEGMENT = st.sampled_from(["x", "abc", "0", "1", "..", "token-123", "品"])
 
 
-def _write_rules(app) -> list:
+def _rules(app, methods: set[str]) -> list:
+    """The url map's rules answering any of ``methods`` (except :data:`SKIP`), by path."""
     return sorted((r for r in app.url_map.iter_rules()
-                   if (r.methods or set()) & WRITE and r.endpoint not in SKIP),
+                   if (r.methods or set()) & methods and r.endpoint not in SKIP),
                   key=lambda r: r.rule)
+
+
+#: A sweep's hypothesis settings: few examples by default, slow and large draws allowed.
+_SWEEP = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                         HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def _plain_url(app, rule, ids: dict | None = None) -> str:
@@ -118,12 +125,10 @@ def tokens(app, world, session):
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "anonymous")
 def test_junk_to_every_write_endpoint_never_answers_5xx(app, client, world, login, tokens,
                                                         role):
-    rules = _write_rules(app)
+    rules = _rules(app, WRITE)
     assert len(rules) > 50, "the url map should hold every blueprint"
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow, HealthCheck.data_too_large])
+    @_SWEEP
     @given(data=st.data())
     def sweep(data):
         if role is not None:  # again per example: an earlier junk POST may have switched it
@@ -165,7 +170,7 @@ def test_every_id_field_of_every_form_at_once_never_answers_5xx(app, client, wor
     assert "id" in ID_FIELDS and "region_id" in ID_FIELDS and "lab_ids" in ID_FIELDS
     login(world.users[role])
     form = {name: junk for name in ID_FIELDS}
-    for rule in _write_rules(app):
+    for rule in _rules(app, WRITE):
         url = _plain_url(app, rule)
         method = sorted((rule.methods or set()) & WRITE)[0]
         headers = _auth_headers(rule, role, tokens)
@@ -192,9 +197,7 @@ def test_every_query_field_of_every_page_at_once_never_answers_5xx(app, client, 
     login(world.users[role])
     ids = {"ts_id": world.systems["a"].id, "lab_id": world.lab_a.id}
     query = {name: junk for name in FIELDS}
-    rules = sorted((r for r in app.url_map.iter_rules()
-                    if "GET" in (r.methods or ()) and r.endpoint not in SKIP),
-                   key=lambda r: r.rule)
+    rules = _rules(app, {"GET"})
     for rule in rules:
         url = _plain_url(app, rule, ids)
         resp = client.get(url, query_string=query, headers=_auth_headers(rule, role, tokens))
@@ -212,14 +215,10 @@ def test_junk_queries_to_every_page_never_answer_5xx(app, client, world, login, 
     another one's check gets junk of its own.
     """
     ids = {"ts_id": world.systems["a"].id, "lab_id": world.lab_a.id}
-    rules = sorted((r for r in app.url_map.iter_rules()
-                    if "GET" in (r.methods or ()) and r.endpoint not in SKIP),
-                   key=lambda r: r.rule)
+    rules = _rules(app, {"GET"})
     urls = [(rule, _plain_url(app, rule, ids)) for rule in rules]
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow, HealthCheck.data_too_large])
+    @_SWEEP
     @given(data=st.data())
     def sweep(data):
         login(world.users[role])
